@@ -1,0 +1,103 @@
+"""The lineage table (CTC ``L B E P``) and its graph.
+
+A track is one unbroken run of a label over frames ``begin..end``; ``parent`` is the track it came
+from (0 for none). A division gives a parent two children; a gap in a cell's track is declared the
+CTC way, as a new track whose only parent is the interrupted one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Track:
+    """One row ``L B E P`` of a CTC lineage table."""
+
+    label: int
+    begin: int
+    end: int
+    parent: int = 0
+
+
+class Lineage(Mapping[int, Track]):
+    """Tracks by label, with the checks and views the CTC format needs."""
+
+    def __init__(self, tracks: Iterable[Track] = ()) -> None:
+        self._tracks: dict[int, Track] = {}
+        for track in tracks:
+            if track.label in self._tracks:
+                raise ValueError(f"label {track.label} appears twice in the lineage")
+            self._tracks[track.label] = track
+
+    def __getitem__(self, label: int) -> Track:
+        return self._tracks[label]
+
+    def __iter__(self):
+        return iter(self._tracks)
+
+    def __len__(self) -> int:
+        return len(self._tracks)
+
+    def __repr__(self) -> str:
+        return f"Lineage({len(self)} tracks, {len(self.divisions())} divisions)"
+
+    @classmethod
+    def from_array(cls, table: np.ndarray) -> Lineage:
+        """Build from an (N, 4) integer array of ``L B E P`` rows."""
+        table = np.asarray(table, dtype=np.int64).reshape(-1, 4)
+        return cls(Track(int(l_), int(b), int(e), int(p)) for l_, b, e, p in table)
+
+    def to_array(self) -> np.ndarray:
+        """The table as an (N, 4) int64 array sorted by label."""
+        rows = [(t.label, t.begin, t.end, t.parent) for t in sorted(self.values(), key=_label)]
+        return np.array(rows, dtype=np.int64).reshape(-1, 4)
+
+    def children(self) -> dict[int, list[int]]:
+        """Children labels of every label that has any."""
+        kids: dict[int, list[int]] = {}
+        for track in self.values():
+            if track.parent:
+                kids.setdefault(track.parent, []).append(track.label)
+        return kids
+
+    def divisions(self) -> dict[int, list[int]]:
+        """Parents with two or more children (mitoses)."""
+        return {p: c for p, c in self.children().items() if len(c) >= 2}
+
+    def to_graph(self) -> nx.DiGraph:
+        """Lineage graph: one node per track (``begin``, ``end`` attributes), parent → child edges."""
+        graph = nx.DiGraph()
+        for track in self.values():
+            graph.add_node(track.label, begin=track.begin, end=track.end)
+        for track in self.values():
+            if track.parent:
+                graph.add_edge(track.parent, track.label)
+        return graph
+
+    def structure_errors(self) -> list[str]:
+        """Every violation of the CTC table invariants that needs no masks, one line each."""
+        errors = []
+        for t in sorted(self.values(), key=_label):
+            if t.label <= 0:
+                errors.append(f"label {t.label} is not a positive integer")
+            if t.begin < 0 or t.end < t.begin:
+                errors.append(f"label {t.label}: begin {t.begin} and end {t.end} are not ordered")
+            if t.parent == t.label:
+                errors.append(f"label {t.label} is its own parent")
+            elif t.parent and t.parent not in self:
+                errors.append(f"label {t.label}: parent {t.parent} is not in the table")
+            elif t.parent and self[t.parent].end >= t.begin:
+                errors.append(
+                    f"label {t.label} begins at frame {t.begin} but its parent {t.parent} "
+                    f"ends at frame {self[t.parent].end}"
+                )
+        return errors
+
+
+def _label(track: Track) -> int:
+    return track.label

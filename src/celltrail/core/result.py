@@ -1,0 +1,111 @@
+"""Tracking results: per-frame label masks plus the lineage table that explains them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+import tifffile
+
+from celltrail.core.errors import CellTrailError
+from celltrail.core.lineage import Lineage
+
+
+def mask_dtype(max_label: int) -> np.dtype:
+    """The smallest unsigned type the CTC tools read that holds ``max_label``."""
+    return np.dtype(np.uint16) if max_label < 2**16 else np.dtype(np.uint32)
+
+
+class MaskStore(Sequence[np.ndarray]):
+    """Label frames, appended in time order; in memory, or on disk as CTC ``maskTTT.tif`` files."""
+
+    def __init__(self, folder: str | Path | None = None, digits: int = 3) -> None:
+        self.folder = None if folder is None else Path(folder)
+        self.digits = digits
+        self._frames: list[np.ndarray] = []
+        self._count = 0
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+
+    def append(self, mask: np.ndarray) -> None:
+        """Add the next frame's label mask."""
+        mask = np.asarray(mask)
+        mask = mask.astype(mask_dtype(int(mask.max(initial=0))), copy=False)
+        if self.folder is None:
+            self._frames.append(mask)
+        else:
+            tifffile.imwrite(self.path(self._count), mask, compression="zlib")
+        self._count += 1
+
+    def path(self, t: int) -> Path:
+        """File of frame ``t`` in a disk store."""
+        assert self.folder is not None
+        return self.folder / f"mask{t:0{self.digits}d}.tif"
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, t: int) -> np.ndarray:  # type: ignore[override]
+        if not 0 <= t < self._count:
+            raise IndexError(f"frame {t} out of range for {self._count} frames")
+        return self._frames[t] if self.folder is None else tifffile.imread(self.path(t))
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for t in range(self._count):
+            yield self[t]
+
+
+@dataclass
+class TrackingResult:
+    """Label masks (frame ``t`` labels are track labels) and the ``L B E P`` lineage."""
+
+    masks: Sequence[np.ndarray]
+    lineage: Lineage
+
+    @property
+    def graph(self) -> nx.DiGraph:
+        """The lineage graph (tracks as nodes, parent → child edges)."""
+        return self.lineage.to_graph()
+
+    def errors(self) -> list[str]:
+        """Every violated CTC invariant, one line each (empty when the result is valid)."""
+        errors = self.lineage.structure_errors()
+        seen = dict.fromkeys(self.lineage, 0)
+        for t, mask in enumerate(self.masks):
+            for label in np.unique(mask):
+                label = int(label)
+                if label == 0:
+                    continue
+                track = self.lineage.get(label)
+                if track is None:
+                    errors.append(f"frame {t}: label {label} is not in the lineage table")
+                elif not track.begin <= t <= track.end:
+                    errors.append(
+                        f"frame {t}: label {label} lies outside its frames "
+                        f"{track.begin}-{track.end}"
+                    )
+                else:
+                    seen[label] += 1
+        for label, count in seen.items():
+            track = self.lineage[label]
+            if track.end >= len(self.masks):
+                errors.append(
+                    f"label {label} ends at frame {track.end} beyond the last frame "
+                    f"{len(self.masks) - 1}"
+                )
+            elif count != track.end - track.begin + 1:
+                errors.append(
+                    f"label {label} is missing from {track.end - track.begin + 1 - count} of its "
+                    f"frames {track.begin}-{track.end} (an undeclared gap)"
+                )
+        return errors
+
+    def validate(self) -> None:
+        """Raise :class:`CellTrailError` naming the first violated invariant."""
+        errors = self.errors()
+        if errors:
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+            raise CellTrailError(f"invalid tracking result: {errors[0]}{more}")

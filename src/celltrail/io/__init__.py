@@ -1,0 +1,1 @@
+"""Readers and writers: CTC layout, box prompts, track tables."""

@@ -1,0 +1,164 @@
+"""The Cell Tracking Challenge layout: images, ground truth and results.
+
+``NN/tTTT.tif`` images; ``NN_GT/TRA/man_trackTTT.tif`` + ``man_track.txt``; ``NN_GT/SEG`` and
+``NN_ST/SEG`` ``man_segTTT.tif``; results ``NN_RES/maskTTT.tif`` + ``res_track.txt``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from celltrail.core.errors import InputError
+from celltrail.core.lineage import Lineage
+from celltrail.core.result import MaskStore, TrackingResult
+from celltrail.core.sequence import FolderSequence, ImageSequence, open_sequence, read_tiff
+from celltrail.io.atomic import atomic_dir, atomic_file
+
+_NUMBER = re.compile(r"(\d+)\.tiff?$", re.IGNORECASE)
+
+
+def frame_digits(n_frames: int) -> int:
+    """Digits of the frame number in CTC file names (3, or more for long sequences)."""
+    return max(3, len(str(max(n_frames - 1, 0))))
+
+
+def numbered_files(folder: Path, prefix: str) -> dict[int, Path]:
+    """``{frame: path}`` of the files ``<prefix><number>.tif`` in a folder."""
+    files = {}
+    for path in folder.glob(f"{prefix}*"):
+        match = _NUMBER.search(path.name)
+        if match and path.name[: match.start()] == prefix:
+            files[int(match.group(1))] = path
+    return files
+
+
+def read_images(folder: str | Path) -> ImageSequence:
+    """Open a CTC image folder (``tTTT.tif``) or any folder or stack of TIFF frames."""
+    return open_sequence(folder)
+
+
+def read_man_track(path: str | Path) -> Lineage:
+    """Read a CTC lineage file (``man_track.txt`` or ``res_track.txt``), checking its invariants."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "lineage file not found")
+    rows = []
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(path, f"cannot read lineage file ({exc})") from exc
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split()
+        if len(fields) != 4 or not all(re.fullmatch(r"-?\d+", f) for f in fields):
+            raise InputError(path, f"line {number}: expected 4 integers 'L B E P', found {line!r}")
+        rows.append([int(f) for f in fields])
+    try:
+        lineage = Lineage.from_array(np.array(rows, dtype=np.int64))
+    except ValueError as exc:
+        raise InputError(path, str(exc)) from exc
+    errors = lineage.structure_errors()
+    if errors:
+        raise InputError(path, errors[0])
+    return lineage
+
+
+def write_man_track(lineage: Lineage, path: str | Path) -> None:
+    """Write a lineage as CTC ``L B E P`` lines, atomically."""
+    with atomic_file(path) as tmp:
+        np.savetxt(tmp, lineage.to_array(), fmt="%d")
+
+
+def _label_frames(folder: Path, prefix: str, what: str) -> FolderSequence:
+    files = numbered_files(folder, prefix)
+    if not files:
+        raise InputError(folder, f"no {what} files '{prefix}TTT.tif'")
+    missing = sorted(set(range(max(files) + 1)) - set(files))
+    if missing:
+        raise InputError(folder, f"{what} frame {missing[0]} ('{prefix}{missing[0]:03d}.tif') is missing")
+    return FolderSequence([files[t] for t in sorted(files)], str(folder))
+
+
+def read_tracking_gt(gt_dir: str | Path) -> TrackingResult:
+    """Read ``NN_GT/TRA`` (markers and ``man_track.txt``) as a tracking result."""
+    tra = Path(gt_dir) / "TRA"
+    if not tra.is_dir():
+        raise InputError(gt_dir, "no TRA folder: expected a CTC ground-truth folder 'NN_GT'")
+    return TrackingResult(
+        _label_frames(tra, "man_track", "TRA marker"), read_man_track(tra / "man_track.txt")
+    )
+
+
+def read_segmentation_gt(gt_dir: str | Path) -> dict[int, Path]:
+    """``{frame: path}`` of the reference segmentations in ``NN_GT/SEG`` or ``NN_ST/SEG``."""
+    seg = Path(gt_dir) / "SEG"
+    if not seg.is_dir():
+        raise InputError(gt_dir, "no SEG folder")
+    files = numbered_files(seg, "man_seg")
+    if not files:
+        raise InputError(seg, "no 'man_segTTT.tif' files")
+    return files
+
+
+def read_result(res_dir: str | Path) -> TrackingResult:
+    """Read a CTC result folder (``maskTTT.tif`` + ``res_track.txt``)."""
+    res_dir = Path(res_dir)
+    if not res_dir.is_dir():
+        raise InputError(res_dir, "result folder not found")
+    return TrackingResult(
+        _label_frames(res_dir, "mask", "result mask"), read_man_track(res_dir / "res_track.txt")
+    )
+
+
+def write_result(result: TrackingResult, out_dir: str | Path) -> Path:
+    """Write a result as a CTC result folder, atomically: all of it or nothing."""
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        store = MaskStore(tmp, digits=frame_digits(len(result.masks)))
+        for mask in result.masks:
+            store.append(mask)
+        write_man_track(result.lineage, tmp / "res_track.txt")
+    return out_dir
+
+
+def gt_as_result(gt_dir: str | Path) -> TrackingResult:
+    """The ground truth as a result: SEG masks where they exist (relabelled to the TRA label
+    each region carries), TRA markers elsewhere. Scores 1.0 against its own ground truth."""
+    truth = read_tracking_gt(gt_dir)
+    seg_dir = Path(gt_dir) / "SEG"
+    seg_files = read_segmentation_gt(gt_dir) if seg_dir.is_dir() else {}
+    masks = []
+    for t, markers in enumerate(truth.masks):
+        if t in seg_files:
+            masks.append(_relabel_by_markers(read_tiff(seg_files[t]), markers))
+        else:
+            masks.append(markers)
+    return TrackingResult(masks, truth.lineage)
+
+
+def _relabel_by_markers(seg: np.ndarray, markers: np.ndarray) -> np.ndarray:
+    """Give each segmented region the marker label it overlaps most; keep markers it misses."""
+    out = np.zeros(markers.shape, dtype=markers.dtype)
+    fg = (seg > 0) & (markers > 0)
+    pairs, counts = np.unique(
+        np.stack([seg[fg].astype(np.int64), markers[fg].astype(np.int64)]), axis=1, return_counts=True
+    )
+    best: dict[int, tuple[int, int]] = {}
+    for (region, marker), count in zip(pairs.T, counts, strict=True):
+        if count > best.get(int(marker), (0, 0))[1]:
+            best[int(marker)] = (int(region), int(count))
+    covered = set()
+    for marker, (region, _) in best.items():
+        if region in covered:  # one region holding two markers: the second keeps its marker
+            out[markers == marker] = marker
+            continue
+        covered.add(region)
+        out[seg == region] = marker
+    for marker in np.unique(markers):
+        if marker and marker not in best:
+            out[(markers == marker) & (out == 0)] = marker
+    return out

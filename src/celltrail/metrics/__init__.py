@@ -1,0 +1,5 @@
+"""Evaluation with the field's metrics (CTC and MOT through py-ctcmetrics)."""
+
+from celltrail.metrics.ctc import evaluate, evaluate_result
+
+__all__ = ["evaluate", "evaluate_result"]
