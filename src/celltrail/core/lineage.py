@@ -70,7 +70,7 @@ class Lineage(Mapping[int, Track]):
         return {p: c for p, c in self.children().items() if len(c) >= 2}
 
     def to_graph(self) -> nx.DiGraph:
-        """Lineage graph: one node per track (``begin``, ``end`` attributes), parent → child edges."""
+        """Lineage graph: a node per track (with ``begin``, ``end``), parent → child edges."""
         graph = nx.DiGraph()
         for track in self.values():
             graph.add_node(track.label, begin=track.begin, end=track.end)
@@ -101,3 +101,40 @@ class Lineage(Mapping[int, Track]):
 
 def _label(track: Track) -> int:
     return track.label
+
+
+def lineage_from_presence(
+    presence: Mapping[int, Iterable[int]], parents: Mapping[int, int]
+) -> tuple[Lineage, dict[tuple[int, int], int]]:
+    """Rebuild a valid lineage after frames or pixels were removed (a crop, a frame step).
+
+    ``presence`` gives the frames in which each label is still seen, ``parents`` the original
+    parent of each label. A label seen in several runs of consecutive frames keeps its label for
+    the first run; each later run becomes a new track whose parent is the run before (the CTC
+    way to declare a gap). A parent that is no longer seen is replaced by 0. Returns the lineage
+    and ``{(old label, frame): new label}``.
+    """
+    next_label = max(presence, default=0) + 1
+    runs: dict[int, list[tuple[int, int, int]]] = {}  # old label -> [(new label, begin, end)]
+    for label in sorted(presence):
+        frames = sorted(set(presence[label]))
+        pieces: list[tuple[int, int, int]] = []
+        for t in frames:
+            if pieces and pieces[-1][2] == t - 1:
+                pieces[-1] = (pieces[-1][0], pieces[-1][1], t)
+            else:
+                new = label if not pieces else next_label
+                next_label += bool(pieces)
+                pieces.append((new, t, t))
+        if pieces:
+            runs[label] = pieces
+    tracks, mapping = [], {}
+    for label, pieces in runs.items():
+        begin = pieces[0][1]
+        before = [new for new, _, end in runs.get(parents.get(label, 0), []) if end < begin]
+        parent = before[-1] if before else 0
+        for new, begin, end in pieces:
+            tracks.append(Track(new, begin, end, parent))
+            mapping.update({(label, t): new for t in range(begin, end + 1)})
+            parent = new
+    return Lineage(tracks), mapping

@@ -79,7 +79,8 @@ def _label_frames(folder: Path, prefix: str, what: str) -> FolderSequence:
         raise InputError(folder, f"no {what} files '{prefix}TTT.tif'")
     missing = sorted(set(range(max(files) + 1)) - set(files))
     if missing:
-        raise InputError(folder, f"{what} frame {missing[0]} ('{prefix}{missing[0]:03d}.tif') is missing")
+        name = f"{prefix}{missing[0]:03d}.tif"
+        raise InputError(folder, f"{what} frame {missing[0]} ('{name}') is missing")
     return FolderSequence([files[t] for t in sorted(files)], str(folder))
 
 
@@ -144,9 +145,8 @@ def _relabel_by_markers(seg: np.ndarray, markers: np.ndarray) -> np.ndarray:
     """Give each segmented region the marker label it overlaps most; keep markers it misses."""
     out = np.zeros(markers.shape, dtype=markers.dtype)
     fg = (seg > 0) & (markers > 0)
-    pairs, counts = np.unique(
-        np.stack([seg[fg].astype(np.int64), markers[fg].astype(np.int64)]), axis=1, return_counts=True
-    )
+    overlap = np.stack([seg[fg].astype(np.int64), markers[fg].astype(np.int64)])
+    pairs, counts = np.unique(overlap, axis=1, return_counts=True)
     best: dict[int, tuple[int, int]] = {}
     for (region, marker), count in zip(pairs.T, counts, strict=True):
         if count > best.get(int(marker), (0, 0))[1]:

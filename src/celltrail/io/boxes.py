@@ -1,0 +1,115 @@
+"""Box prompts: one box per cell, from a CSV/``bbox.txt`` table or a COCO JSON file.
+
+Boxes are ``x, y, w, h`` in pixels (x = column of the left edge, y = row of the top edge), with
+a frame number (0-based, as CTC frames; MOT-style 1-based files use ``frame_base=1``) and a cell id.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from celltrail.core.errors import InputError
+
+BOX_COLUMNS = ["frame", "id", "x", "y", "w", "h"]
+
+
+def read_boxes(
+    path: str | Path,
+    image_shape: tuple[int, int] | None = None,
+    frame_base: int = 0,
+) -> pd.DataFrame:
+    """Read box prompts as a table with columns ``frame, id, x, y, w, h``.
+
+    ``.json`` files are read as COCO; anything else as comma- or whitespace-separated rows
+    ``frame,id,x,y,w,h[,...]`` with an optional header line. With ``image_shape`` (rows, cols)
+    each box must lie inside the image.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "box file not found")
+    boxes = _read_coco(path) if path.suffix.lower() == ".json" else _read_table(path)
+    boxes["frame"] -= frame_base
+    _check_boxes(boxes, path, image_shape)
+    boxes = boxes.drop(columns="line")
+    return boxes.sort_values(["frame", "id"], kind="stable").reset_index(drop=True)
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(path, f"cannot read box file ({exc})") from exc
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        fields = [f for f in re.split(r"[,\s]+", line.strip()) if f]
+        if not fields or (number == 1 and not _is_number(fields[0])):
+            continue  # blank line or header
+        if len(fields) < 6 or not all(_is_number(f) for f in fields[:6]):
+            raise InputError(path, f"line {number}: expected 'frame,id,x,y,w,h', found {line!r}")
+        rows.append([*(float(f) for f in fields[:6]), number])
+    if not rows:
+        raise InputError(path, "no boxes in file")
+    boxes = pd.DataFrame(rows, columns=[*BOX_COLUMNS, "line"])
+    for column in ("frame", "id"):
+        if not (boxes[column] == boxes[column].round()).all():
+            raise InputError(path, f"{column} numbers must be integers")
+        boxes[column] = boxes[column].astype(int)
+    return boxes
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_coco(path: Path) -> pd.DataFrame:
+    """COCO detection JSON: frames are images in id order (or their ``frame_id``); a cell's id is
+    the annotation's ``track_id`` or ``instance_id`` where present, else its ``id``."""
+    try:
+        coco = json.loads(path.read_text())
+        images = sorted(coco["images"], key=lambda im: im.get("frame_id", im["id"]))
+        frame_of = {im["id"]: i for i, im in enumerate(images)}
+        if any("frame_id" in im for im in images):
+            frame_of = {im["id"]: int(im["frame_id"]) for im in images}
+        rows = []
+        for ann in coco["annotations"]:
+            x, y, w, h = (float(v) for v in ann["bbox"])
+            cell = ann.get("track_id", ann.get("instance_id", ann["id"]))
+            rows.append([frame_of[ann["image_id"]], int(cell), x, y, w, h])
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(path, f"not a readable COCO JSON file ({exc})") from exc
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(path, f"malformed COCO JSON: bad or missing field {exc}") from exc
+    if not rows:
+        raise InputError(path, "no boxes in file")
+    boxes = pd.DataFrame(rows, columns=BOX_COLUMNS)
+    boxes["line"] = None
+    return boxes
+
+
+def _check_boxes(boxes: pd.DataFrame, path: Path, shape: tuple[int, int] | None) -> None:
+    for row in boxes.itertuples():
+        where = f"line {row.line}: " if row.line is not None else ""
+        what = f"box of id {row.id} in frame {row.frame} (x={row.x:g} y={row.y:g} " \
+               f"w={row.w:g} h={row.h:g})"
+        if row.frame < 0:
+            raise InputError(path, f"{where}negative frame number {row.frame}")
+        if row.w <= 0 or row.h <= 0:
+            raise InputError(path, f"{where}{what} has no area")
+        if shape is not None and (
+            row.x < 0 or row.y < 0 or row.x + row.w > shape[1] or row.y + row.h > shape[0]
+        ):
+            raise InputError(
+                path, f"{where}{what} lies outside the {shape[1]}x{shape[0]} image"
+            )
+    dup = boxes.duplicated(["frame", "id"])
+    if dup.any():
+        row = boxes[dup].iloc[0]
+        raise InputError(path, f"id {int(row['id'])} has two boxes in frame {int(row['frame'])}")

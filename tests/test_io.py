@@ -1,0 +1,153 @@
+"""Readers and writers: CTC layout, lineage files, box prompts, track tables, atomic output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from celltrail.core import InputError, Lineage, Track, TrackingResult
+from celltrail.io.atomic import atomic_dir
+from celltrail.io.boxes import read_boxes
+from celltrail.io.ctc import (
+    gt_as_result,
+    read_man_track,
+    read_result,
+    read_tracking_gt,
+    write_man_track,
+    write_result,
+)
+from celltrail.io.tables import tracks_table, write_table
+from tests.test_core import lineage_masks
+
+
+def test_result_round_trip(tmp_path: Path) -> None:
+    masks, lineage = lineage_masks()
+    write_result(TrackingResult(masks, lineage), tmp_path / "01_RES")
+    back = read_result(tmp_path / "01_RES")
+    assert sorted(p.name for p in (tmp_path / "01_RES").iterdir()) == [
+        "mask000.tif", "mask001.tif", "mask002.tif", "mask003.tif", "res_track.txt"]
+    np.testing.assert_array_equal(back.lineage.to_array(), lineage.to_array())
+    for a, b in zip(back.masks, masks, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert back.masks[0].dtype == np.uint16
+
+
+def test_failed_write_leaves_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError), atomic_dir(out) as tmp:
+        (tmp / "half.tif").write_bytes(b"x")
+        raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_dir_replaces_old_output(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    with atomic_dir(out) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert [p.name for p in out.iterdir()] == ["new.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_sample_ground_truth(sample: Path) -> None:
+    truth = read_tracking_gt(sample / "01_GT")
+    assert len(truth.masks) == 40
+    assert truth.errors() == []
+    assert truth.lineage.divisions() == {16: [18, 22]}
+    assert gt_as_result(sample / "01_GT").errors() == []
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("1 0 3\n", "line 1: expected 4 integers 'L B E P', found '1 0 3'"),
+        ("1 0 3 0\n2 a 4 1\n", "line 2: expected 4 integers 'L B E P'"),
+        ("1 0 3 0\n1 4 5 0\n", "label 1 appears twice in the lineage"),
+        ("1 0 3 0\n2 3 5 1\n", "label 2 begins at frame 3 but its parent 1 ends at frame 3"),
+        ("1 4 3 0\n", "label 1: begin 4 and end 3 are not ordered"),
+    ],
+)
+def test_malformed_man_track(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "man_track.txt"
+    path.write_text(text)
+    with pytest.raises(InputError) as err:
+        read_man_track(path)
+    assert str(err.value).startswith(f"{path}: {message}")
+
+
+def test_man_track_round_trip(tmp_path: Path) -> None:
+    lineage = Lineage([Track(3, 0, 4), Track(7, 5, 9, 3)])
+    write_man_track(lineage, tmp_path / "res_track.txt")
+    assert (tmp_path / "res_track.txt").read_text() == "3 0 4 0\n7 5 9 3\n"
+    assert read_man_track(tmp_path / "res_track.txt").to_array().tolist() == [
+        [3, 0, 4, 0], [7, 5, 9, 3]]
+
+
+def test_missing_mask_frame_is_named(tmp_path: Path) -> None:
+    masks, lineage = lineage_masks()
+    write_result(TrackingResult(masks, lineage), tmp_path / "res")
+    (tmp_path / "res" / "mask001.tif").unlink()
+    with pytest.raises(InputError, match=r"result mask frame 1 \('mask001.tif'\) is missing"):
+        read_result(tmp_path / "res")
+
+
+def test_boxes_csv_with_header_and_mot_frames(tmp_path: Path) -> None:
+    path = tmp_path / "bbox.txt"
+    path.write_text("frame,id,x,y,w,h,conf\n1,7,10,20,30,40,1\n1,2,0,0,5,5,1\n")
+    boxes = read_boxes(path, image_shape=(100, 100), frame_base=1)
+    assert boxes.to_dict("list") == {"frame": [0, 0], "id": [2, 7], "x": [0.0, 10.0],
+                                     "y": [0.0, 20.0], "w": [5.0, 30.0], "h": [5.0, 40.0]}
+
+
+def test_boxes_coco(tmp_path: Path) -> None:
+    coco = {"images": [{"id": 5, "file_name": "t000.tif", "width": 64, "height": 48}],
+            "annotations": [{"id": 1, "image_id": 5, "bbox": [1, 2, 3, 4], "category_id": 1},
+                            {"id": 2, "image_id": 5, "bbox": [10, 2, 3, 4], "track_id": 9}]}
+    path = tmp_path / "boxes.json"
+    path.write_text(json.dumps(coco))
+    boxes = read_boxes(path, image_shape=(48, 64))
+    assert boxes[["frame", "id", "x"]].values.tolist() == [[0, 1, 1.0], [0, 9, 10.0]]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("0,1,10,10\n", "line 1: expected 'frame,id,x,y,w,h', found '0,1,10,10'"),
+        ("0,1,90,10,20,20\n", "line 1: box of id 1 in frame 0 (x=90 y=10 w=20 h=20) lies outside "
+                              "the 100x50 image"),
+        ("0,1,10,10,0,5\n", "line 1: box of id 1 in frame 0 (x=10 y=10 w=0 h=5) has no area"),
+        ("0,1,1,1,5,5\n0,1,2,2,5,5\n", "id 1 has two boxes in frame 0"),
+        ("", "no boxes in file"),
+    ],
+)
+def test_bad_boxes(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bbox.csv"
+    path.write_text(text)
+    with pytest.raises(InputError) as err:
+        read_boxes(path, image_shape=(50, 100))
+    assert str(err.value) == f"{path}: {message}"
+
+
+def test_malformed_coco(tmp_path: Path) -> None:
+    path = tmp_path / "boxes.json"
+    path.write_text(json.dumps({"images": [{"id": 1}], "annotations": [{"id": 1, "image_id": 1}]}))
+    with pytest.raises(InputError, match="malformed COCO JSON: bad or missing field 'bbox'"):
+        read_boxes(path)
+
+
+def test_tracks_table_csv_and_parquet(tmp_path: Path) -> None:
+    masks, lineage = lineage_masks()
+    table = tracks_table(masks, lineage)
+    assert table[["id", "frame", "area", "parent"]].values.tolist() == [
+        [1, 0, 4, 0], [1, 1, 4, 0], [2, 2, 4, 1], [3, 2, 4, 1], [2, 3, 4, 1], [3, 3, 4, 1]]
+    row = table.iloc[0]
+    assert (row.y, row.x, row.bbox_x, row.bbox_y, row.bbox_w, row.bbox_h) == (2.5, 2.5, 2, 2, 2, 2)
+    write_table(table, tmp_path / "tracks.csv")
+    write_table(table, tmp_path / "tracks.parquet")
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "tracks.parquet"), table)
+    assert pd.read_csv(tmp_path / "tracks.csv")["id"].tolist() == table["id"].tolist()
