@@ -111,8 +111,8 @@ def lineage_from_presence(
     ``presence`` gives the frames in which each label is still seen, ``parents`` the original
     parent of each label. A label seen in several runs of consecutive frames keeps its label for
     the first run; each later run becomes a new track whose parent is the run before (the CTC
-    way to declare a gap). A parent that is no longer seen is replaced by 0. Returns the lineage
-    and ``{(old label, frame): new label}``.
+    way to declare a gap). A parent that is no longer seen is replaced by its nearest ancestor
+    still seen, or 0. Returns the lineage and ``{(old label, frame): new label}``.
     """
     next_label = max(presence, default=0) + 1
     runs: dict[int, list[tuple[int, int, int]]] = {}  # old label -> [(new label, begin, end)]
@@ -131,7 +131,10 @@ def lineage_from_presence(
     tracks, mapping = [], {}
     for label, pieces in runs.items():
         begin = pieces[0][1]
-        before = [new for new, _, end in runs.get(parents.get(label, 0), []) if end < begin]
+        parent = parents.get(label, 0)
+        while parent and parent not in runs:
+            parent = parents.get(parent, 0)
+        before = [new for new, _, end in runs.get(parent, []) if end < begin]
         parent = before[-1] if before else 0
         for new, begin, end in pieces:
             tracks.append(Track(new, begin, end, parent))

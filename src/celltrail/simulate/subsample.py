@@ -1,0 +1,85 @@
+"""Temporal subsampling of a CTC sequence and its ground truth, for frame-interval studies.
+
+Frames ``0, step, 2*step, ...`` are kept and renumbered ``0, 1, 2, ...``. The lineage is rebuilt
+from the kept TRA markers: tracks are re-timed, tracks seen in no kept frame are dropped (their
+children then descend from the nearest kept ancestor), and a label whose kept frames are not
+contiguous is split into runs, each later run a new track whose parent is the run before (the
+CTC way of declaring a gap).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from celltrail.core.errors import InputError
+from celltrail.core.lineage import lineage_from_presence
+from celltrail.core.result import mask_dtype
+from celltrail.io.atomic import atomic_dir
+from celltrail.io.ctc import (
+    frame_digits,
+    numbered_files,
+    read_segmentation_gt,
+    read_tracking_gt,
+    write_man_track,
+)
+
+
+def subsample(
+    seq_dir: str | Path,
+    gt_dir: str | Path,
+    out_dir: str | Path,
+    step: int,
+    sequence: str | None = None,
+) -> Path:
+    """Keep every ``step``-th frame of ``seq_dir`` (``tTTT.tif``) and ``gt_dir`` (``NN_GT``).
+
+    Writes ``out_dir/NN`` and ``out_dir/NN_GT`` (TRA with a consistent ``man_track.txt``, and the
+    kept SEG frames, if any), where ``NN`` is ``sequence`` or the name of ``seq_dir``. Returns
+    the new image folder.
+    """
+    if not isinstance(step, int) or step < 1:
+        raise ValueError(f"step must be an integer >= 1, not {step!r}")
+    seq_dir, gt_dir, out_dir = Path(seq_dir), Path(gt_dir), Path(out_dir)
+    name = sequence or seq_dir.name
+    images = numbered_files(seq_dir, "t") if seq_dir.is_dir() else {}
+    if not images:
+        raise InputError(seq_dir, "no image files 'tTTT.tif'")
+    truth = read_tracking_gt(gt_dir)
+    n_frames = len(truth.masks)
+    if sorted(images) != list(range(n_frames)):
+        raise InputError(seq_dir, f"image frames do not match the {n_frames} ground-truth frames")
+    for target in (out_dir / name, out_dir / f"{name}_GT"):
+        if target.resolve() in (seq_dir.resolve(), gt_dir.resolve()):
+            raise ValueError(f"{target} would overwrite the input; choose another out_dir")
+    kept = range(0, n_frames, step)
+    markers = [np.asarray(truth.masks[t]) for t in kept]
+    presence: dict[int, list[int]] = {}
+    for k, mask in enumerate(markers):
+        for label in np.unique(mask[mask > 0]):
+            presence.setdefault(int(label), []).append(k)
+    parents = {label: track.parent for label, track in truth.lineage.items()}
+    lineage, mapping = lineage_from_presence(presence, parents)
+    seg = read_segmentation_gt(gt_dir) if (Path(gt_dir) / "SEG").is_dir() else {}
+    digits = frame_digits(len(kept))
+    with atomic_dir(out_dir / name) as img_out, atomic_dir(out_dir / f"{name}_GT") as gt_out:
+        (gt_out / "TRA").mkdir()
+        for new, old in enumerate(kept):
+            shutil.copyfile(images[old], img_out / f"t{new:0{digits}d}.tif")
+            mask = markers[new]
+            lut = np.zeros(int(mask.max()) + 1, dtype=np.int64)
+            for label in np.unique(mask[mask > 0]):
+                lut[label] = mapping[(int(label), new)]
+            mask = lut[mask].astype(mask_dtype(int(mask.max(initial=0))))
+            tifffile.imwrite(gt_out / "TRA" / f"man_track{new:0{digits}d}.tif", mask,
+                             compression="zlib")
+        write_man_track(lineage, gt_out / "TRA" / "man_track.txt")
+        if seg:
+            (gt_out / "SEG").mkdir()
+            for old, path in seg.items():
+                if old % step == 0 and old < n_frames:
+                    shutil.copyfile(path, gt_out / "SEG" / f"man_seg{old // step:0{digits}d}.tif")
+    return out_dir / name
