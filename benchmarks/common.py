@@ -1,0 +1,136 @@
+"""What the benchmarks share: the sequences, the peers (scikit-image, laptrack) and scoring."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+from laptrack import LapTrack
+from scipy import ndimage as ndi
+from skimage.feature import peak_local_max
+from skimage.filters import gaussian, sobel, threshold_otsu
+from skimage.segmentation import watershed
+
+from celltrail.core.lineage import Lineage, Track
+from celltrail.core.result import TrackingResult
+from celltrail.core.sequence import read_tiff
+from celltrail.io.ctc import read_segmentation_gt, read_tracking_gt, write_result
+from celltrail.linking import equivalent_diameters, measure
+from celltrail.metrics import evaluate
+
+#: The shared sequences and the preset of their modality (chosen by modality, not by sequence).
+SEQUENCES = {
+    "DIC-C2DH-HeLa": "dic",
+    "Fluo-N2DH-SIM+": "fluo-nuclei",
+    "Fluo-N2DH-GOWT1": "fluo-nuclei",
+}
+#: The review's gate (Sec. 3.2): 0.8 cell diameters, given to laptrack as its cutoff too.
+STEP_IN_DIAMETERS = 0.8
+
+
+def median_diameter(masks: Sequence[np.ndarray]) -> float:
+    """Median equivalent diameter of the objects of some label images."""
+    areas = np.concatenate([measure(np.asarray(m)).areas for m in masks])
+    return float(np.median(equivalent_diameters(areas)))
+
+
+def gt_diameter(gt_dir: Path) -> float:
+    """Cell scale of a sequence: median diameter of its reference (else silver) segmentation.
+
+    Never the TRA markers, which can be far smaller than the cells.
+    """
+    for folder in (gt_dir, gt_dir.with_name(gt_dir.name.replace("_GT", "_ST"))):
+        if (folder / "SEG").is_dir():
+            return median_diameter([read_tiff(p) for p in read_segmentation_gt(folder).values()])
+    raise FileNotFoundError(f"no SEG folder for {gt_dir}")
+
+
+def oracle_frames(gt_dir: Path, seed: int) -> list[np.ndarray]:
+    """The TRA markers, each frame's labels replaced by a random permutation of 1..n."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for markers in read_tracking_gt(gt_dir).masks:
+        labels, inverse = np.unique(markers, return_inverse=True)
+        new = np.zeros(len(labels), dtype=np.int64)
+        fg = labels != 0
+        new[fg] = rng.permutation(int(fg.sum())) + 1
+        frames.append(new[inverse.reshape(markers.shape)].astype(np.uint16))
+    return frames
+
+
+def peer_segmenter(preset: str) -> Callable[[np.ndarray], np.ndarray]:
+    """Plain scikit-image segmentation with default-ish settings: Gaussian, Otsu (on the Sobel
+    gradient for DIC), hole filling, distance-transform watershed."""
+
+    def run(image: np.ndarray) -> np.ndarray:
+        smooth = gaussian(image.astype(np.float32), sigma=2)
+        work = sobel(smooth) if preset == "dic" else smooth
+        mask = ndi.binary_fill_holes(work > threshold_otsu(work))
+        dist = ndi.distance_transform_edt(mask)
+        peaks = peak_local_max(dist, min_distance=10, labels=ndi.label(mask)[0])
+        markers = np.zeros(mask.shape, np.int32)
+        markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+        return watershed(-dist, markers, mask=mask)
+
+    return run
+
+
+def laptrack_result(frames: Sequence[np.ndarray], diameter: float) -> TrackingResult:
+    """laptrack (splitting and gap closing on, cutoffs in squared pixels) as a CTC result."""
+    cutoff = (STEP_IN_DIAMETERS * diameter) ** 2
+    tracker = LapTrack(cutoff=cutoff, splitting_cutoff=cutoff, gap_closing_cutoff=cutoff,
+                       gap_closing_max_frame_count=2)
+    objects = [measure(np.asarray(f)) for f in frames]
+    graph = tracker.predict([o.centroids for o in objects])
+    return TrackingResult(*_paint(graph, objects))
+
+
+def _paint(graph: nx.DiGraph, objects: list) -> tuple[list[np.ndarray], Lineage]:
+    """Track labels for laptrack's (frame, index) graph: a node continues its predecessor's track
+    when that is its only successor and one frame earlier; otherwise (division, gap) it starts a
+    new track whose parent is the predecessor's."""
+    undirected = graph.to_undirected(as_view=True)
+    label_of: dict[tuple[int, int], int] = {}
+    rows: dict[int, list[int]] = {}
+    masks = []
+    for t, obj in enumerate(objects):
+        labels = np.zeros(len(obj), dtype=np.int64)
+        for k in range(len(obj)):
+            node = (t, k)
+            preds = [n for n in undirected.neighbors(node) if n[0] < t] if node in graph else []
+            pred = preds[0] if preds else None
+            succs = [n for n in undirected.neighbors(pred) if n[0] > pred[0]] if pred else []
+            if pred is not None and pred[0] == t - 1 and len(succs) == 1:
+                label = label_of[pred]
+                rows[label][1] = t
+            else:
+                label = len(rows) + 1
+                rows[label] = [t, t, 0 if pred is None else label_of[pred]]
+            label_of[node] = labels[k] = label
+        masks.append(obj.relabel(labels))
+    return masks, Lineage(Track(lab, b, e, p) for lab, (b, e, p) in rows.items())
+
+
+def one_frame_tracks(masks: Sequence[np.ndarray]) -> TrackingResult:
+    """Each segment its own one-frame track (labels unique over the sequence): DET and SEG of a
+    segmentation without any linking."""
+    out, tracks, next_label = [], [], 1
+    for t, mask in enumerate(masks):
+        ids = np.unique(mask)
+        ids = ids[ids > 0]
+        lut = np.zeros(int(mask.max(initial=0)) + 1, np.int64)
+        lut[ids] = np.arange(next_label, next_label + len(ids))
+        out.append(lut[mask])
+        tracks += [Track(int(label), t, t, 0) for label in lut[ids]]
+        next_label += len(ids)
+    return TrackingResult(out, Lineage(tracks))
+
+
+def score_result(result: TrackingResult, gt_dir: Path) -> dict:
+    """py-ctcmetrics scores of a valid result (raises on an invalid one)."""
+    result.validate()
+    with tempfile.TemporaryDirectory() as tmp:
+        return evaluate(gt_dir, write_result(result, Path(tmp) / "res"), threads=1)

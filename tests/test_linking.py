@@ -1,0 +1,219 @@
+"""The constraint-based linker on synthetic discs with known motion, divisions and gaps."""
+
+from __future__ import annotations
+
+import tracemalloc
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from skimage.draw import disk
+
+from celltrail.core.result import MaskStore
+from celltrail.linking import ConstraintLinker, LinkParams, link, measure
+from celltrail.linking.constraint import _Linked, _pair_costs
+
+SHAPE = (96, 96)
+Cell = tuple[int, tuple[float, float], float]  # (true identity, centre, radius)
+
+
+def paint(cells: list[Cell], rng: np.random.Generator) -> np.ndarray:
+    """A label frame of discs, labelled in a random order so that no identity leaks."""
+    frame = np.zeros(SHAPE, dtype=np.uint16)
+    labels = rng.permutation(len(cells)) + 1
+    for (_, centre, radius), label in zip(cells, labels, strict=True):
+        frame[disk(centre, radius, shape=SHAPE)] = label
+    return frame
+
+
+def frames_of(scene: list[list[Cell]], seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [paint(cells, rng) for cells in scene]
+
+
+def label_at(mask: np.ndarray, centre: tuple[float, float]) -> int:
+    return int(mask[round(centre[0]), round(centre[1])])
+
+
+def moving_scene(n_frames: int = 8) -> list[list[Cell]]:
+    """Three cells of radius 8 moving 3 px per frame in different directions."""
+    starts = {1: (20.0, 20.0), 2: (70.0, 20.0), 3: (45.0, 75.0)}
+    velocity = {1: (1.5, 2.5), 2: (-2.0, 2.0), 3: (0.5, -3.0)}
+    return [
+        [(k, (s[0] + t * velocity[k][0], s[1] + t * velocity[k][1]), 8.0)
+         for k, s in starts.items()]
+        for t in range(n_frames)
+    ]
+
+
+def division_scene() -> list[list[Cell]]:
+    """Cell 1 (radius 10) divides after frame 3 into two radius-7 daughters 14 px apart;
+    cell 2 moves far away from it."""
+    scene = []
+    for t in range(7):
+        other: Cell = (2, (75.0, 20.0 + 2 * t), 8.0)
+        if t <= 3:
+            scene.append([(1, (30.0, 40.0 + t), 10.0), other])
+        else:
+            spread = 7.0 + 2 * (t - 4)
+            scene.append([(10, (30.0, 43.0 - spread), 7.0), (11, (30.0, 43.0 + spread), 7.0),
+                          other])
+    return scene
+
+
+def track_of(result, scene: list[list[Cell]]) -> dict[int, set[int]]:
+    """The result labels each true identity carries over the sequence."""
+    labels: dict[int, set[int]] = {}
+    for mask, cells in zip(result.masks, scene, strict=True):
+        for identity, centre, _ in cells:
+            labels.setdefault(identity, set()).add(label_at(mask, centre))
+    return labels
+
+
+def test_identities_preserved_under_motion() -> None:
+    scene = moving_scene()
+    result = link(frames_of(scene))
+    result.validate()
+    labels = track_of(result, scene)
+    assert all(len(v) == 1 for v in labels.values())
+    assert len({next(iter(v)) for v in labels.values()}) == 3
+    assert len(result.lineage) == 3
+    assert all(t.begin == 0 and t.end == 7 and t.parent == 0 for t in result.lineage.values())
+
+
+def test_division_found_with_right_parent() -> None:
+    scene = division_scene()
+    result = link(frames_of(scene))
+    result.validate()
+    labels = track_of(result, scene)
+    (mother,) = labels[1]
+    (left,), (right,) = labels[10], labels[11]
+    assert {p: sorted(c) for p, c in result.lineage.divisions().items()} == {
+        mother: sorted([left, right])}
+    assert result.lineage[mother].end == 3
+    assert result.lineage[left].begin == result.lineage[right].begin == 4
+    assert result.lineage[left].parent == result.lineage[right].parent == mother
+    (other,) = labels[2]
+    assert result.lineage[other].parent == 0 and result.lineage[other].end == 6
+
+
+def test_gap_declared_as_new_track_with_parent() -> None:
+    scene = moving_scene()
+    scene[3] = [c for c in scene[3] if c[0] != 2]  # cell 2 missing in frame 3 only
+    result = link(frames_of(scene))
+    result.validate()
+    before = label_at(result.masks[2], scene[2][1][1])
+    after = label_at(result.masks[4], scene[4][1][1])
+    assert before != after
+    assert result.lineage[before].end == 2
+    assert result.lineage[after].begin == 4
+    assert result.lineage[after].parent == before
+    assert result.lineage.children() == {before: [after]}
+
+
+def test_two_frame_gap_closed_but_not_three() -> None:
+    for missing, closed in ((2, True), (3, False)):
+        scene = moving_scene(10)
+        for t in range(3, 3 + missing):
+            scene[t] = [c for c in scene[t] if c[0] != 1]
+        result = link(frames_of(scene))
+        result.validate()
+        after = label_at(result.masks[3 + missing], scene[3 + missing][0][1])
+        assert (result.lineage[after].parent != 0) is closed
+
+
+def test_area_change_beyond_strict_gate_linked_by_relaxed_pass() -> None:
+    scene = moving_scene()
+    for t in range(4, 8):  # cell 3 grows by ~30 % in area at frame 4: strict gate is 15 %
+        scene[t] = [(k, c, r * 1.14 if k == 3 else r) for k, c, r in scene[t]]
+    result = link(frames_of(scene))
+    result.validate()
+    assert all(len(v) == 1 for v in track_of(result, scene).values())
+
+
+def test_turn_beyond_limit_costs_more_than_straight_step() -> None:
+    # A cell moving right by 10 px; two candidates 10 px away: straight on, or turned by 90°.
+    frame = np.zeros(SHAPE, dtype=np.uint16)
+    frame[disk((40, 60), 5, shape=SHAPE)] = 1  # straight on
+    frame[disk((50, 50), 5, shape=SHAPE)] = 2  # turned
+    cur = measure(frame)
+    area = float(cur.areas[0])
+    moving = _Linked(np.array([1]), np.array([[40.0, 50.0]]), np.array([area]), None,
+                     np.array([[0.0, 10.0]]))
+    cost = _pair_costs(moving, cur, None, 20.0, 0.15, 30.0)
+    assert cost[0, 1] > cost[0, 0] + 0.2
+    still = _Linked(moving.labels, moving.centroids, moving.areas, None, np.full((1, 2), np.nan))
+    cost = _pair_costs(still, cur, None, 20.0, 0.15, 30.0)
+    assert cost[0, 1] == pytest.approx(cost[0, 0], abs=0.02)
+
+
+def test_same_input_same_output() -> None:
+    frames = frames_of(division_scene())
+    a, b = link(frames), link(frames)
+    assert all(np.array_equal(x, y) for x, y in zip(a.masks, b.masks, strict=True))
+    assert np.array_equal(a.lineage.to_array(), b.lineage.to_array())
+
+
+def test_memory_and_folder_store_agree(tmp_path) -> None:
+    frames = frames_of(division_scene())
+    in_memory = link(frames)
+    on_disk = link(iter(frames), store=MaskStore(tmp_path / "res"))
+    assert len(on_disk.masks) == len(frames)
+    assert sorted(p.name for p in (tmp_path / "res").iterdir())[0] == "mask000.tif"
+    assert all(np.array_equal(x, y) for x, y in zip(in_memory.masks, on_disk.masks, strict=True))
+    assert np.array_equal(in_memory.lineage.to_array(), on_disk.lineage.to_array())
+
+
+def test_empty_frames() -> None:
+    empty = np.zeros(SHAPE, dtype=np.uint16)
+    result = link([empty, empty])
+    result.validate()
+    assert len(result.lineage) == 0 and len(result.masks) == 2
+    assert not any(m.any() for m in result.masks)
+    scene = moving_scene()
+    frames = [empty, *frames_of(scene)[:3], empty, *frames_of(scene)[4:]]
+    result = link(frames)
+    result.validate()
+    assert not result.masks[0].any() and not result.masks[4].any()
+    assert len(result.lineage.children()) == 3  # every cell's gap closed across the empty frame
+
+
+def test_diameter_estimated_from_first_objects() -> None:
+    linker = ConstraintLinker(LinkParams())
+    linker.step(np.zeros(SHAPE, dtype=np.uint16))
+    assert linker.diameter is None
+    linker.step(frames_of(moving_scene())[0])
+    assert linker.diameter == pytest.approx(16.0, rel=0.05)
+
+
+def test_rejects_non_integer_frames() -> None:
+    with pytest.raises(TypeError):
+        link([np.zeros(SHAPE, dtype=np.float32)])
+
+
+class _DiscardingStore(MaskStore):
+    """Counts frames and keeps none, so that only the linker's own memory is measured."""
+
+    def append(self, mask: np.ndarray) -> None:
+        self._count += 1
+
+
+def _peak_bytes(n_frames: int) -> int:
+    def frames() -> Iterator[np.ndarray]:
+        rng = np.random.default_rng(0)
+        for t in range(n_frames):
+            phase = 2 * np.pi * t / 50
+            cells = [(k, (48 + 25 * np.sin(phase + k * 2.1), 48 + 25 * np.cos(phase + k * 2.1)),
+                      7.0) for k in range(3)]
+            yield paint(cells, rng)
+
+    tracemalloc.start()
+    result = link(frames(), store=_DiscardingStore())
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert len(result.masks) == n_frames and len(result.lineage) == 3
+    return peak
+
+
+def test_memory_does_not_grow_with_length() -> None:
+    assert _peak_bytes(1000) <= 2 * _peak_bytes(100)
