@@ -102,8 +102,8 @@ def track(
 
     images = open_sequence(input)
     _check_out(out, input)
-    run_tracker(images, out, lambda store, on_frame: get_tracker(
-        method, preset=preset, diameter=diameter, on_frame=on_frame).track(images, store))
+    tracker = get_tracker(method, preset=preset, diameter=diameter)
+    run_tracker(images, out, lambda store, on_frame: tracker.track(images, store, on_frame))
 
 
 @app.command()
@@ -235,8 +235,8 @@ def demo(
     sample = Path(str(files("celltrail") / "sample_data" / "Fluo-N2DH-GOWT1-crop"))
     images = open_sequence(sample / "01")
     result_dir = out / "01_RES"
-    run_tracker(images, result_dir, lambda store, on_frame: get_tracker(
-        "classical", preset="fluo-nuclei", on_frame=on_frame).track(images, store))
+    tracker = get_tracker("classical", preset="fluo-nuclei")
+    run_tracker(images, result_dir, lambda store, on_frame: tracker.track(images, store, on_frame))
     scores = evaluate(sample / "01_GT", result_dir)
     Console().print(metrics_table(scores, "bundled sample: Fluo-N2DH-GOWT1 01 crop"))
     with atomic_file(out / "metrics.json") as tmp:

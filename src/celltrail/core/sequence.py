@@ -38,7 +38,7 @@ def _tiff_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
     try:
         with tifffile.TiffFile(path) as tif:
             if not tif.pages:
-                raise InputError(path, "TIFF file has no image")
+                raise InputError(path, "not a readable TIFF file (it holds no image)")
             series = tif.series[0]
             return tuple(series.shape), series.dtype, len(series.pages)
     except InputError:

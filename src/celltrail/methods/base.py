@@ -19,12 +19,18 @@ class Tracker(Protocol):
     """Turns an image sequence into a tracking result.
 
     ``store`` receives the label masks frame by frame as they are final, so a method can stream a
-    long sequence without holding it in memory.
+    long sequence without holding it in memory; ``on_frame(t)`` is called as frame ``t`` is done
+    (for progress bars).
     """
 
     name: str
 
-    def track(self, images: ImageSequence, store: MaskStore | None = None) -> TrackingResult:
+    def track(
+        self,
+        images: ImageSequence,
+        store: MaskStore | None = None,
+        on_frame: Callable[[int], None] | None = None,
+    ) -> TrackingResult:
         """Segment and track every frame of ``images``."""
         ...
 

@@ -18,23 +18,25 @@ class ClassicalTracker:
 
     name = "classical"
 
-    def __init__(
-        self,
-        preset: str = "fluo-nuclei",
-        diameter: float | None = None,
-        on_frame: Callable[[int], None] | None = None,
-    ) -> None:
+    def __init__(self, preset: str = "fluo-nuclei", diameter: float | None = None) -> None:
         self.segmenter = Segmenter(preset, diameter=diameter)
-        self.on_frame = on_frame
 
-    def segment_frames(self, images: ImageSequence) -> Iterator[np.ndarray]:
+    def segment_frames(
+        self, images: ImageSequence, on_frame: Callable[[int], None] | None = None
+    ) -> Iterator[np.ndarray]:
         """Label images of every frame, segmented ahead in worker threads."""
         self.segmenter(images[0])  # fixes the cell scale before the workers start
         for t, labels in enumerate(prefetch_map(self.segmenter, images)):
-            if self.on_frame is not None:
-                self.on_frame(t)
+            if on_frame is not None:
+                on_frame(t)
             yield labels
 
-    def track(self, images: ImageSequence, store: MaskStore | None = None) -> TrackingResult:
+    def track(
+        self,
+        images: ImageSequence,
+        store: MaskStore | None = None,
+        on_frame: Callable[[int], None] | None = None,
+    ) -> TrackingResult:
         """Segment and link every frame; masks go to ``store`` as they are final."""
-        return link(self.segment_frames(images), store=store, cell_diameter=self.segmenter.diameter)
+        frames = self.segment_frames(images, on_frame)
+        return link(frames, store=store, cell_diameter=self.segmenter.diameter)

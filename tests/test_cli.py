@@ -1,0 +1,140 @@
+"""The command line: real runs on the bundled sample, and one clear line for bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from typer.testing import CliRunner
+
+from celltrail import __version__
+from celltrail.cli import app
+from celltrail.io.ctc import read_result
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"celltrail {__version__}"
+
+
+def test_track_then_evaluate_sample(sample: Path, tmp_path: Path) -> None:
+    out = tmp_path / "01_RES"
+    result = run("track", sample / "01", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert read_result(out).errors() == []
+    assert {"res_track.txt", "tracks.csv", "tracks.parquet", "mask039.tif"} <= {
+        p.name for p in out.iterdir()}
+    result = run("evaluate", "--gt", sample / "01_GT", "--res", out, "--json", tmp_path / "m.json")
+    assert result.exit_code == 0, result.output
+    scores = json.loads((tmp_path / "m.json").read_text())
+    assert scores["TRA"] > 0.9 and scores["DET"] > 0.9 and scores["SEG"] > 0.6
+    assert "TRA" in result.stdout and "AOGM_FN" in result.stdout
+
+
+def test_link_user_segmentation(sample: Path, tmp_path: Path) -> None:
+    """Linking the GT markers, relabelled at random per frame, recovers the GT tracks."""
+    rng = np.random.default_rng(0)
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for t in range(40):
+        markers = tifffile.imread(sample / "01_GT" / "TRA" / f"man_track{t:03d}.tif")
+        labels = np.unique(markers[markers > 0])
+        lut = np.zeros(markers.max() + 1, np.uint16)
+        lut[labels] = rng.permutation(len(labels)) + 1
+        tifffile.imwrite(masks / f"seg{t:03d}.tif", lut[markers])
+    out = tmp_path / "linked"
+    assert run("link", masks, "--out", out, "--diameter", 60).exit_code == 0
+    result = run("evaluate", "--gt", sample / "01_GT", "--res", out, "--json", tmp_path / "m.json")
+    scores = json.loads((tmp_path / "m.json").read_text())
+    assert scores["TRA"] > 0.99 and scores["LNK"] > 0.97, result.stdout
+
+
+def test_evaluate_ground_truth_against_itself(sample: Path, tmp_path: Path) -> None:
+    result = run("evaluate", "--gt", sample / "01_GT", "--res", sample / "01_GT",
+                 "--json", tmp_path / "m.json")
+    scores = json.loads((tmp_path / "m.json").read_text())
+    assert result.exit_code == 0
+    assert scores["TRA"] == scores["DET"] == scores["SEG"] == 1.0
+
+
+def one_error_line(result, expected: str) -> None:
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [f"error: {expected}"]
+
+
+@pytest.mark.parametrize(
+    ("setup", "problem"),
+    [
+        (lambda d: d / "nope", "no such file or folder"),
+        (lambda d: (d / "empty").mkdir() or d / "empty",
+         "folder holds no TIFF images (.tif/.tiff)"),
+    ],
+)
+def test_track_bad_input_folder(tmp_path: Path, setup, problem: str) -> None:
+    path = setup(tmp_path)
+    one_error_line(run("track", path, "--out", tmp_path / "out"), f"{path}: {problem}")
+    assert not (tmp_path / "out").exists()
+
+
+def test_corrupt_frame_leaves_no_output_and_input_intact(sample: Path, tmp_path: Path) -> None:
+    images = tmp_path / "01"
+    shutil.copytree(sample / "01", images)
+    (images / "t005.tif").write_bytes(b"II*\x00garbage")
+    before = {p.name: p.read_bytes() for p in images.iterdir()}
+    result = run("track", images, "--out", tmp_path / "out")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: {images / 't005.tif'}: not a readable TIFF file")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["01"]
+    assert {p.name: p.read_bytes() for p in images.iterdir()} == before
+
+
+def test_track_refuses_output_inside_input(sample: Path, tmp_path: Path) -> None:
+    images = tmp_path / "01"
+    shutil.copytree(sample / "01", images)
+    one_error_line(run("track", images, "--out", images / "res"),
+                   f"{(images / 'res').resolve()}: output folder overlaps the input "
+                   f"{images.resolve()}")
+
+
+def test_track_unknown_method(sample: Path, tmp_path: Path) -> None:
+    one_error_line(run("track", sample / "01", "--out", tmp_path / "o", "--method", "magic"),
+                   "unknown method 'magic'; choose one of classical")
+
+
+def test_link_refuses_float_masks(tmp_path: Path) -> None:
+    tifffile.imwrite(tmp_path / "stack.tif", np.zeros((3, 8, 8), np.float32),
+                     photometric="minisblack")
+    one_error_line(run("link", tmp_path / "stack.tif", "--out", tmp_path / "o"),
+                   f"{tmp_path / 'stack.tif'}: label images must be integers, found float32")
+
+
+def test_evaluate_malformed_res_track(sample: Path, tmp_path: Path) -> None:
+    res = tmp_path / "res"
+    res.mkdir()
+    tifffile.imwrite(res / "mask000.tif", np.zeros((4, 4), np.uint16))
+    (res / "res_track.txt").write_text("1 0\n")
+    one_error_line(run("evaluate", "--gt", sample / "01_GT", "--res", res),
+                   f"{res / 'res_track.txt'}: line 1: expected 4 integers 'L B E P', found '1 0'")
+
+
+def test_validate_command(sample: Path, tmp_path: Path) -> None:
+    res = tmp_path / "res"
+    res.mkdir()
+    tifffile.imwrite(res / "mask000.tif", np.ones((4, 4), np.uint16))
+    tifffile.imwrite(res / "mask001.tif", np.zeros((4, 4), np.uint16))
+    (res / "res_track.txt").write_text("1 0 1 0\n")
+    result = run("validate", res)
+    assert result.exit_code == 1
+    assert result.stdout.strip() == (f"{res}: label 1 is missing from 1 of its frames 0-1 "
+                                     "(an undeclared gap)")

@@ -1,0 +1,110 @@
+"""Classical segmentation on synthetic images with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from celltrail.core.errors import InputError
+from celltrail.segmentation import PRESETS, Segmenter, estimate_diameter, segment
+
+CENTRES = [(40, 40), (40, 130), (40, 210), (130, 60), (140, 170), (210, 110)]
+DIAMETER = 30
+
+
+def discs(centres, diameter: float, shape=(256, 256), seed: int = 0) -> np.ndarray:
+    """Bright discs on a dark background with Gaussian noise, as uint16."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    image = np.full(shape, 100.0)
+    for y, x in centres:
+        image[(yy - y) ** 2 + (xx - x) ** 2 <= (diameter / 2) ** 2] += 200
+    return (image + rng.normal(0, 15, shape)).clip(0).astype(np.uint16)
+
+
+def test_counts_noisy_discs():
+    labels = segment(discs(CENTRES, DIAMETER))
+    assert labels.dtype == np.int32
+    assert labels.max() == len(CENTRES)
+    assert labels[0, 0] == 0
+    for y, x in CENTRES:
+        assert labels[y, x] > 0
+    assert len({labels[y, x] for y, x in CENTRES}) == len(CENTRES)
+
+
+def test_diameter_estimate():
+    assert estimate_diameter(discs(CENTRES, DIAMETER)) == pytest.approx(DIAMETER, rel=0.15)
+    big = discs([(100, 100), (100, 300), (300, 200)], 80, shape=(400, 400))
+    assert estimate_diameter(big) == pytest.approx(80, rel=0.15)
+
+
+def domes(centres, diameter: float, shape=(200, 200), seed: int = 0) -> np.ndarray:
+    """Nuclei as domes (brightest at the centre, as a thick nucleus is), touching ones meeting
+    at a dim neck, with Gaussian noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    image = np.zeros(shape)
+    for y, x in centres:
+        r2 = ((yy - y) ** 2 + (xx - x) ** 2) / (diameter / 2) ** 2
+        image = np.maximum(image, 200 * np.sqrt(np.clip(1 - r2, 0, 1)))
+    return (100 + image + rng.normal(0, 10, shape)).clip(0).astype(np.uint16)
+
+
+def test_splits_touching_nuclei():
+    labels = segment(domes([(100, 80), (100, 80 + 0.85 * 40)], 40), diameter=40)
+    assert labels.max() == 2
+    assert labels[100, 80] != labels[100, 114]
+    assert labels[100, 80] > 0 and labels[100, 114] > 0
+
+
+def test_dic_preset_asks_for_the_diameter():
+    with pytest.raises(InputError) as err:
+        estimate_diameter(np.zeros((64, 64), np.uint8), "dic")
+    assert str(err.value) == ("the dic preset cannot measure the cell size from the images: "
+                              "give the cell diameter in pixels (--diameter)")
+
+
+def test_deterministic():
+    image = discs(CENTRES, DIAMETER, seed=3)
+    np.testing.assert_array_equal(segment(image), segment(image))
+
+
+def test_dic_preset_finds_textured_blobs():
+    rng = np.random.default_rng(1)
+    shape = (256, 256)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    image = 128 + rng.normal(0, 2, shape)
+    centres = [(70, 70), (180, 180)]
+    for y, x in centres:
+        inside = (yy - y) ** 2 + (xx - x) ** 2 <= 30**2
+        image[inside] += rng.normal(0, 25, int(inside.sum()))
+    labels = segment(image.clip(0, 255).astype(np.uint8), "dic", diameter=60)
+    assert labels.max() == 2
+    assert labels[70, 70] > 0 and labels[180, 180] > 0
+    assert labels[10, 240] == 0
+
+
+def test_segmenter_fixes_scale_from_first_frame():
+    seg = Segmenter("fluo-nuclei")
+    first = seg(discs(CENTRES, DIAMETER))
+    assert seg.diameter == pytest.approx(DIAMETER, rel=0.15)
+    scale = seg.diameter
+    seg(discs(CENTRES[:2], 60, seed=5))
+    assert seg.diameter == scale
+    assert first.max() == len(CENTRES)
+
+
+def test_presets_cover_modalities():
+    assert {"fluo-nuclei", "dic"} <= set(PRESETS)
+    assert PRESETS["dic"].texture and not PRESETS["fluo-nuclei"].texture
+
+
+def test_rejects_bad_input():
+    with pytest.raises(InputError):
+        segment(np.zeros((4, 32, 32)))
+    with pytest.raises(InputError):
+        segment(np.zeros((32, 32)), preset="confocal-unicorn")
+    with pytest.raises(InputError):
+        Segmenter("nope")
+    with pytest.raises(InputError):
+        estimate_diameter(np.zeros(10))
