@@ -199,9 +199,12 @@ def _keep(labels: np.ndarray, d: float, p: SegmentParams,
     """Number the segments 1..n after removing debris (and those marked in ``drop``)."""
     areas = np.bincount(labels.ravel())
     keep = areas >= p.min_area * _cell_area(d)
-    keep[0] = False
     if drop is not None:
         keep[1:][drop] = False
+    # a cell cut by the image border may show only a dim part of itself: size and peak tests
+    # are waived for it (it passed the detection threshold all the same)
+    keep[np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))] = True
+    keep[0] = False
     lut = np.zeros(len(areas), np.int32)
     lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
     return lut[labels]
