@@ -97,20 +97,6 @@ def test_division_found_with_right_parent() -> None:
     assert result.lineage[other].parent == 0 and result.lineage[other].end == 6
 
 
-def test_small_newcomer_beside_a_cell_is_not_a_daughter() -> None:
-    """Debris appearing behind a moving cell, so that the cell's last position lies between the
-    two, is no division: the sisters of a mitosis are of similar size."""
-    scene = [[(1, (40.0, 10.0 + 8 * t), 10.0)] for t in range(5)]
-    scene.append([(1, (40.0, 50.0), 10.0), (9, (40.0, 34.0), 3.0)])
-    frames = frames_of(scene)
-    result = link(frames, cell_diameter=20)
-    assert result.lineage.divisions() == {}
-    assert label_at(result.masks[5], (40.0, 50.0)) == label_at(result.masks[0], (40.0, 10.0))
-    assert result.errors() == []
-    anything_goes = link(frames, cell_diameter=20, params=LinkParams(max_sister_ratio=np.inf))
-    assert len(anything_goes.lineage.divisions()) == 1
-
-
 def test_gap_declared_as_new_track_with_parent() -> None:
     scene = moving_scene()
     scene[3] = [c for c in scene[3] if c[0] != 2]  # cell 2 missing in frame 3 only

@@ -48,9 +48,6 @@ class LinkParams:
     relax: float = 1.5
     #: Most missing frames a gap may bridge (the task: gaps of 1–2 frames; laptrack's default).
     max_gap: int = 2
-    #: Largest area ratio of two daughters: mitosis splits a cell into two similar halves, while
-    #: a fragment or a newcomer beside a cell is much smaller (a prior, not fitted to data).
-    max_sister_ratio: float = 2.0
 
 
 class ConstraintLinker:
@@ -152,8 +149,7 @@ class ConstraintLinker:
             source[int(rows[r])] = owners[owner]
         free = np.array([s is None for s in source])
         for mother, daughters in _divisions(
-            prev, cur, source, free, gate, p.relax, p.neighbour_radius * self.diameter,
-            p.max_sister_ratio,
+            prev, cur, source, free, gate, p.relax, p.neighbour_radius * self.diameter
         ):
             for j in daughters:
                 source[j] = ("div", mother)
@@ -169,7 +165,7 @@ class ConstraintLinker:
 
 def _divisions(
     prev: _Linked, cur: FrameObjects, source: list[tuple[str, int] | None], free: np.ndarray,
-    gate: float, relax: float, neighbour_radius: float, max_sister_ratio: float,
+    gate: float, relax: float, neighbour_radius: float,
 ) -> list[tuple[int, tuple[int, int]]]:
     """Divisions (mother, (daughter, daughter)) chosen greedily by cost among the hypotheses.
 
@@ -178,8 +174,7 @@ def _divisions(
     unmatched leftovers, so the second pass's gate applies; the area rule is waived), the
     daughters are neighbours of each other (the review's neighbourhood radius), and the mother
     sits between its daughters: nearer their midpoint than to either of them (a cell that merely
-    keeps its place next to a newly appearing object fails this), and the daughters are of
-    similar size (area ratio at most ``max_sister_ratio``). Cost: (midpoint offset /
+    keeps its place next to a newly appearing object fails this). Cost: (midpoint offset /
     gate)² plus (daughter distance / relaxed gate)² per daughter.
     """
     if not free.any() or not len(prev):
@@ -199,9 +194,7 @@ def _divisions(
             da, db = (float(np.linalg.norm(cur.centroids[k] - prev.centroids[i])) for k in (a, b))
             offset = np.linalg.norm((cur.centroids[a] + cur.centroids[b]) / 2 - prev.centroids[i])
             apart = np.linalg.norm(cur.centroids[a] - cur.centroids[b])
-            small, large = sorted((cur.areas[a], cur.areas[b]))
-            if (max(da, db) > reach or offset > min(da, db) or apart > neighbour_radius
-                    or large > max_sister_ratio * small):
+            if max(da, db) > reach or offset > min(da, db) or apart > neighbour_radius:
                 continue
             cost = (offset / gate) ** 2 + (da / reach) ** 2 + (db / reach) ** 2
             hypotheses.append((cost, i, a, b))
