@@ -24,9 +24,9 @@ DISPLACEMENTS = (0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--frames", type=int, default=30)
-    parser.add_argument("--cells", type=int, default=15)
+    parser.add_argument("--cells", type=int, default=10)
     args = parser.parse_args()
     print(f"fluo-nuclei, 256x256, {args.frames} frames, {args.cells} cells of 24 px, "
           f"division rate 0.01, mean of {args.seeds} seeds\n")

@@ -33,7 +33,8 @@ class MaskStore(Sequence[np.ndarray]):
     def append(self, mask: np.ndarray) -> None:
         """Add the next frame's label mask."""
         mask = np.asarray(mask)
-        mask = mask.astype(mask_dtype(int(mask.max(initial=0))), copy=False)
+        if mask.dtype not in (np.uint16, np.uint32):
+            mask = mask.astype(mask_dtype(int(mask.max(initial=0))))
         if self.folder is None:
             self._frames.append(mask)
         else:

@@ -169,7 +169,14 @@ def _seeded_watershed(surface: np.ndarray, height: np.ndarray, mask: np.ndarray,
 def _label_fluo(x: np.ndarray, d: float, p: SegmentParams) -> np.ndarray:
     mask, contrast, min_peak = _fluo_foreground(x, d, p)
     blob = ndi.gaussian_filter(contrast, p.seed_smooth * d)
-    labels = _seeded_watershed(-blob, blob, mask, d, p)
+    # seeds where a nucleus is both bright (its dome) and thick (away from its outline): the
+    # shape cue splits touching nuclei of flat brightness, the intensity cue those that overlap
+    objects, n = ndi.label(mask)
+    top = ndi.maximum(blob, objects, np.arange(1, n + 1)) if n else np.zeros(0)
+    brightness = blob / np.maximum(np.concatenate([[1.0], top])[objects], 1e-6)
+    thickness = np.minimum(ndi.distance_transform_edt(mask) / (d / 2), 1.0)
+    height = brightness + thickness
+    labels = _seeded_watershed(-height, height, mask, d, p)
     faint = ndi.maximum(contrast, labels, np.arange(1, labels.max() + 1)) <= min_peak
     return _keep(labels, d, p, drop=faint)
 
@@ -199,11 +206,10 @@ def _keep(labels: np.ndarray, d: float, p: SegmentParams,
     """Number the segments 1..n after removing debris (and those marked in ``drop``)."""
     areas = np.bincount(labels.ravel())
     keep = areas >= p.min_area * _cell_area(d)
+    # a cell cut by the image border shows only part of its area: the size test is waived
+    keep[np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))] = True
     if drop is not None:
         keep[1:][drop] = False
-    # a cell cut by the image border may show only a dim part of itself: size and peak tests
-    # are waived for it (it passed the detection threshold all the same)
-    keep[np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))] = True
     keep[0] = False
     lut = np.zeros(len(areas), np.int32)
     lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
