@@ -1,13 +1,13 @@
 """Every method on every shared CTC sequence, with peers in the same run: the README's table.
 
 For each sequence under ``../shared/data/ctc/*/01`` it runs the classical pipeline (celltrail's
-segmentation + constraint linker) and a peer (plain scikit-image Otsu/LoG + watershed, linked by
-laptrack with splitting and gap closing, its cutoff from the median size of its own segments),
-scores both with py-ctcmetrics and prints SEG, DET, TRA, LNK, BC(0), MOTA, IDF1 and seconds per
-frame (reading the frames, segmenting, linking; not the scoring). Fluorescence presets measure
-the cell size from the images; the DIC preset is given the median diameter of the sequence's
-reference segmentation. It then times the command line
-end to end (``celltrail track``, with writing the result and tables) on each sequence.
+segmentation + constraint linker), laptrack linking the same segmentation, and a peer (plain
+scikit-image Otsu/LoG + watershed, linked by laptrack with splitting and gap closing, its cutoff
+from the median size of its own segments), scores them with py-ctcmetrics and prints SEG, DET,
+TRA, LNK, BC(0), MOTA, IDF1 and seconds per frame (reading the frames, segmenting, linking; not
+the scoring). Fluorescence presets measure the cell size from the images; the DIC preset is
+given the median diameter of the sequence's reference segmentation. It then times the command
+line end to end (``celltrail track``, with writing the result and tables) on each sequence.
 
     python benchmarks/run_ctc.py [--data ../shared/data/ctc] [--out benchmarks/out]
 """
@@ -39,6 +39,16 @@ def run_classical(seq_dir: Path, preset: str, diameter: float | None):
     start = time.perf_counter()
     images = open_sequence(seq_dir)
     result = ClassicalTracker(preset, diameter=diameter).track(images)
+    return result, (time.perf_counter() - start) / len(images)
+
+
+def run_laptrack_on_ours(seq_dir: Path, preset: str, diameter: float | None):
+    """celltrail's segmentation linked by laptrack (the same cutoff rule as our linker's gate)."""
+    start = time.perf_counter()
+    images = open_sequence(seq_dir)
+    tracker = ClassicalTracker(preset, diameter=diameter)
+    masks = list(tracker.segment_frames(images))
+    result = laptrack_result(masks, tracker.segmenter.diameter)
     return result, (time.perf_counter() - start) / len(images)
 
 
@@ -83,6 +93,7 @@ def main() -> None:
         # the reference segmentation (a data statistic; `--diameter` on the command line).
         diameter = None if preset == "fluo-nuclei" else gt_diameter(gt_dir)
         for method, run in (("celltrail classical", run_classical),
+                            ("celltrail segmentation + laptrack", run_laptrack_on_ours),
                             ("peer: skimage + laptrack", run_peer)):
             result, seconds = run(seq_dir, preset, diameter)
             scores = score_result(result, gt_dir)
