@@ -12,7 +12,6 @@ from traccuracy.matchers import CTCMatcher
 from traccuracy.metrics import CTCMetrics
 
 from celltrail.core import InputError, TrackingResult
-from celltrail.core.lineage import lineage_from_presence
 from celltrail.io.ctc import read_tracking_gt, write_result
 from celltrail.metrics import evaluate
 
@@ -29,7 +28,7 @@ def perturbed_result(gt_dir: Path, seed: int) -> TrackingResult:
     rng = np.random.default_rng(seed)
     truth = read_tracking_gt(gt_dir)
     parents = {label: track.parent for label, track in truth.lineage.items()}
-    masks, presence = [], {}
+    masks = []
     switched = {}  # label -> new label from a chosen frame on
     for label in rng.choice(sorted(truth.lineage), 3, replace=False):
         track = truth.lineage[int(label)]
@@ -44,17 +43,8 @@ def perturbed_result(gt_dir: Path, seed: int) -> TrackingResult:
                 mask[mask == label] = switched[label][1]  # an identity switch
         if t % 3 == 0:
             mask[:6, :6] = 2000 + t  # a false positive in the corner
-        for label in np.unique(mask[mask > 0]):
-            presence.setdefault(int(label), []).append(t)
         masks.append(mask)
-    lineage, mapping = lineage_from_presence(presence, parents)
-    relabelled = []
-    for t, mask in enumerate(masks):
-        out = np.zeros_like(mask)
-        for label in np.unique(mask[mask > 0]):
-            out[mask == label] = mapping[(int(label), t)]
-        relabelled.append(out)
-    return TrackingResult(relabelled, lineage)
+    return TrackingResult.from_masks(masks, parents)
 
 
 def test_tra_and_det_agree_with_traccuracy(sample: Path, tmp_path: Path) -> None:

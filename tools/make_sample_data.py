@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from celltrail.core.lineage import lineage_from_presence
+from celltrail.core.result import TrackingResult
 from celltrail.io.atomic import atomic_dir
 from celltrail.io.ctc import numbered_files, read_man_track, read_tracking_gt, write_man_track
 
@@ -27,23 +27,16 @@ def crop_sequence(src: Path, out: Path, y: int, x: int, size: int, frames: int) 
     parents = {label: track.parent for label, track in read_man_track(
         src / "01_GT" / "TRA" / "man_track.txt").items()}
     markers = [np.asarray(truth.masks[t])[window] for t in range(frames)]
-    presence: dict[int, list[int]] = {}
-    for t, mask in enumerate(markers):
-        for label in np.unique(mask[mask > 0]):
-            presence.setdefault(int(label), []).append(t)
-    lineage, mapping = lineage_from_presence(presence, parents)
+    cropped = TrackingResult.from_masks(markers, parents)
     with atomic_dir(out) as tmp:
         for sub in ("01", "01_GT/TRA", "01_GT/SEG"):
             (tmp / sub).mkdir(parents=True)
         for t in range(frames):
             image = tifffile.imread(src / "01" / f"t{t:03d}.tif")[window]
             tifffile.imwrite(tmp / "01" / f"t{t:03d}.tif", image, compression="zlib")
-            relabel = np.zeros(int(markers[t].max()) + 1, dtype=np.uint16)
-            for label in np.unique(markers[t][markers[t] > 0]):
-                relabel[label] = mapping[(int(label), t)]
-            tifffile.imwrite(tmp / "01_GT" / "TRA" / f"man_track{t:03d}.tif", relabel[markers[t]],
+            tifffile.imwrite(tmp / "01_GT" / "TRA" / f"man_track{t:03d}.tif", cropped.masks[t],
                              compression="zlib")
-        write_man_track(lineage, tmp / "01_GT" / "TRA" / "man_track.txt")
+        write_man_track(cropped.lineage, tmp / "01_GT" / "TRA" / "man_track.txt")
         for t, path in numbered_files(src / "01_GT" / "SEG", "man_seg").items():
             if t < frames:
                 seg = tifffile.imread(path)[window]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +11,7 @@ import numpy as np
 import tifffile
 
 from celltrail.core.errors import CellTrailError
-from celltrail.core.lineage import Lineage
+from celltrail.core.lineage import Lineage, lineage_from_presence
 
 
 def mask_dtype(max_label: int) -> np.dtype:
@@ -65,6 +65,28 @@ class TrackingResult:
 
     masks: Sequence[np.ndarray]
     lineage: Lineage
+
+    @classmethod
+    def from_masks(
+        cls, masks: Sequence[np.ndarray], parents: Mapping[int, int]
+    ) -> TrackingResult:
+        """A valid result from label masks whose labels may vanish and come back (after a crop,
+        a frame step, or edits): each run of consecutive frames becomes a track, later runs of a
+        label new tracks with the earlier run as parent; ``parents`` gives each label's parent.
+        """
+        presence: dict[int, list[int]] = {}
+        for t, mask in enumerate(masks):
+            for label in np.unique(mask[mask > 0]):
+                presence.setdefault(int(label), []).append(t)
+        lineage, mapping = lineage_from_presence(presence, parents)
+        dtype = mask_dtype(max(lineage, default=0))
+        relabelled = []
+        for t, mask in enumerate(masks):
+            lut = np.zeros(int(mask.max(initial=0)) + 1, dtype=dtype)
+            for label in np.unique(mask[mask > 0]):
+                lut[label] = mapping[(int(label), t)]
+            relabelled.append(lut[mask])
+        return cls(relabelled, lineage)
 
     @property
     def graph(self) -> nx.DiGraph:

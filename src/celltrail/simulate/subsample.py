@@ -16,8 +16,7 @@ import numpy as np
 import tifffile
 
 from celltrail.core.errors import InputError
-from celltrail.core.lineage import lineage_from_presence
-from celltrail.core.result import mask_dtype
+from celltrail.core.result import TrackingResult
 from celltrail.io.atomic import atomic_dir
 from celltrail.io.ctc import (
     frame_digits,
@@ -56,27 +55,17 @@ def subsample(
         if target.resolve() in (seq_dir.resolve(), gt_dir.resolve()):
             raise ValueError(f"{target} would overwrite the input; choose another out_dir")
     kept = range(0, n_frames, step)
-    markers = [np.asarray(truth.masks[t]) for t in kept]
-    presence: dict[int, list[int]] = {}
-    for k, mask in enumerate(markers):
-        for label in np.unique(mask[mask > 0]):
-            presence.setdefault(int(label), []).append(k)
     parents = {label: track.parent for label, track in truth.lineage.items()}
-    lineage, mapping = lineage_from_presence(presence, parents)
+    kept_truth = TrackingResult.from_masks([np.asarray(truth.masks[t]) for t in kept], parents)
     seg = read_segmentation_gt(gt_dir) if (Path(gt_dir) / "SEG").is_dir() else {}
     digits = frame_digits(len(kept))
     with atomic_dir(out_dir / name) as img_out, atomic_dir(out_dir / f"{name}_GT") as gt_out:
         (gt_out / "TRA").mkdir()
         for new, old in enumerate(kept):
             shutil.copyfile(images[old], img_out / f"t{new:0{digits}d}.tif")
-            mask = markers[new]
-            lut = np.zeros(int(mask.max()) + 1, dtype=np.int64)
-            for label in np.unique(mask[mask > 0]):
-                lut[label] = mapping[(int(label), new)]
-            mask = lut[mask].astype(mask_dtype(int(mask.max(initial=0))))
-            tifffile.imwrite(gt_out / "TRA" / f"man_track{new:0{digits}d}.tif", mask,
-                             compression="zlib")
-        write_man_track(lineage, gt_out / "TRA" / "man_track.txt")
+            tifffile.imwrite(gt_out / "TRA" / f"man_track{new:0{digits}d}.tif",
+                             kept_truth.masks[new], compression="zlib")
+        write_man_track(kept_truth.lineage, gt_out / "TRA" / "man_track.txt")
         if seg:
             (gt_out / "SEG").mkdir()
             for old, path in seg.items():
