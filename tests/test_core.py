@@ -149,3 +149,14 @@ def test_lineage_from_presence_declares_gaps() -> None:
     assert lineage.to_array().tolist() == [[1, 0, 2, 0], [2, 7, 8, 4], [3, 3, 3, 0], [4, 5, 6, 1]]
     assert mapping[(1, 5)] == 4 and mapping[(1, 2)] == 1
     assert lineage.structure_errors() == []
+
+
+def test_from_masks_splits_runs_and_keeps_parents() -> None:
+    masks = [np.zeros((4, 4), np.uint16) for _ in range(5)]
+    for t in (0, 1, 3):  # label 5 vanishes in frame 2 and comes back in frame 3
+        masks[t][0, 0] = 5
+    masks[4][3, 3] = 8  # its child, after it ends
+    result = TrackingResult.from_masks(masks, {8: 5})
+    assert result.lineage.to_array().tolist() == [[5, 0, 1, 0], [8, 4, 4, 9], [9, 3, 3, 5]]
+    assert result.masks[3][0, 0] == 9 and result.masks[0][0, 0] == 5
+    assert result.errors() == []
