@@ -155,7 +155,8 @@ def evaluate_command(
     = Path("metrics.json"),
 ) -> None:
     """Score a result with the CTC and MOT metrics (py-ctcmetrics)."""
-    scores = evaluate(gt, res)
+    with console.status("evaluating with py-ctcmetrics"):
+        scores = evaluate(gt, res)
     Console().print(metrics_table(scores, f"{res} vs {gt}"))
     with atomic_file(json_out) as tmp:
         tmp.write_text(json.dumps(scores, indent=2))
@@ -237,7 +238,8 @@ def demo(
     result_dir = out / "01_RES"
     tracker = get_tracker("classical", preset="fluo-nuclei")
     run_tracker(images, result_dir, lambda store, on_frame: tracker.track(images, store, on_frame))
-    scores = evaluate(sample / "01_GT", result_dir)
+    with console.status("evaluating with py-ctcmetrics"):
+        scores = evaluate(sample / "01_GT", result_dir)
     Console().print(metrics_table(scores, "bundled sample: Fluo-N2DH-GOWT1 01 crop"))
     with atomic_file(out / "metrics.json") as tmp:
         tmp.write_text(json.dumps(scores, indent=2))
