@@ -160,3 +160,13 @@ def test_from_masks_splits_runs_and_keeps_parents() -> None:
     assert result.lineage.to_array().tolist() == [[5, 0, 1, 0], [8, 4, 4, 9], [9, 3, 3, 5]]
     assert result.masks[3][0, 0] == 9 and result.masks[0][0, 0] == 5
     assert result.errors() == []
+
+
+def test_errors_from_known_frame_labels_match_a_reading_of_the_masks() -> None:
+    masks, lineage = lineage_masks()
+    masks[2][masks[2] == 3] = 0
+    masks[3][0, 0] = 9
+    result = TrackingResult(masks, lineage)
+    labels = [sorted(set(np.unique(m).tolist()) - {0}) for m in masks]
+    assert result.errors(labels) == result.errors()
+    assert len(result.errors()) == 2

@@ -69,10 +69,11 @@ def _check_out(out: Path, *inputs: Path) -> None:
 
 
 def save_result(result: TrackingResult, out: Path) -> None:
-    """Write the lineage and tracks tables beside the masks already in ``out``."""
-    result.validate()
-    write_man_track(result.lineage, out / "res_track.txt")
+    """Check the result, then write the lineage and tracks tables beside its masks in ``out``."""
     table = tracks_table(result.masks, result.lineage)
+    by_frame = table.groupby("frame")["id"].apply(list)
+    result.validate(by_frame.get(t, []) for t in range(len(result.masks)))
+    write_man_track(result.lineage, out / "res_track.txt")
     write_table(table, out / "tracks.csv")
     write_table(table, out / "tracks.parquet")
 

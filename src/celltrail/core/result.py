@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,15 +93,18 @@ class TrackingResult:
         """The lineage graph (tracks as nodes, parent → child edges)."""
         return self.lineage.to_graph()
 
-    def errors(self) -> list[str]:
-        """Every violated CTC invariant, one line each (empty when the result is valid)."""
+    def errors(self, frame_labels: Iterable[Iterable[int]] | None = None) -> list[str]:
+        """Every violated CTC invariant, one line each (empty when the result is valid).
+
+        ``frame_labels`` (the labels present in each frame, e.g. from a tracks table) spares
+        reading the masks again when they are known already.
+        """
+        if frame_labels is None:
+            frame_labels = (np.unique(mask[mask > 0]) for mask in self.masks)
         errors = self.lineage.structure_errors()
         seen = dict.fromkeys(self.lineage, 0)
-        for t, mask in enumerate(self.masks):
-            for label in np.unique(mask):
-                label = int(label)
-                if label == 0:
-                    continue
+        for t, labels in enumerate(frame_labels):
+            for label in map(int, labels):
                 track = self.lineage.get(label)
                 if track is None:
                     errors.append(f"frame {t}: label {label} is not in the lineage table")
@@ -126,9 +129,9 @@ class TrackingResult:
                 )
         return errors
 
-    def validate(self) -> None:
+    def validate(self, frame_labels: Iterable[Iterable[int]] | None = None) -> None:
         """Raise :class:`CellTrailError` naming the first violated invariant."""
-        errors = self.errors()
+        errors = self.errors(frame_labels)
         if errors:
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
             raise CellTrailError(f"invalid tracking result: {errors[0]}{more}")
