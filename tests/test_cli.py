@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from celltrail import __version__
 from celltrail.cli import app
-from celltrail.io.ctc import read_result
+from celltrail.io.ctc import read_result, read_tracking_gt
 
 runner = CliRunner()
 
@@ -138,3 +138,24 @@ def test_validate_command(sample: Path, tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.stdout.strip() == (f"{res}: label 1 is missing from 1 of its frames 0-1 "
                                      "(an undeclared gap)")
+
+
+def test_simulate_then_subsample(tmp_path: Path) -> None:
+    result = run("simulate", "--out", tmp_path / "sim", "--frames", 8, "--size", 96, "--cells", 6,
+                 "--seed", 3)
+    assert result.exit_code == 0, result.output
+    assert read_tracking_gt(tmp_path / "sim" / "01_GT").errors() == []
+    result = run("simulate", "--out", tmp_path / "half", "--source", tmp_path / "sim" / "01",
+                 "--frame-step", 2)
+    assert result.exit_code == 0, result.output
+    half = read_tracking_gt(tmp_path / "half" / "01_GT")
+    assert len(half.masks) == 4 and half.errors() == []
+    np.testing.assert_array_equal(
+        tifffile.imread(tmp_path / "half" / "01" / "t001.tif"),
+        tifffile.imread(tmp_path / "sim" / "01" / "t002.tif"))
+
+
+def test_simulate_bad_parameter(tmp_path: Path) -> None:
+    one_error_line(run("simulate", "--out", tmp_path / "s", "--modality", "xray"),
+                   "modality must be one of fluo-nuclei, phase, dic, not 'xray'")
+    assert not (tmp_path / "s").exists()
