@@ -25,7 +25,7 @@ class ClassicalTracker:
         self, images: ImageSequence, on_frame: Callable[[int], None] | None = None
     ) -> Iterator[np.ndarray]:
         """Label images of every frame, segmented ahead in worker threads."""
-        self.segmenter(images[0])  # fixes the cell scale before the workers start
+        self.segmenter.fix_scale(images[0])  # before the workers start
         for t, labels in enumerate(prefetch_map(self.segmenter, images)):
             if on_frame is not None:
                 on_frame(t)

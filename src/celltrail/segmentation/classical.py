@@ -308,8 +308,11 @@ class Segmenter:
         self.preset = preset
         self.diameter = diameter
 
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        image = _check_image(image)
+    def fix_scale(self, image: np.ndarray) -> float:
+        """The diameter used for every frame: measured on ``image`` unless already known."""
         if self.diameter is None:
-            self.diameter = estimate_diameter(image, self.preset)
-        return segment(image, self.preset, self.diameter, self.params)
+            self.diameter = estimate_diameter(_check_image(image), self.preset)
+        return self.diameter
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        return segment(image, self.preset, self.fix_scale(image), self.params)
