@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -20,9 +19,9 @@ from skimage.segmentation import watershed
 from celltrail.core.lineage import Lineage, Track
 from celltrail.core.result import TrackingResult
 from celltrail.core.sequence import read_tiff
-from celltrail.io.ctc import read_segmentation_gt, read_tracking_gt, write_result
+from celltrail.io.ctc import read_segmentation_gt, read_tracking_gt
 from celltrail.linking import equivalent_diameters, measure
-from celltrail.metrics import evaluate
+from celltrail.metrics import evaluate_result
 
 #: The shared sequences and the preset of their modality (chosen by modality, not by sequence).
 SEQUENCES = {
@@ -146,5 +145,4 @@ def one_frame_tracks(masks: Sequence[np.ndarray]) -> TrackingResult:
 def score_result(result: TrackingResult, gt_dir: Path) -> dict:
     """py-ctcmetrics scores of a valid result (raises on an invalid one)."""
     result.validate()
-    with tempfile.TemporaryDirectory() as tmp:
-        return evaluate(gt_dir, write_result(result, Path(tmp) / "res"), threads=1)
+    return evaluate_result(result, gt_dir, threads=1)

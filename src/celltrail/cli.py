@@ -123,7 +123,6 @@ def link(
         raise InputError(masks, f"label images must be integers, found {labels.dtype}")
     _check_out(out, masks)
 
-
     def frames(on_frame: Callable[[int], None]) -> Iterator[np.ndarray]:
         for t, frame in enumerate(labels):
             on_frame(t)

@@ -59,11 +59,6 @@ def _registry() -> dict[str, Callable[..., Tracker]]:
     return {"classical": ClassicalTracker}
 
 
-def method_names() -> list[str]:
-    """Names accepted by :func:`get_tracker` and ``celltrail track --method``."""
-    return sorted(_registry())
-
-
 def get_tracker(name: str, **options: object) -> Tracker:
     """Build the tracker called ``name`` with its options."""
     registry = _registry()

@@ -33,13 +33,14 @@ def overlay_frame(image: np.ndarray, mask: np.ndarray) -> Image.Image:
     grey = to_uint8(image)
     rgb = np.repeat(grey[..., None], 3, axis=2)
     edges = find_boundaries(mask, mode="inner")
-    for region in regionprops(mask):
+    regions = regionprops(mask)
+    for region in regions:
         sl = region.slice
         sel = edges[sl] & (mask[sl] == region.label)
         rgb[sl][sel] = label_colour(region.label)
     picture = Image.fromarray(rgb)
     draw = ImageDraw.Draw(picture)
-    for region in regionprops(mask):
+    for region in regions:
         y, x = region.centroid
         draw.text((x, y), str(region.label), fill=label_colour(region.label), anchor="mm",
                   stroke_width=1, stroke_fill=(0, 0, 0))
