@@ -7,13 +7,17 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import tifffile
+from PIL import Image
 from typer.testing import CliRunner
 
 from celltrail import __version__
 from celltrail.cli import app
 from celltrail.io.ctc import read_result, read_tracking_gt
+from celltrail.io.mot import read_mot
+from celltrail.metrics import evaluate
 
 runner = CliRunner()
 
@@ -109,7 +113,7 @@ def test_track_refuses_output_inside_input(sample: Path, tmp_path: Path) -> None
 
 def test_track_unknown_method(sample: Path, tmp_path: Path) -> None:
     one_error_line(run("track", sample / "01", "--out", tmp_path / "o", "--method", "magic"),
-                   "unknown method 'magic'; choose one of classical")
+                   "unknown method 'magic'; choose one of boxtrack, classical")
 
 
 def test_link_refuses_float_masks(tmp_path: Path) -> None:
@@ -159,3 +163,91 @@ def test_simulate_bad_parameter(tmp_path: Path) -> None:
     one_error_line(run("simulate", "--out", tmp_path / "s", "--modality", "xray"),
                    "modality must be one of fluo-nuclei, phase, dic, not 'xray'")
     assert not (tmp_path / "s").exists()
+
+
+def test_boxtrack_from_gt_boxes_on_sample(sample: Path, tmp_path: Path) -> None:
+    out = tmp_path / "01_RES"
+    result = run("track", sample / "01", "--out", out, "--method", "boxtrack",
+                 "--backend", "classical", "--boxes-from-gt", sample / "01_GT")
+    assert result.exit_code == 0, result.output
+    res = read_result(out)
+    assert res.errors() == [] and len(res.masks) == 40
+    mot = read_mot(out / "tracking_results.txt")
+    tracks = pd.read_csv(out / "tracks.csv")
+    assert len(mot) == len(tracks)
+    prompted = {5, 6, 16, 24, 25, 26, 27, 30, 31, 32}
+    assert set(mot["id"]) == set(res.lineage) >= prompted
+    assert all(res.lineage[label].parent in res.lineage for label in set(res.lineage) - prompted)
+    scores = evaluate(sample / "01_GT", out, threads=1)
+    assert scores["MOTA"] > 0.85 and scores["IDF1"] > 0.85  # measured 0.891 and 0.884
+
+
+def test_boxtrack_mot_style_boxes_frame_step_and_small_box(sample: Path, tmp_path: Path) -> None:
+    """1-based bbox.txt lines as in the reference code; a sliver of a box is skipped with a
+    one-line warning; every 4th frame is tracked."""
+    boxes = tmp_path / "bbox.txt"
+    boxes.write_text("1,5,182,33,45,45,1,-1,-1\n1,6,286,54,45,45,1,-1,-1\n"
+                     "1,9,10,10,3,30,1,-1,-1\n")
+    out = tmp_path / "res"
+    result = run("track", sample / "01", "--out", out, "--method", "boxtrack", "--backend",
+                 "classical", "--boxes", boxes, "--box-frame-base", 1, "--frame-step", 4)
+    assert result.exit_code == 0, result.output
+    assert "warning: skipped 1 boxes with a side below 5 px (ids [9])" in \
+        result.stderr.splitlines()
+    res = read_result(out)
+    assert res.errors() == [] and len(res.masks) == 10
+    mot = read_mot(out / "tracking_results.txt")
+    assert set(mot["id"]) == {5, 6} and set(mot["frame"]) == set(range(10))
+
+
+def test_frame_step_and_movie(sample: Path, tmp_path: Path) -> None:
+    out = tmp_path / "res"
+    result = run("track", sample / "01", "--out", out, "--frame-step", 2,
+                 "--movie", tmp_path / "movie.gif")
+    assert result.exit_code == 0, result.output
+    assert len(read_result(out).masks) == 20
+    assert not (out / "tracking_results.txt").exists()
+    with Image.open(tmp_path / "movie.gif") as gif:
+        assert (gif.format, gif.n_frames, gif.size) == ("GIF", 20, (384, 384))
+
+
+def test_boxtrack_box_outside_image(sample: Path, tmp_path: Path) -> None:
+    boxes = tmp_path / "boxes.csv"
+    boxes.write_text("frame,id,x,y,w,h\n0,1,10,10,40,40\n0,2,370,10,30,30\n")
+    one_error_line(run("track", sample / "01", "--out", tmp_path / "o", "--method", "boxtrack",
+                       "--boxes", boxes),
+                   f"{boxes}: line 3: box of id 2 in frame 0 (x=370 y=10 w=30 h=30) lies "
+                   "outside the 384x384 image")
+    assert not (tmp_path / "o").exists()
+
+
+def test_boxtrack_box_on_skipped_frame(sample: Path, tmp_path: Path) -> None:
+    boxes = tmp_path / "boxes.csv"
+    boxes.write_text("0,1,10,10,40,40\n1,2,100,10,30,30\n")
+    one_error_line(run("track", sample / "01", "--out", tmp_path / "o", "--method", "boxtrack",
+                       "--boxes", boxes, "--frame-step", 2),
+                   f"{boxes}: box prompts on frame 1, which --frame-step 2 skips")
+
+
+@pytest.mark.parametrize("prompts", [[], ["--boxes", "b.csv", "--boxes-from-gt", "01_GT"]])
+def test_boxtrack_needs_one_source_of_boxes(sample: Path, tmp_path: Path, prompts) -> None:
+    one_error_line(run("track", sample / "01", "--out", tmp_path / "o", "--method", "boxtrack",
+                       *prompts),
+                   "--method boxtrack needs its box prompts: give either --boxes FILE or "
+                   "--boxes-from-gt GT_DIR")
+
+
+def test_boxes_need_boxtrack(sample: Path, tmp_path: Path) -> None:
+    one_error_line(run("track", sample / "01", "--out", tmp_path / "o",
+                       "--boxes-from-gt", sample / "01_GT"),
+                   "--boxes, --boxes-from-gt and --model apply to --method boxtrack only")
+
+
+def test_boxtrack_gt_larger_than_images(sample: Path, tmp_path: Path) -> None:
+    stack = np.stack([tifffile.imread(sample / "01" / f"t00{t}.tif")[:200, :200]
+                      for t in range(3)])
+    tifffile.imwrite(tmp_path / "crop.tif", stack, photometric="minisblack")
+    gt = sample / "01_GT"
+    one_error_line(run("track", tmp_path / "crop.tif", "--out", tmp_path / "o", "--method",
+                       "boxtrack", "--boxes-from-gt", gt),
+                   f"{gt}: ground-truth cells lie outside the 200x200 images")

@@ -36,6 +36,19 @@ def test_folder_sorts_numbers_naturally(tmp_path: Path) -> None:
     assert [int(f[0, 0]) for f in open_sequence(tmp_path)] == [0, 2, 10]
 
 
+def test_every_kth_frame(tmp_path: Path) -> None:
+    frames = np.arange(7 * 4, dtype=np.uint8).reshape(7, 2, 2)
+    write_frames(tmp_path, frames)
+    seq = open_sequence(tmp_path).every(3)
+    assert (len(seq), seq.shape) == (3, (2, 2))
+    np.testing.assert_array_equal(np.stack(list(seq)), frames[::3])
+    np.testing.assert_array_equal(seq[-1], frames[6])
+    assert seq.source_of(1) == str(tmp_path / "t003.tif")
+    assert open_sequence(frames).every(2).every(2)[1][0, 0] == frames[4][0, 0]
+    with pytest.raises(InputError, match=r"^frame step must be at least 1, got 0$"):
+        seq.every(0)
+
+
 def test_streaming_memory_does_not_grow_with_length(tmp_path: Path) -> None:
     frames = np.zeros((40, 256, 256), np.uint16)
     tifffile.imwrite(tmp_path / "stack.tif", frames)

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import tifffile
 
 from celltrail.core import InputError, Lineage, Track, TrackingResult
 from celltrail.io.atomic import atomic_dir
-from celltrail.io.boxes import read_boxes
+from celltrail.io.boxes import boxes_from_gt, drop_small_boxes, read_boxes
 from celltrail.io.ctc import (
     gt_as_result,
     read_man_track,
@@ -20,6 +21,7 @@ from celltrail.io.ctc import (
     write_man_track,
     write_result,
 )
+from celltrail.io.mot import read_mot, write_mot
 from celltrail.io.tables import tracks_table, write_table
 from tests.test_core import lineage_masks
 
@@ -151,3 +153,128 @@ def test_tracks_table_csv_and_parquet(tmp_path: Path) -> None:
     write_table(table, tmp_path / "tracks.parquet")
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "tracks.parquet"), table)
     assert pd.read_csv(tmp_path / "tracks.csv")["id"].tolist() == table["id"].tolist()
+
+
+def _labels(*regions: tuple[int, slice, slice]) -> np.ndarray:
+    """A 20x30 label image with ``label`` painted over each ``(label, rows, cols)``."""
+    image = np.zeros((20, 30), np.uint16)
+    for label, rows, cols in regions:
+        image[rows, cols] = label
+    return image
+
+
+def _ctc_truth(root: Path, seg: np.ndarray | None = None, st: np.ndarray | None = None) -> Path:
+    """``01_GT`` with TRA markers 3 and 8 in frames 0-1, and optionally frame 0 of ``01_GT/SEG``
+    and ``01_ST/SEG``."""
+    markers = _labels((3, slice(5, 7), slice(5, 7)), (8, slice(12, 14), slice(20, 22)))
+    for folder, name, image in [("01_GT/TRA", "man_track000", markers),
+                                ("01_GT/TRA", "man_track001", markers),
+                                ("01_GT/SEG", "man_seg000", seg), ("01_ST/SEG", "man_seg000", st)]:
+        if image is not None:
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            tifffile.imwrite(root / folder / f"{name}.tif", image)
+    return root / "01_GT"
+
+
+# Cells 1 and 2 hold markers 3 and 8; cell 5 holds none and is no tracked cell.
+SEG = _labels((1, slice(3, 9), slice(2, 10)), (2, slice(10, 16), slice(18, 25)),
+              (5, slice(0, 2), slice(27, 30)))
+# Silver truth of cell 3 only: cell 8 keeps its marker's box.
+ST = _labels((7, slice(4, 8), slice(4, 8)))
+SEG_BOXES = [[0, 3, 2, 3, 8, 6], [0, 8, 18, 10, 7, 6]]
+ST_BOXES = [[0, 3, 4, 4, 4, 4], [0, 8, 20, 12, 2, 2]]
+TRA_BOXES = [[0, 3, 5, 5, 2, 2], [0, 8, 20, 12, 2, 2]]
+
+
+@pytest.mark.parametrize(
+    ("seg", "st", "frame", "source", "expected"),
+    [
+        (SEG, ST, 0, "SEG", SEG_BOXES),
+        (None, ST, 0, "ST", ST_BOXES),
+        (np.zeros_like(SEG), ST, 0, "ST", ST_BOXES),  # an empty SEG file segments nothing
+        (None, None, 0, "TRA", TRA_BOXES),
+        (SEG, ST, 1, "TRA", [[1, *box[1:]] for box in TRA_BOXES]),  # no SEG or ST for frame 1
+    ],
+)
+def test_boxes_from_gt(
+    tmp_path: Path, seg: np.ndarray | None, st: np.ndarray | None, frame: int, source: str,
+    expected: list[list[int]],
+) -> None:
+    boxes, used = boxes_from_gt(_ctc_truth(tmp_path, seg, st), frame)
+    assert used == source
+    assert list(boxes.columns) == ["frame", "id", "x", "y", "w", "h"]
+    assert boxes.values.tolist() == expected
+
+
+def test_boxes_from_sample_gt(sample: Path) -> None:
+    boxes, source = boxes_from_gt(sample / "01_GT")  # frame 0 has no SEG: the TRA markers
+    assert source == "TRA"
+    assert boxes["id"].tolist() == [5, 6, 16, 24, 25, 26, 27, 30, 31, 32]
+    assert boxes.iloc[0].tolist() == [0, 5, 182, 33, 45, 45]
+    boxes, source = boxes_from_gt(sample / "01_GT", frame=21)  # SEG regions, TRA labels
+    assert source == "SEG"
+    assert boxes["id"].tolist() == [5, 6, 18, 22, 24, 25, 26, 27, 30, 31, 32]
+    by_id = boxes.set_index("id")
+    assert by_id.loc[5].tolist() == [21, 170, 7, 70, 65]
+    assert by_id.loc[18].tolist() == [21, 260, 178, 30, 38]
+    kept, dropped = drop_small_boxes(boxes, min_side=15)
+    assert dropped == [32]
+    assert kept["id"].tolist() == [5, 6, 18, 22, 24, 25, 26, 27, 30, 31]
+
+
+def test_boxes_from_gt_errors(tmp_path: Path) -> None:
+    gt = _ctc_truth(tmp_path)
+    with pytest.raises(InputError) as err:
+        boxes_from_gt(gt, frame=5)
+    assert str(err.value) == f"{gt / 'TRA'}: no TRA markers of frame 5 (frames 0-1)"
+    with pytest.raises(InputError) as err:
+        boxes_from_gt(tmp_path)
+    assert str(err.value) == (
+        f"{tmp_path}: no TRA folder: expected a CTC ground-truth folder 'NN_GT'")
+
+
+def _mot_result() -> TrackingResult:
+    """Cell 1 in frames 0-1 (moving), cell 2 a single pixel in frame 0."""
+    first = _labels((1, slice(1, 3), slice(2, 5)), (2, slice(4, 5), slice(6, 7)))
+    second = _labels((1, slice(2, 4), slice(3, 6)))
+    return TrackingResult.from_masks([first, second], {})
+
+
+def test_write_mot_lines(tmp_path: Path) -> None:
+    path = write_mot(_mot_result(), tmp_path / "tracks.txt")
+    assert path.read_text() == (
+        "1,1,2,1,3,2,1.0000,-1,-1,-1\n2,1,3,2,3,2,1.0000,-1,-1,-1\n1,2,6,4,1,1,1.0000,-1,-1,-1\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["tracks.txt"]
+
+
+def test_mot_round_trip(tmp_path: Path) -> None:
+    result = _mot_result()
+    for base in (0, 1):
+        boxes = read_mot(write_mot(result, tmp_path / "tracks.txt", base), frame_base=base)
+        assert boxes.values.tolist() == [[0, 1, 2, 1, 3, 2], [0, 2, 6, 4, 1, 1],
+                                         [1, 1, 3, 2, 3, 2]]
+        assert boxes.dtypes.tolist() == [np.int64, np.int64] + [np.float64] * 4
+    empty = TrackingResult.from_masks([np.zeros((4, 4), np.uint16)], {})
+    assert read_mot(write_mot(empty, tmp_path / "empty.txt")).empty
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("1,1,2,1,3,2,1,-1,-1,-1\n1,2,3,4,5\n",
+         "line 2: expected 'frame,id,x,y,w,h,...' with integer frame and id, found '1,2,3,4,5'"),
+        ("1,1.5,2,1,3,2\n", "line 1: expected 'frame,id,x,y,w,h,...' with integer frame and id, "
+                             "found '1,1.5,2,1,3,2'"),
+        ("0,1,2,1,3,2\n", "line 1: frame 0 is before the first frame 1"),
+        ("1,1,2,1,-3,2\n",
+         "line 1: box x,y,w,h must be finite with w, h >= 0, found '1,1,2,1,-3,2'"),
+        ("1,1,2,1,3,2\n\n1,1,5,5,3,2\n",
+         "line 3: id 1 has a second box in frame 1 (first on line 1)"),
+    ],
+)
+def test_malformed_mot(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "tracks.txt"
+    path.write_text(text)
+    with pytest.raises(InputError) as err:
+        read_mot(path)
+    assert str(err.value) == f"{path}: {message}"

@@ -11,7 +11,7 @@ from traccuracy.loaders import load_ctc_data
 from traccuracy.matchers import CTCMatcher
 from traccuracy.metrics import CTCMetrics
 
-from celltrail.core import InputError, TrackingResult
+from celltrail.core import InputError, Lineage, TrackingResult
 from celltrail.io.ctc import read_tracking_gt, write_result
 from celltrail.metrics import evaluate
 
@@ -73,3 +73,12 @@ def test_missing_result_frame_is_reported(sample: Path, tmp_path: Path) -> None:
 def test_not_a_ground_truth_folder(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not a CTC ground-truth folder"):
         evaluate(tmp_path, tmp_path)
+
+
+def test_result_without_tracks(sample: Path, tmp_path: Path) -> None:
+    truth = read_tracking_gt(sample / "01_GT")
+    empty = TrackingResult([np.zeros_like(m) for m in truth.masks], Lineage())
+    res = write_result(empty, tmp_path / "res")
+    with pytest.raises(InputError) as err:
+        evaluate(sample / "01_GT", res)
+    assert str(err.value) == f"{res}: the result has no tracks (res_track.txt is empty)"

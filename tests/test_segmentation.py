@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from celltrail.core import open_sequence
 from celltrail.core.errors import InputError
+from celltrail.io.ctc import read_tracking_gt
 from celltrail.segmentation import PRESETS, Segmenter, estimate_diameter, segment
+from celltrail.simulate import SimParams, simulate
 
 CENTRES = [(40, 40), (40, 130), (40, 210), (130, 60), (140, 170), (210, 110)]
 DIAMETER = 30
@@ -108,3 +113,14 @@ def test_rejects_bad_input():
         Segmenter("nope")
     with pytest.raises(InputError):
         estimate_diameter(np.zeros(10))
+
+
+def test_dense_culture(tmp_path: Path) -> None:
+    """Nuclei covering about 40% of the frame: the background is not the median pixel."""
+    params = SimParams(frames=1, size=192, cells=56, cell_diameter=20.0, division_rate=0,
+                       apoptosis_rate=0)
+    seq = simulate(tmp_path, params, seed=1)
+    truth = read_tracking_gt(tmp_path / "01_GT").masks[0]
+    assert (truth > 0).mean() > 0.35
+    found = segment(open_sequence(seq)[0], "fluo-nuclei", 20.0).max()
+    assert found >= 0.9 * (len(np.unique(truth)) - 1)  # measured 55 of 56

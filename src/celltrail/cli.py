@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import numpy as np
+import pandas as pd
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -22,9 +24,13 @@ from celltrail.core.errors import CellTrailError, InputError
 from celltrail.core.result import MaskStore, TrackingResult
 from celltrail.core.sequence import ImageSequence, open_sequence
 from celltrail.io.atomic import atomic_dir, atomic_file
+from celltrail.io.boxes import boxes_from_gt, read_boxes
 from celltrail.io.ctc import frame_digits, read_result, write_man_track
+from celltrail.io.mot import write_mot
 from celltrail.io.tables import tracks_table, write_table
+from celltrail.methods.base import Tracker
 from celltrail.metrics.ctc import AOGM_PARTS, HEADLINE, evaluate
+from celltrail.viz.movie import MOVIE_SUFFIXES
 
 app = typer.Typer(
     name="celltrail",
@@ -34,6 +40,8 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., object])
+#: BoxTrack's MOT-format output, named as in its reference code (Box-it-Track-it).
+MOT_FILE = "tracking_results.txt"
 
 
 def reports_errors(command: F) -> F:
@@ -48,6 +56,15 @@ def reports_errors(command: F) -> F:
             raise typer.Exit(1) from None
 
     return run  # type: ignore[return-value]
+
+
+@contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Print each warning raised inside as one line ``warning: ...`` on stderr, not as Python's
+    file, line number and source line."""
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda message, *_: print(f"warning: {message}", file=sys.stderr)
+        yield
 
 
 @contextmanager
@@ -81,30 +98,174 @@ def save_result(result: TrackingResult, out: Path) -> None:
 Run = Callable[[MaskStore, Callable[[int], None]], TrackingResult]
 
 
-def run_tracker(images: ImageSequence, out: Path, run: Run) -> None:
-    """Call ``run(store, on_frame)`` writing into ``out`` atomically, with a progress bar."""
+def run_tracker(images: ImageSequence, out: Path, run: Run, mot: bool = False) -> None:
+    """Call ``run(store, on_frame)`` writing into ``out`` atomically, with a progress bar; with
+    ``mot`` the folder also gets the tracks as MOT lines (:data:`MOT_FILE`)."""
     with atomic_dir(out) as tmp, progress_bar(len(images), "tracking") as on_frame:
-        save_result(run(MaskStore(tmp, digits=frame_digits(len(images))), on_frame), tmp)
+        result = run(MaskStore(tmp, digits=frame_digits(len(images))), on_frame)
+        save_result(result, tmp)
+        if mot:
+            write_mot(result, tmp / MOT_FILE)
     console.print(f"wrote {len(images)} frames to {out}")
+
+
+def box_prompts(
+    images: ImageSequence,
+    frame_step: int,
+    boxes: Path | None,
+    gt: Path | None,
+    frame_base: int,
+) -> pd.DataFrame:
+    """BoxTrack's prompts from a box file or a ground-truth folder, in the frame numbers of
+    ``images`` (every ``frame_step``-th input frame)."""
+    if (boxes is None) == (gt is None):
+        raise InputError(None, "--method boxtrack needs its box prompts: give either --boxes "
+                               "FILE or --boxes-from-gt GT_DIR")
+    if boxes is not None:
+        prompts = read_boxes(boxes, image_shape=images.shape, frame_base=frame_base)
+    else:
+        prompts, source = boxes_from_gt(gt)
+        height, width = images.shape
+        if ((prompts["x"] + prompts["w"]).max() > width
+                or (prompts["y"] + prompts["h"]).max() > height):
+            raise InputError(gt, f"ground-truth cells lie outside the {width}x{height} images")
+        console.print(f"prompts: {len(prompts)} boxes from {gt} ({source}, frame 0)")
+    skipped = prompts[prompts["frame"] % frame_step != 0]
+    if len(skipped):
+        raise InputError(boxes, f"box prompts on frame {int(skipped['frame'].iloc[0])}, which "
+                                f"--frame-step {frame_step} skips")
+    return prompts.assign(frame=prompts["frame"] // frame_step)
+
+
+def boxtrack_tracker(
+    prompts: pd.DataFrame,
+    backend: str,
+    preset: str,
+    model: str | None,
+    new_cells: bool | None,
+    divisions: bool,
+) -> Tracker:
+    """BoxTrack with the given segmentation backend; boxes too small to prompt with are skipped
+    with a warning."""
+    from celltrail.methods import get_tracker
+    from celltrail.methods.boxtrack import BoxTrackConfig, make_segmenter
+
+    if model is not None and backend != "learned":
+        raise InputError(None, "--model applies to the learned backend only")
+    config = BoxTrackConfig(new_cells=new_cells, divisions=divisions)
+    segmenter = make_segmenter(backend, preset=preset, model=model)
+    return get_tracker("boxtrack", boxes=prompts, segmenter=segmenter, config=config)
 
 
 @app.command()
 @reports_errors
 def track(
     input: Annotated[Path, typer.Argument(help="CTC image folder (tTTT.tif) or a TIFF stack.")],
-    out: Annotated[Path, typer.Option(help="Result folder (maskTTT.tif, res_track.txt, tables).")],
-    method: Annotated[str, typer.Option(help="Tracking method.")] = "classical",
+    out: Annotated[Path, typer.Option(help="Result folder (maskTTT.tif, res_track.txt, tables; "
+                                           "boxtrack adds MOT lines, tracking_results.txt).")],
+    method: Annotated[str, typer.Option(help="Tracking method: classical or boxtrack.")]
+    = "classical",
     preset: Annotated[str, typer.Option(help="Modality: fluo-nuclei, dic, phase.")] = "fluo-nuclei",
     diameter: Annotated[float | None, typer.Option(help="Cell diameter in pixels (estimated "
                                                          "from the images if not given).")] = None,
+    frame_step: Annotated[int, typer.Option(min=1, help="Track every K-th frame only; the "
+                                                        "result holds them as frames 0..n-1.")]
+    = 1,
+    movie: Annotated[Path | None, typer.Option(help="Also write a movie of the result with "
+                                                    "track ids (.gif or .mp4).")] = None,
+    boxes: Annotated[Path | None, typer.Option(help="boxtrack: one box per cell, a CSV or "
+                                                    "bbox.txt of 'frame,id,x,y,w,h' rows or COCO "
+                                                    "JSON.")] = None,
+    boxes_from_gt: Annotated[Path | None, typer.Option(help="boxtrack: prompt with the boxes "
+                                                            "of the cells of frame 0 of this "
+                                                            "CTC ground truth (NN_GT).")] = None,
+    box_frame_base: Annotated[int, typer.Option(help="boxtrack: number of the first frame in "
+                                                     "--boxes (1 for MOT-style bbox.txt).")] = 0,
+    backend: Annotated[str, typer.Option(help="boxtrack: segmenter, learned or classical (with "
+                                              "--preset).")] = "learned",
+    model: Annotated[str | None, typer.Option(help="boxtrack: the learned backend's model, a "
+                                                   "shipped name or a checkpoint path.")] = None,
+    new_cells: Annotated[bool | None, typer.Option(help="boxtrack: start tracks for cells "
+                                                        "nobody prompted (default: with the "
+                                                        "learned backend only).")] = None,
+    divisions: Annotated[bool, typer.Option(help="boxtrack: detect cell divisions.")] = True,
 ) -> None:
-    """Segment and track cells in INPUT and write a CTC result folder."""
+    """Segment and track cells in INPUT and write a CTC result folder.
+
+    --method boxtrack follows the cells given by one box each (--boxes or --boxes-from-gt).
+    """
     from celltrail.methods import get_tracker
 
-    images = open_sequence(input)
-    _check_out(out, input)
-    tracker = get_tracker(method, preset=preset, diameter=diameter)
-    run_tracker(images, out, lambda store, on_frame: tracker.track(images, store, on_frame))
+    images = open_sequence(input).every(frame_step)
+    _check_out(out, input, *(p for p in (boxes, boxes_from_gt) if p is not None))
+    if movie is not None and movie.suffix.lower() not in MOVIE_SUFFIXES:
+        raise InputError(movie, "a movie must be written as .gif or .mp4")
+    boxtrack = method == "boxtrack"
+    if not boxtrack and any(v is not None for v in (boxes, boxes_from_gt, model)):
+        raise InputError(None, "--boxes, --boxes-from-gt and --model apply to --method "
+                               "boxtrack only")
+    with one_line_warnings():
+        if boxtrack:
+            prompts = box_prompts(images, frame_step, boxes, boxes_from_gt, box_frame_base)
+            tracker = boxtrack_tracker(prompts, backend, preset, model, new_cells, divisions)
+        else:
+            tracker = get_tracker(method, preset=preset, diameter=diameter)
+        run_tracker(images, out, lambda store, on_frame: tracker.track(images, store, on_frame),
+                    mot=boxtrack)
+    if movie is not None:
+        write_result_movie(images, out, movie)
+
+
+def write_result_movie(images: ImageSequence, res: Path, movie: Path) -> None:
+    """Write the overlay movie of the result folder ``res`` on ``images``, with a progress bar."""
+    from celltrail.viz import write_movie
+
+    masks = read_result(res).masks
+    with progress_bar(len(images), "movie") as on_frame:
+        write_movie(images, masks, movie, progress=lambda done, _: on_frame(done - 1))
+    console.print(f"wrote {movie}")
+
+
+train_app = typer.Typer(help="Train celltrail's models on your own CTC-layout data.",
+                        no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+
+@train_app.command("prompt-segmenter")
+@reports_errors
+def train_prompt_segmenter(
+    data: Annotated[list[Path], typer.Option(help="CTC image folder NN with NN_GT (SEG, TRA) "
+                                                  "or NN_ST beside it; repeat for more.")],
+    out: Annotated[Path, typer.Option(help="Model file to write (.pt); a checkpoint is saved "
+                                           "there every 250 steps.")],
+    steps: Annotated[int, typer.Option(min=1, help="Optimisation steps.")] = 3000,
+    simulated: Annotated[bool, typer.Option(help="Mix in simulated sequences of every "
+                                                 "modality.")] = True,
+    resume: Annotated[Path | None, typer.Option(help="Checkpoint to continue from.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Retrain BoxTrack's learned backend (use it with --model PATH)."""
+    import tempfile
+
+    from celltrail.training.prompt_segmenter import (
+        TrainParams,
+        load_sequence,
+        simulated_sequences,
+        train,
+    )
+
+    for folder in data:
+        _check_out(out, folder)
+    with console.status("reading training data"):
+        sequences = [load_sequence(folder) for folder in data]
+    with tempfile.TemporaryDirectory() as tmp:
+        if simulated:
+            with console.status("simulating training sequences"):
+                sequences += [load_sequence(p) for p in simulated_sequences(tmp)]
+        with progress_bar(steps, "training") as on_step:
+            train(sequences, out, TrainParams(steps=steps, seed=seed), resume=resume,
+                  progress=lambda step, _: on_step(step))
+    console.print(f"wrote {out}")
 
 
 @app.command()
@@ -229,7 +390,11 @@ def demo(
     out: Annotated[Path, typer.Option(help="Folder for the demo's outputs.")] = Path(
         "celltrail-demo"),
 ) -> None:
-    """Track the bundled real sample, score it and draw an overlay (about a minute)."""
+    """Track the bundled real sample twice, score both and draw them (under a minute).
+
+    First the classical pipeline from the raw images; then BoxTrack (learned backend) from the
+    boxes of the first frame's cells.
+    """
     from celltrail.methods import get_tracker
     from celltrail.viz import write_overlay
 
@@ -240,14 +405,28 @@ def demo(
     run_tracker(images, result_dir, lambda store, on_frame: tracker.track(images, store, on_frame))
     with console.status("evaluating with py-ctcmetrics"):
         scores = evaluate(sample / "01_GT", result_dir)
-    Console().print(metrics_table(scores, "bundled sample: Fluo-N2DH-GOWT1 01 crop"))
+    Console().print(metrics_table(scores, "classical on the bundled sample (GOWT1 01 crop)"))
     with atomic_file(out / "metrics.json") as tmp:
         tmp.write_text(json.dumps(scores, indent=2))
     result = read_result(result_dir)
     last = len(images) - 1
     write_overlay(images, result.masks, [0, last // 2, last], out / "overlay.png")
-    console.print(f"results in {result_dir}, metrics in {out / 'metrics.json'}, "
-                  f"overlay in {out / 'overlay.png'}")
+
+    boxtrack_dir = out / "01_RES_boxtrack"
+    with one_line_warnings():
+        prompts = box_prompts(images, 1, None, sample / "01_GT", 0)
+        boxtrack = boxtrack_tracker(prompts, "learned", "fluo-nuclei", None, None, True)
+        run_tracker(images, boxtrack_dir,
+                    lambda store, on_frame: boxtrack.track(images, store, on_frame), mot=True)
+    with console.status("evaluating with py-ctcmetrics"):
+        scores = evaluate(sample / "01_GT", boxtrack_dir)
+    Console().print(metrics_table(scores, "BoxTrack (learned) from first-frame boxes"))
+    with atomic_file(out / "metrics_boxtrack.json") as tmp:
+        tmp.write_text(json.dumps(scores, indent=2))
+    write_result_movie(images, boxtrack_dir, out / "boxtrack.gif")
+    console.print(f"results in {result_dir} and {boxtrack_dir}, metrics in "
+                  f"{out / 'metrics.json'} and {out / 'metrics_boxtrack.json'}, pictures "
+                  f"{out / 'overlay.png'} and {out / 'boxtrack.gif'}")
 
 
 def _version(value: bool) -> None:

@@ -86,6 +86,12 @@ class ImageSequence(Sequence[np.ndarray]):
         """Where frame ``t`` comes from, for error messages."""
         return self.name
 
+    def every(self, step: int) -> ImageSequence:
+        """A lazy view of every ``step``-th frame (0, step, 2*step, ...); no frame is read now."""
+        if step < 1:
+            raise InputError(None, f"frame step must be at least 1, got {step}")
+        return self if step == 1 else SteppedSequence(self, step)
+
     def _checked(self, frame: np.ndarray, t: int) -> np.ndarray:
         check_frame(frame.shape, frame.dtype, self.source_of(t))
         if frame.shape != self.shape:
@@ -159,6 +165,21 @@ class ArraySequence(ImageSequence):
 
     def _read(self, t: int) -> np.ndarray:
         return np.asarray(self.array[t])
+
+
+class SteppedSequence(ImageSequence):
+    """Every ``step``-th frame of another sequence (temporal subsampling), read on demand."""
+
+    def __init__(self, base: ImageSequence, step: int) -> None:
+        self.base = base
+        self.step = step
+        super().__init__(base.name, base.shape, base.dtype, -(-len(base) // step))
+
+    def source_of(self, t: int) -> str:
+        return self.base.source_of(t * self.step)
+
+    def _read(self, t: int) -> np.ndarray:
+        return self.base[t * self.step]
 
 
 def tiff_files(folder: Path) -> list[Path]:

@@ -1,4 +1,5 @@
-"""Box prompts: one box per cell, from a CSV/``bbox.txt`` table or a COCO JSON file.
+"""Box prompts: one box per cell, from a CSV/``bbox.txt`` table, a COCO JSON file or the CTC
+ground truth of a frame.
 
 Boxes are ``x, y, w, h`` in pixels (x = column of the left edge, y = row of the top edge), with
 a frame number (0-based, as CTC frames; MOT-style 1-based files use ``frame_base=1``) and a cell id.
@@ -13,6 +14,9 @@ from pathlib import Path
 import pandas as pd
 
 from celltrail.core.errors import InputError
+from celltrail.core.sequence import read_tiff
+from celltrail.io.ctc import numbered_files, relabel_by_markers
+from celltrail.io.tables import frame_rows
 
 BOX_COLUMNS = ["frame", "id", "x", "y", "w", "h"]
 
@@ -113,3 +117,58 @@ def _check_boxes(boxes: pd.DataFrame, path: Path, shape: tuple[int, int] | None)
     if dup.any():
         row = boxes[dup].iloc[0]
         raise InputError(path, f"id {int(row['id'])} has two boxes in frame {int(row['frame'])}")
+
+
+def boxes_from_gt(gt_dir: str | Path, frame: int = 0) -> tuple[pd.DataFrame, str]:
+    """Boxes of the ground-truth cells of one frame, as :func:`read_boxes` gives them, and their
+    source: ``"SEG"`` (``NN_GT/SEG``), ``"ST"`` (silver truth ``NN_ST/SEG``) or ``"TRA"`` (the
+    markers, often smaller than the cells), whichever comes first with cells in that frame.
+
+    Ids are TRA labels: a segmented region takes the label of the marker it overlaps, and a cell
+    the segmentation misses keeps its marker's box, so every tracked cell gets one box.
+    """
+    gt_dir = Path(gt_dir)
+    tra = gt_dir / "TRA"
+    if not tra.is_dir():
+        raise InputError(gt_dir, "no TRA folder: expected a CTC ground-truth folder 'NN_GT'")
+    marker_files = numbered_files(tra, "man_track")
+    if frame not in marker_files:
+        if not marker_files:
+            raise InputError(tra, "no TRA marker files 'man_trackTTT.tif'")
+        raise InputError(
+            tra, f"no TRA markers of frame {frame} (frames {min(marker_files)}-{max(marker_files)})"
+        )
+    markers = read_tiff(marker_files[frame])
+    segmentations = [("SEG", gt_dir / "SEG")]
+    full = gt_dir.resolve()
+    if full.name.endswith("_GT"):
+        segmentations.append(("ST", full.with_name(f"{full.name[:-3]}_ST") / "SEG"))
+    mask, source = markers, "TRA"
+    for name, seg_dir in segmentations:
+        seg_path = numbered_files(seg_dir, "man_seg").get(frame)
+        if seg_path is None:
+            continue
+        seg = read_tiff(seg_path)
+        if seg.shape != markers.shape:
+            raise InputError(
+                seg_path, f"shape {seg.shape} differs from the TRA markers' {markers.shape}"
+            )
+        if ((seg > 0) & (markers > 0)).any():  # an empty or unmatched file segments nothing
+            mask, source = relabel_by_markers(seg, markers), name
+            break
+    rows = frame_rows(mask, frame)
+    boxes = pd.DataFrame({
+        "frame": rows["frame"], "id": rows["id"],
+        "x": rows["bbox_x"].astype(float), "y": rows["bbox_y"].astype(float),
+        "w": rows["bbox_w"].astype(float), "h": rows["bbox_h"].astype(float),
+    })
+    return boxes.sort_values("id", ignore_index=True), source
+
+
+def drop_small_boxes(boxes: pd.DataFrame, min_side: float) -> tuple[pd.DataFrame, list[int]]:
+    """Remove boxes with a side shorter than ``min_side`` pixels (slivers of cells at the image
+    edge make poor prompts); returns the boxes kept and the ids removed, for the caller to report.
+    """
+    small = boxes[["w", "h"]].min(axis=1) < min_side
+    dropped = sorted({int(label) for label in boxes.loc[small, "id"]})
+    return boxes[~small].reset_index(drop=True), dropped

@@ -135,13 +135,13 @@ def gt_as_result(gt_dir: str | Path) -> TrackingResult:
     masks = []
     for t, markers in enumerate(truth.masks):
         if t in seg_files:
-            masks.append(_relabel_by_markers(read_tiff(seg_files[t]), markers))
+            masks.append(relabel_by_markers(read_tiff(seg_files[t]), markers))
         else:
             masks.append(markers)
     return TrackingResult(masks, truth.lineage)
 
 
-def _relabel_by_markers(seg: np.ndarray, markers: np.ndarray) -> np.ndarray:
+def relabel_by_markers(seg: np.ndarray, markers: np.ndarray) -> np.ndarray:
     """Give each segmented region the marker label it overlaps most; keep markers it misses."""
     out = np.zeros(markers.shape, dtype=markers.dtype)
     fg = (seg > 0) & (markers > 0)

@@ -54,9 +54,10 @@ def prefetch_map(
 
 
 def _registry() -> dict[str, Callable[..., Tracker]]:
+    from celltrail.methods.boxtrack import BoxTracker
     from celltrail.methods.classical import ClassicalTracker
 
-    return {"classical": ClassicalTracker}
+    return {"boxtrack": BoxTracker, "classical": ClassicalTracker}
 
 
 def get_tracker(name: str, **options: object) -> Tracker:

@@ -59,7 +59,8 @@ def evaluate(gt_dir: str | Path, res_dir: str | Path, threads: int = 0) -> dict[
     if (res_dir / "TRA").is_dir():
         with tempfile.TemporaryDirectory() as tmp:
             return evaluate(gt_dir, write_result(gt_as_result(res_dir), Path(tmp) / "res"), threads)
-    read_result(res_dir)  # raises on a missing or malformed res_track.txt
+    if not len(read_result(res_dir).lineage):  # raises on a missing or malformed res_track.txt
+        raise InputError(res_dir, "the result has no tracks (res_track.txt is empty)")
     _check_frames(gt_dir, res_dir)
     with contextlib.redirect_stdout(io.StringIO()):
         raw = evaluate_sequence(str(res_dir), str(gt_dir), metrics=list(ALL_METRICS),

@@ -129,10 +129,12 @@ def _fill_small_holes(mask: np.ndarray, d: float, p: SegmentParams) -> np.ndarra
 
 
 def _noise(values: np.ndarray) -> tuple[float, float]:
-    """Background level and noise sigma: cells are the bright minority, so the median is
-    background and the spread below it is noise (1.4826 turns a median deviation into sigma)."""
-    level = float(np.median(values))
-    below = level - values[values < level]
+    """Background level and noise sigma: the background is what Otsu puts below its threshold
+    (so dense cultures, where nuclei cover half the frame or more, work too), its median the
+    level and the spread below that the noise (1.4826 turns a median deviation into sigma)."""
+    background = values[values <= threshold_otsu(values)]
+    level = float(np.median(background))
+    below = level - background[background < level]
     return level, 1.4826 * float(np.median(below)) if below.size else 0.0
 
 

@@ -1,0 +1,145 @@
+"""BoxTrack benchmarks: zero-shot tracking, ablations, frame steps and cost (the README's tables).
+
+Every run starts from the ground-truth boxes of the first frame (``boxes_from_gt``: SEG where
+that frame has one, else silver truth, else TRA markers), as the paper's protocol.
+
+- ``zero-shot``: each shared sequence with the learned backend trained *without* it (the shipped
+  ``without-<sequence>`` model: the other two sequences plus simulated ones) and with the
+  classical backend (the modality's preset). MOTA, IDF1, IDS, MT, ML, TRA, DET, SEG, s/frame.
+- ``ablations``: on Fluo-N2DH-SIM+ 01, score-based memory vs FIFO, with and without the Kalman
+  prior, with and without division handling.
+- ``frame-step``: MOTA at frame steps 1, 2, 4, 8 on Fluo-N2DH-GOWT1 01.
+- ``cost``: seconds per frame on simulated 512x512 frames with 10, 100 and 400 cells.
+
+    python benchmarks/boxtrack.py [--part all|zero-shot|ablations|frame-step|cost]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+from common import SEQUENCES
+
+from celltrail.core.result import TrackingResult
+from celltrail.core.sequence import open_sequence
+from celltrail.io.boxes import boxes_from_gt
+from celltrail.methods.boxtrack import BoxTrackConfig, BoxTracker, make_segmenter
+from celltrail.metrics import evaluate_result
+from celltrail.simulate import SimParams, simulate, subsample
+
+COLUMNS = ("MOTA", "IDF1", "IDS", "MT", "ML", "TRA", "DET", "SEG")
+
+
+def track(seq_dir: Path, backend: str, preset: str, model: str | None = None,
+          config: BoxTrackConfig | None = None) -> tuple[TrackingResult, float]:
+    """Track a CTC sequence from its GT first-frame boxes; the result and seconds per frame."""
+    boxes, _ = boxes_from_gt(seq_dir.with_name(f"{seq_dir.name}_GT"))
+    images = open_sequence(seq_dir)
+    segmenter = make_segmenter(backend, preset, model)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # small boxes skipped: reported by the CLI, not here
+        result = BoxTracker(boxes, segmenter, config).track(images)
+    return result, (time.perf_counter() - start) / len(images)
+
+
+def run(seq_dir: Path, backend: str, preset: str, model: str | None = None,
+        config: BoxTrackConfig | None = None) -> tuple[dict, float]:
+    """Track a CTC sequence from its GT first-frame boxes; scores and seconds per frame."""
+    result, seconds = track(seq_dir, backend, preset, model, config)
+    return evaluate_result(result, seq_dir.with_name(f"{seq_dir.name}_GT"), threads=1), seconds
+
+
+def row(name: str, scores: dict, seconds: float | None = None) -> str:
+    cells = [f"{scores[k]:.3f}" if isinstance(scores[k], float) else str(scores[k])
+             for k in COLUMNS]
+    extra = f" {seconds:.3f} |" if seconds is not None else ""
+    return f"| {name} | " + " | ".join(cells) + f" |{extra}"
+
+
+def header(first: str, seconds: bool = True) -> str:
+    names = [first, *COLUMNS] + (["s/frame"] if seconds else [])
+    return "| " + " | ".join(names) + " |\n|" + "---|" * len(names)
+
+
+def zero_shot(data: Path) -> None:
+    print("\nZero-shot: learned backend trained without the sequence; GT first-frame boxes")
+    print(header("sequence / backend"))
+    for name, preset in SEQUENCES.items():
+        seq = data / name / "01"
+        scores, sec = run(seq, "learned", preset, model=f"without-{name}")
+        print(row(f"{name} / learned", scores, sec), flush=True)
+        scores, sec = run(seq, "classical", preset)
+        print(row(f"{name} / classical", scores, sec), flush=True)
+
+
+def ablations(data: Path) -> None:
+    seq = data / "Fluo-N2DH-SIM+" / "01"
+    base = BoxTrackConfig()
+    variants = {
+        "BoxTrack (score memory, Kalman, divisions)": base,
+        "FIFO memory": replace(base, memory_policy="fifo"),
+        "no Kalman prior": replace(base, kalman=False),
+        "no division handling": replace(base, divisions=False),
+    }
+    for backend, model in (("learned", "without-Fluo-N2DH-SIM+"), ("classical", None)):
+        print(f"\nAblations on Fluo-N2DH-SIM+ 01, {backend} backend")
+        print(header("variant"))
+        for label, config in variants.items():
+            scores, sec = run(seq, backend, "fluo-nuclei", model, config)
+            print(row(label, scores, sec), flush=True)
+
+
+def frame_steps(data: Path) -> None:
+    name = "Fluo-N2DH-GOWT1"
+    print(f"\nFrame steps on {name} 01 (every k-th frame, GT subsampled alike)")
+    print(header("step / backend"))
+    with tempfile.TemporaryDirectory() as tmp:
+        for step in (1, 2, 4, 8):
+            seq = subsample(data / name / "01", data / name / "01_GT", Path(tmp) / str(step), step)
+            for backend, model in (("learned", f"without-{name}"), ("classical", None)):
+                scores, sec = run(seq, backend, "fluo-nuclei", model)
+                print(row(f"{step} / {backend}", scores, sec), flush=True)
+
+
+def cost() -> None:
+    print("\nCost on simulated 512x512 frames (cell diameter 20 px, 10 frames)")
+    print("| cells | backend | tracks | s/frame | / s/frame at 10 cells |\n|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        seqs = {}
+        for cells in (10, 100, 400):
+            params = SimParams(frames=10, size=512, cells=cells, cell_diameter=20.0,
+                               division_rate=0.0, apoptosis_rate=0.0)
+            seqs[cells] = simulate(Path(tmp) / str(cells), params, seed=cells)
+        for backend in ("learned", "classical"):
+            times = {}
+            for cells, seq in seqs.items():
+                result, _ = track(seq, backend, "fluo-nuclei")  # warm-up (first allocations)
+                times[cells] = min(track(seq, backend, "fluo-nuclei")[1] for _ in range(2))
+                print(f"| {cells} | {backend} | {len(result.lineage)} | {times[cells]:.3f} | "
+                      f"{times[cells] / times[10]:.2f} |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/ctc"))
+    parser.add_argument("--part", default="all",
+                        choices=["all", "zero-shot", "ablations", "frame-step", "cost"])
+    args = parser.parse_args()
+    if args.part in ("all", "zero-shot"):
+        zero_shot(args.data)
+    if args.part in ("all", "ablations"):
+        ablations(args.data)
+    if args.part in ("all", "frame-step"):
+        frame_steps(args.data)
+    if args.part in ("all", "cost"):
+        cost()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""BoxTrack's default backend: our trained promptable segmenter (see
+:mod:`celltrail.models.prompt_segmenter`), with weights shipped in the package."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage as ndi
+
+from celltrail.core.errors import InputError
+from celltrail.methods.boxtrack.patch import Patch
+from celltrail.methods.boxtrack.segmenters import Candidates
+from celltrail.models.prompt_segmenter import (
+    CANONICAL_DIAMETER,
+    NetConfig,
+    PromptSegNet,
+    crop_boxes,
+)
+from celltrail.training.prompt_segmenter import load_checkpoint, normalise
+
+#: Where the shipped weights live.
+WEIGHTS = Path(str(files("celltrail") / "weights" / "prompt_segmenter"))
+#: The shipped model used when none is named: trained on all shared sequences and simulated ones.
+DEFAULT_MODEL = "all"
+
+
+def model_name(trained_on: Sequence[str], shared: Sequence[str]) -> str:
+    """Name of a shipped model from the ``shared`` sequences it was trained on (with simulated
+    ones): ``all``, or ``without-<sequence>`` for the zero-shot (leave-one-out) models."""
+    left_out = [name for name in shared if name not in trained_on]
+    return "without-" + "-and-".join(left_out) if left_out else DEFAULT_MODEL
+
+
+def shipped_models() -> list[str]:
+    """Names of the models shipped in the package."""
+    return sorted(p.stem for p in WEIGHTS.glob("*.pt"))
+
+
+@dataclass
+class _Features:
+    image: torch.Tensor  # (1, 1, h, w) normalised, canonical scale
+    features: torch.Tensor
+    foreground: np.ndarray  # full-resolution foreground probability
+    shape: tuple[int, int]
+
+
+class LearnedPromptSegmenter:
+    """The trained :class:`PromptSegNet` behind BoxTrack's segmenter interface."""
+
+    name = "learned"
+    screens_proposals = True
+
+    def __init__(self, net: PromptSegNet, trained_on: Sequence[str] = ()) -> None:
+        self.net = net.eval()
+        self.trained_on = list(trained_on)
+        self.scale = 1.0
+
+    @classmethod
+    def load(cls, model: str | Path | None = None) -> LearnedPromptSegmenter:
+        """A shipped model by name (default :data:`DEFAULT_MODEL`) or a checkpoint path."""
+        model = DEFAULT_MODEL if model is None else model
+        path = Path(model)
+        if not path.suffix and not path.exists():
+            path = WEIGHTS / f"{model}.pt"
+            if not path.is_file():
+                raise InputError(None, f"no shipped prompt-segmenter model {str(model)!r}; "
+                                       f"shipped: {', '.join(shipped_models()) or 'none'}; "
+                                       f"or give a checkpoint path")
+        state = load_checkpoint(path)
+        net = PromptSegNet(NetConfig(**state["config"]))
+        try:
+            net.load_state_dict({k: v.float() for k, v in state["state_dict"].items()})
+        except RuntimeError as exc:
+            raise InputError(path, "checkpoint does not match the prompt-segmenter network") \
+                from exc
+        return cls(net, state.get("trained_on", []))
+
+    def set_scale(self, diameter: float) -> None:
+        self.scale = CANONICAL_DIAMETER / max(diameter, 1.0)
+
+    @torch.no_grad()
+    def encode(self, image: np.ndarray) -> _Features:
+        x = torch.from_numpy(normalise(image))[None, None]
+        h, w = image.shape
+        size = (max(8, round(h * self.scale)), max(8, round(w * self.scale)))
+        x = F.interpolate(x, size=size, mode="bilinear", antialias=self.scale < 1,
+                          align_corners=False)
+        features = self.net.encode(x)
+        fg = torch.sigmoid(self.net.foreground(features))
+        fg = F.interpolate(fg, size=(h, w), mode="bilinear", align_corners=False)
+        return _Features(x, features, fg[0, 0].numpy(), (h, w))
+
+    @torch.no_grad()
+    def decode(
+        self, features: object, boxes: np.ndarray, previous: list[Patch | None]
+    ) -> Candidates:
+        assert isinstance(features, _Features)
+        s = self.net.config.mask_size
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        crops = np.round(crop_boxes(torch.from_numpy(boxes)).numpy())  # whole pixels
+        crops[:, 2:] = np.maximum(crops[:, 2:], crops[:, :2] + 1)
+        prev = np.stack([_raster(p, c, s) for p, c in zip(previous, crops, strict=True)])
+        scale = features.image.shape[-1] / features.shape[1]  # canonical px per input px
+        out = self.net.decode(
+            features.features, features.image,
+            torch.from_numpy(boxes * scale).float(), torch.from_numpy(crops * scale).float(),
+            torch.zeros(len(boxes), dtype=torch.long), torch.from_numpy(prev)[:, None].float())
+        masks = [self._patches(out.masks[i], crops[i], features.shape) for i in range(len(boxes))]
+        return Candidates(masks, out.quality.numpy().astype(np.float64),
+                          out.objectness.numpy().astype(np.float64),
+                          out.tokens.numpy().astype(np.float64))
+
+    @staticmethod
+    def _patches(logits: torch.Tensor, crop: np.ndarray, shape: tuple[int, int]) -> list[Patch]:
+        """Candidate logits on the crop grid → patches at full resolution."""
+        x0, y0, x1, y1 = (int(v) for v in crop)
+        up = F.interpolate(logits[None], size=(y1 - y0, x1 - x0), mode="bilinear",
+                           align_corners=False)[0]
+        return [Patch.from_mask((up[k] > 0).numpy(), y0, x0).clip(shape)
+                for k in range(len(logits))]
+
+    def proposals(self, features: object) -> list[Patch]:
+        assert isinstance(features, _Features)
+        labels, _ = ndi.label(features.foreground > 0.5)
+        return [Patch.from_mask(labels[sl] == i + 1, sl[0].start, sl[1].start)
+                for i, sl in enumerate(ndi.find_objects(labels)) if sl is not None]
+
+
+def _raster(patch: Patch | None, crop: np.ndarray, size: int) -> np.ndarray:
+    """``patch`` sampled (nearest) on a crop's ``size`` x ``size`` grid; all -1 without one."""
+    if patch is None or patch.area == 0:
+        return np.full((size, size), -1.0)
+    steps = (np.arange(size) + 0.5) / size
+    cols = np.floor(crop[0] + (crop[2] - crop[0]) * steps).astype(np.int64) - patch.left
+    rows = np.floor(crop[1] + (crop[3] - crop[1]) * steps).astype(np.int64) - patch.top
+    h, w = patch.mask.shape
+    ok_r, ok_c = (rows >= 0) & (rows < h), (cols >= 0) & (cols < w)
+    out = np.zeros((size, size))
+    out[np.ix_(ok_r, ok_c)] = patch.mask[np.ix_(rows[ok_r], cols[ok_c])]
+    return out

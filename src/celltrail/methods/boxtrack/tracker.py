@@ -1,0 +1,387 @@
+"""BoxTrack's tracking module: Kalman motion prior, memory-aware mask selection, divisions.
+
+Each prompted cell is an object with a Kalman filter on its box and a memory bank. In every
+frame the segmenter proposes candidates inside the predicted box; the candidate with the best
+score ``λa·affinity + λm·motion + λo·objectness`` is kept (Sec. 3.2, eq. 5-8). Beyond the paper,
+a mask that splits in two, or a shrunken cell with a new neighbour, is a division, and cells
+nobody prompted can start tracks of their own.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+
+from celltrail.core.errors import InputError
+from celltrail.core.lineage import Lineage, Track
+from celltrail.core.result import MaskStore, TrackingResult
+from celltrail.core.sequence import ImageSequence
+from celltrail.io.boxes import drop_small_boxes
+from celltrail.linking.kalman import BoxKalman
+from celltrail.methods.boxtrack.config import BoxTrackConfig
+from celltrail.methods.boxtrack.memory import MemoryBank, MemoryEntry
+from celltrail.methods.boxtrack.patch import Patch, box_iou
+from celltrail.methods.boxtrack.segmenters import Candidates, PromptSegmenter
+
+#: A cell that shrank below this fraction of its area while a new cell appeared beside it has
+#: divided (a mother's area is shared by its daughters).
+SHRINK_AT_DIVISION = 0.75
+
+
+@dataclass
+class _Object:
+    """A tracked cell: its current output label, last mask, memory and absence count."""
+
+    label: int
+    patch: Patch
+    memory: MemoryBank
+    lost: int = 0
+    seen_now: bool = False
+    area_before: int = 0
+    token: np.ndarray | None = None
+
+
+@dataclass
+class _Choice:
+    """The candidate kept for an object in one frame, with its scores."""
+
+    patch: Patch
+    score: float
+    quality: float
+    objectness: float
+    motion: float
+    token: np.ndarray
+
+
+@dataclass
+class _Tracks:
+    """The lineage as it grows, frame by frame."""
+
+    rows: dict[int, list[int]] = field(default_factory=dict)  # label -> [begin, end, parent]
+    next_label: int = 1
+
+    def new(self, t: int, parent: int = 0, label: int | None = None) -> int:
+        label = self.next_label if label is None else label
+        self.next_label = max(self.next_label, label + 1)
+        self.rows[label] = [t, t, parent]
+        return label
+
+    def continue_or_restart(self, label: int, t: int) -> int:
+        """The label to paint at ``t``: the same track, or after a gap a new one (CTC rule)."""
+        row = self.rows[label]
+        if row[0] == t or row[1] == t - 1:
+            row[1] = t
+            return label
+        return self.new(t, parent=label)
+
+    def lineage(self) -> Lineage:
+        return Lineage(Track(label, b, e, p) for label, (b, e, p) in self.rows.items())
+
+
+class BoxTracker:
+    """Track every cell from one box per cell (Khalid et al., "Box it and Track it").
+
+    ``boxes`` is a prompt table (``frame, id, x, y, w, h``; see :mod:`celltrail.io.boxes`); a
+    cell's id becomes its label. ``segmenter`` is a :class:`PromptSegmenter` backend.
+    """
+
+    name = "boxtrack"
+
+    def __init__(
+        self,
+        boxes: pd.DataFrame,
+        segmenter: PromptSegmenter,
+        config: BoxTrackConfig | None = None,
+    ) -> None:
+        config = config or BoxTrackConfig()
+        config.validate()
+        if config.new_cells is None:
+            config = replace(config, new_cells=segmenter.screens_proposals)
+        self.config = config
+        boxes, dropped = drop_small_boxes(boxes, self.config.min_box_side)
+        if dropped:
+            warnings.warn(f"skipped {len(dropped)} boxes with a side below "
+                          f"{self.config.min_box_side:g} px (ids {dropped[:10]})", stacklevel=2)
+        if boxes.empty:
+            raise InputError(None, "no box prompts left to track")
+        self.boxes = boxes
+        self.segmenter = segmenter
+        first = boxes[boxes["frame"] == boxes["frame"].min()]
+        self.diameter = float(np.median(np.sqrt(first["w"] * first["h"])))
+        segmenter.set_scale(self.diameter)
+
+    def track(
+        self,
+        images: ImageSequence,
+        store: MaskStore | None = None,
+        on_frame: Callable[[int], None] | None = None,
+    ) -> TrackingResult:
+        """Segment and track the prompted cells through ``images``."""
+        last = int(self.boxes["frame"].max())
+        if last >= len(images):
+            raise InputError(None, f"box prompts on frame {last}, but the sequence has "
+                                   f"{len(images)} frames")
+        store = MaskStore() if store is None else store
+        state = _State(self.config, self.segmenter)
+        for t, image in enumerate(images):
+            if image.ndim != 2:
+                raise InputError(None, f"frame {t} is not a 2D image (shape {image.shape})")
+            prompts = self.boxes[self.boxes["frame"] == t]
+            store.append(state.step(t, image, prompts))
+            if on_frame is not None:
+                on_frame(t)
+        return TrackingResult(store, state.tracks.lineage())
+
+
+def _centred(patch: Patch, box: np.ndarray) -> Patch:
+    """``patch`` moved so its box is centred on ``box``: the remembered mask where the object is
+    expected now."""
+    move = (box[:2] + box[2:] - patch.box()[:2] - patch.box()[2:]) / 2
+    return patch.shifted(move[1], move[0])
+
+
+class _State:
+    """Objects, Kalman states and lineage during one run."""
+
+    def __init__(self, config: BoxTrackConfig, segmenter: PromptSegmenter) -> None:
+        self.config = config
+        self.segmenter = segmenter
+        self.objects: list[_Object] = []
+        self.kalman = BoxKalman(np.zeros((0, 8)), np.zeros((0, 8, 8)))
+        self.tracks = _Tracks()
+        self.min_new_area = 0.0
+
+    # -- one frame ------------------------------------------------------------------------------
+
+    def step(self, t: int, image: np.ndarray, prompts: pd.DataFrame) -> np.ndarray:
+        """Label image of frame ``t``."""
+        features = self.segmenter.encode(image)
+        canvas = np.zeros(image.shape, dtype=np.uint32)
+        choices = self._follow(features) if self.objects else []
+        for obj in self.objects:
+            obj.seen_now = False
+        started = self._start_prompted(features, prompts)
+        order = sorted(range(len(choices)), key=lambda i: -choices[i].score
+                       if choices[i] is not None else np.inf)
+        for i in order:
+            choice = choices[i]
+            if choice is not None:
+                self._paint_existing(t, i, choice, canvas)
+        for obj, choice in started:
+            self._paint_new(t, obj, choice, canvas)
+        if self.config.divisions:
+            self._split_divisions(t, canvas)
+        if (self.config.new_cells or self.config.divisions) and t > 0:
+            self._pick_up(t, features, canvas)
+        self._end_lost()
+        return canvas
+
+    def _follow(self, features: object) -> list[_Choice | None]:
+        """Predict every object's box and choose its best candidate (None: absent)."""
+        last_boxes = np.stack([o.patch.box() for o in self.objects])
+        if self.config.kalman:
+            self.kalman.predict()
+            predicted = self.kalman.boxes()
+        else:
+            predicted = last_boxes
+        previous = [_centred(o.memory.best_mask() or o.patch, box)
+                    for o, box in zip(self.objects, predicted, strict=True)]
+        cands = self.segmenter.decode(features, predicted, previous)
+        return [self._choose(cands, i, predicted[i], self.objects[i].memory)
+                for i in range(len(self.objects))]
+
+    def _choose(self, cands: Candidates, i: int, predicted: np.ndarray,
+                memory: MemoryBank | None) -> _Choice | None:
+        """Eq. 8: the candidate with the highest weighted score, if the object is present."""
+        c = self.config
+        if cands.objectness[i] < c.min_objectness_logit:
+            return None
+        boxes = np.stack([m.box() if m.area else np.zeros(4) for m in cands.masks[i]])
+        motion = box_iou(boxes, np.repeat(predicted[None], len(boxes), 0))
+        affinity = memory.affinity(cands.tokens[i]) if memory is not None else np.zeros(len(boxes))
+        objectness = 1 / (1 + np.exp(-cands.objectness[i])) * cands.quality[i]
+        score = c.lambda_affinity * affinity + c.lambda_motion * motion \
+            + c.lambda_objectness * objectness
+        score[[m.area == 0 for m in cands.masks[i]]] = -np.inf
+        k = int(np.argmax(score))
+        if not np.isfinite(score[k]):
+            return None
+        return _Choice(cands.masks[i][k], float(score[k]), float(cands.quality[i, k]),
+                       float(cands.objectness[i]), float(motion[k]), cands.tokens[i, k])
+
+    def _start_prompted(self, features: object,
+                        prompts: pd.DataFrame) -> list[tuple[_Object, _Choice]]:
+        """Segment the cells prompted in this frame."""
+        if prompts.empty:
+            return []
+        boxes = prompts[["x", "y", "w", "h"]].to_numpy(dtype=np.float64, copy=True)
+        boxes[:, 2:] += boxes[:, :2]
+        cands = self.segmenter.decode(features, boxes, [None] * len(boxes))
+        started, empty = [], []
+        for i, label in enumerate(prompts["id"].astype(int)):
+            choice = self._choose(cands, i, boxes[i], None)
+            if choice is None:  # a prompt is trusted: keep its best-quality candidate
+                k = int(np.argmax(cands.quality[i]))
+                patch = cands.masks[i][k]
+                if patch.area == 0:
+                    empty.append(label)
+                    continue
+                choice = _Choice(patch, 0.0, float(cands.quality[i, k]),
+                                 float(cands.objectness[i]), 1.0, cands.tokens[i, k])
+            obj = _Object(label, choice.patch, self._new_memory())
+            started.append((obj, choice))
+        if empty:
+            warnings.warn(f"nothing segmented in the boxes of {len(empty)} of {len(prompts)} "
+                          f"cells (ids {empty[:10]}{' ...' if len(empty) > 10 else ''})",
+                          stacklevel=2)
+        areas = [choice.patch.area for _, choice in started]
+        if areas and not self.min_new_area:
+            self.min_new_area = self.config.new_cell_min_area * float(np.median(areas))
+        return started
+
+    def _new_memory(self) -> MemoryBank:
+        return MemoryBank(self.config.memory_size, self.config.memory_policy)
+
+    # -- painting -------------------------------------------------------------------------------
+
+    def _visible(self, patch: Patch, canvas: np.ndarray) -> Patch | None:
+        """The part of ``patch`` not yet claimed, if large enough to keep."""
+        patch = patch.clip(canvas.shape)
+        if patch.area == 0:
+            return None
+        window, mask = patch.view(canvas)
+        free = Patch.from_mask(mask & (window == 0), patch.top, patch.left)
+        if free.area < self.config.min_visible_fraction * patch.area:
+            return None
+        return free
+
+    def _paint(self, patch: Patch, label: int, canvas: np.ndarray) -> None:
+        window, mask = patch.view(canvas)
+        window[mask] = label
+
+    def _paint_existing(self, t: int, i: int, choice: _Choice, canvas: np.ndarray) -> None:
+        obj = self.objects[i]
+        visible = self._visible(choice.patch, canvas)
+        if visible is None:
+            return
+        obj.area_before = obj.patch.area
+        obj.label = self.tracks.continue_or_restart(obj.label, t)
+        obj.patch, obj.lost, obj.seen_now, obj.token = visible, 0, True, choice.token
+        self._paint(visible, obj.label, canvas)
+        self.kalman.update(np.array([i]), visible.box()[None])
+        self._remember(obj, t, choice)
+
+    def _paint_new(self, t: int, obj: _Object, choice: _Choice, canvas: np.ndarray,
+                   parent: int = 0) -> bool:
+        visible = self._visible(choice.patch, canvas)
+        if visible is None:
+            return False
+        if obj.label in self.tracks.rows or obj.label <= 0:
+            obj.label = self.tracks.new(t, parent)
+        else:
+            self.tracks.new(t, parent, label=obj.label)
+        obj.patch, obj.seen_now, obj.area_before = visible, True, visible.area
+        obj.token = choice.token
+        self._paint(visible, obj.label, canvas)
+        self.objects.append(obj)
+        self.kalman.extend(BoxKalman.start(visible.box()[None]))
+        self._remember(obj, t, choice)
+        return True
+
+    def _remember(self, obj: _Object, t: int, choice: _Choice) -> None:
+        c = self.config
+        if (choice.quality > c.memory_quality_threshold
+                and choice.objectness > c.memory_objectness_threshold
+                and choice.motion > c.memory_motion_threshold):
+            obj.memory.add(MemoryEntry(t, choice.token, choice.score, obj.patch))
+
+    # -- beyond the paper: divisions and new cells -------------------------------------------------
+
+    def _split_divisions(self, t: int, canvas: np.ndarray) -> None:
+        """A present object whose mask came out as two large parts has divided."""
+        for i in range(len(self.objects)):
+            obj = self.objects[i]
+            if not obj.seen_now or self.tracks.rows[obj.label][0] == t:
+                continue
+            parts = obj.patch.components()
+            if len(parts) < 2 or parts[1].area < self.config.division_min_fraction * obj.patch.area:
+                continue
+            self._divide(t, i, parts[0], parts[1], canvas)
+
+    def _divide(self, t: int, i: int, first: Patch, second: Patch, canvas: np.ndarray) -> None:
+        """End object ``i`` at ``t - 1``; ``first`` and ``second`` start its daughters at ``t``."""
+        mother = self.objects[i]
+        self._paint(mother.patch, 0, canvas)
+        row = self.tracks.rows[mother.label]
+        if row[0] == t:  # its track restarted this frame after a gap: drop that piece
+            del self.tracks.rows[mother.label]
+            mother.label = row[2]
+        else:
+            row[1] = t - 1
+        mother.seen_now, mother.lost = False, self.config.max_lost_frames + 1  # ends now
+        for part in (first, second):
+            daughter = _Object(0, part, self._new_memory())
+            self._paint_new(t, daughter, _Choice(part, 0.0, 1.0, 1.0, 1.0, mother.token),
+                            canvas, parent=mother.label)
+
+    def _pick_up(self, t: int, features: object, canvas: np.ndarray) -> None:
+        """An unclaimed cell beside a cell that just shrank is its daughter; other unclaimed cells
+        start tracks of their own if ``new_cells`` is on."""
+        unclaimed = []
+        for proposal in self.segmenter.proposals(features):
+            if proposal.area < self.min_new_area:
+                continue
+            window, mask = proposal.view(canvas)
+            if np.count_nonzero(window[mask]) <= 0.2 * proposal.area:
+                unclaimed.append(proposal)
+        if not unclaimed:
+            return
+        boxes = np.stack([p.box() for p in unclaimed])
+        cands = self.segmenter.decode(features, boxes, list(unclaimed))
+        for i, proposal in enumerate(unclaimed):
+            if cands.objectness[i] < self.config.min_objectness_logit:
+                continue
+            k = int(np.argmax(cands.quality[i]))
+            patch = cands.masks[i][k] if cands.masks[i][k].area else proposal
+            choice = _Choice(patch, 0.0, float(cands.quality[i, k]), float(cands.objectness[i]),
+                             1.0, cands.tokens[i, k])
+            mother = self._shrunk_neighbour(t, patch) if self.config.divisions else None
+            if mother is None:
+                if self.config.new_cells:
+                    self._paint_new(t, _Object(0, patch, self._new_memory()), choice, canvas)
+                continue
+            sister = self.objects[mother].patch
+            visible = self._visible(patch, canvas)
+            if visible is not None:
+                self._divide(t, mother, sister, visible, canvas)
+
+    def _shrunk_neighbour(self, t: int, patch: Patch) -> int | None:
+        """Index of a present cell near ``patch`` that lost a quarter of its area this frame, and
+        that ``patch`` could be the other half of (no larger than the cell was)."""
+        centre = patch.centroid()
+        best, best_dist = None, np.inf
+        for i, obj in enumerate(self.objects):
+            if (not obj.seen_now or self.tracks.rows[obj.label][0] == t
+                    or obj.patch.area > SHRINK_AT_DIVISION * obj.area_before
+                    or patch.area > obj.area_before):
+                continue
+            dist = float(np.linalg.norm(obj.patch.centroid() - centre))
+            reach = 0.75 * (np.sqrt(obj.area_before) + np.sqrt(patch.area))
+            if dist < reach and dist < best_dist:
+                best, best_dist = i, dist
+        return best
+
+    def _end_lost(self) -> None:
+        """Count absences; forget objects absent too long (their tracks have ended)."""
+        keep = []
+        for i, obj in enumerate(self.objects):
+            if not obj.seen_now:
+                obj.lost += 1
+            if obj.lost <= self.config.max_lost_frames:
+                keep.append(i)
+        self.objects = [self.objects[i] for i in keep]
+        self.kalman = self.kalman.take(np.array(keep, dtype=np.int64))

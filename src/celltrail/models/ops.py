@@ -1,0 +1,30 @@
+"""Detection operations written in plain torch (torchvision's compiled ops do not load here)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def roi_align(features: torch.Tensor, boxes: torch.Tensor, batch_index: torch.Tensor,
+              size: int, stride: float = 1.0) -> torch.Tensor:
+    """Bilinear samples of ``features`` (B, C, H, W) on a ``size`` x ``size`` grid per box.
+
+    ``boxes`` (N, 4) are ``(x0, y0, x1, y1)`` in input pixels (feature pixel = ``stride`` input
+    pixels); grid points sit at the centres of the ``size`` x ``size`` bins, as RoIAlign with
+    one sample per bin and ``aligned=True``. Points outside the map read zero.
+    """
+    _, _, h, w = features.shape
+    steps = (torch.arange(size, dtype=features.dtype, device=features.device) + 0.5) / size
+    x = boxes[:, 0:1] + (boxes[:, 2:3] - boxes[:, 0:1]) * steps  # (N, size) input pixels
+    y = boxes[:, 1:2] + (boxes[:, 3:4] - boxes[:, 1:2]) * steps
+    gx = (x / stride) / w * 2 - 1  # align_corners=False: pixel edges at -1 and 1
+    gy = (y / stride) / h * 2 - 1
+    grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)
+    out = features.new_zeros((len(boxes), features.shape[1], size, size))
+    for b in torch.unique(batch_index).tolist():  # one call per image, all its boxes at once
+        rows = torch.nonzero(batch_index == b).flatten()
+        sampled = F.grid_sample(features[b:b + 1], grid[rows].reshape(1, -1, size, 2),
+                                mode="bilinear", padding_mode="zeros", align_corners=False)
+        out[rows] = sampled.reshape(-1, len(rows), size, size).transpose(0, 1)
+    return out

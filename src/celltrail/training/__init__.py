@@ -1,0 +1,1 @@
+"""Training loops and data sampling for the networks in :mod:`celltrail.models`."""

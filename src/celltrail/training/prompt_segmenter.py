@@ -1,0 +1,328 @@
+"""Training BoxTrack's promptable segmenter on CTC-layout sequences (real or simulated).
+
+Each step draws crops of frames rescaled to the canonical cell size, prompts the network with the
+boxes of the cells in them, jittered as a Kalman prediction would be, and with each cell's mask
+in the previous frame (or a jittered copy of its current mask where the previous frame has no
+mask, or none, as on a first frame). Background boxes teach the objectness head. Losses: the
+best of the K candidates against the cell's mask (BCE + Dice, as SAM trains its multimask
+output), the predicted IoU of every candidate, objectness, and the foreground head.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage as ndi
+from skimage.transform import rescale
+
+from celltrail.core.errors import InputError
+from celltrail.core.sequence import open_sequence, read_tiff
+from celltrail.io.atomic import atomic_file
+from celltrail.io.ctc import numbered_files, read_tracking_gt, relabel_by_markers
+from celltrail.linking.objects import equivalent_diameters
+from celltrail.models.ops import roi_align
+from celltrail.models.prompt_segmenter import (
+    CANONICAL_DIAMETER,
+    K,
+    NetConfig,
+    PromptSegNet,
+    crop_boxes,
+)
+from celltrail.simulate import SimParams, simulate
+
+#: Simulated training sequences (modality, cell diameter): every modality, sizes around the
+#: canonical one.
+SIMULATED = (("fluo-nuclei", 20.0), ("fluo-nuclei", 36.0), ("dic", 28.0), ("dic", 44.0),
+             ("phase", 24.0), ("phase", 40.0))
+
+
+def simulated_sequences(folder: str | Path) -> list[Path]:
+    """Write (once; seeded, so always the same) and return the simulated training sequences."""
+    out = []
+    for i, (modality, diameter) in enumerate(SIMULATED):
+        root = Path(folder) / f"{modality}-{diameter:g}"
+        if not (root / "01_GT").is_dir():
+            params = SimParams(frames=20, size=256, cells=int(256**2 / (3.5 * diameter**2)),
+                               modality=modality, cell_diameter=diameter, displacement=0.15,
+                               division_rate=0.02)
+            simulate(root, params, seed=100 + i)
+        out.append(root / "01")
+    return out
+
+
+@dataclass
+class TrainSequence:
+    """Frames with instance masks at the canonical scale; labels keep identities over time."""
+
+    name: str
+    images: dict[int, np.ndarray]
+    labels: dict[int, np.ndarray]
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """Optimisation settings."""
+
+    steps: int = 1500
+    batch: int = 4
+    crop: int = 128
+    prompts: int = 8
+    lr: float = 2e-3
+    seed: int = 0
+
+
+def normalise(image: np.ndarray) -> np.ndarray:
+    """Percentile (1, 99.8) normalisation to about [0, 1], float32."""
+    lo, hi = np.percentile(image, (1, 99.8))
+    return ((image.astype(np.float32) - lo) / max(float(hi - lo), 1e-6)).astype(np.float32)
+
+
+def load_sequence(seq_dir: str | Path) -> TrainSequence:
+    """Frames of a CTC sequence ``NN`` with a mask (``NN_GT/SEG``, else ``NN_ST/SEG``), labelled
+    with their TRA identities and rescaled so the median cell is the canonical size."""
+    seq_dir = Path(seq_dir)
+    gt = seq_dir.with_name(f"{seq_dir.name}_GT")
+    truth = read_tracking_gt(gt)
+    files: dict[int, Path] = {}
+    for source in (seq_dir.with_name(f"{seq_dir.name}_ST") / "SEG", gt / "SEG"):
+        if source.is_dir():
+            files.update(numbered_files(source, "man_seg"))  # GT overrides silver truth
+    if not files:
+        raise InputError(gt, "no segmentation masks (SEG in the GT or silver truth folder)")
+    images = open_sequence(seq_dir)
+    labels = {t: relabel_by_markers(read_tiff(path), truth.masks[t]) for t, path in files.items()}
+    areas = np.concatenate([np.bincount(m.ravel())[1:] for m in labels.values()])
+    diameter = float(np.median(equivalent_diameters(areas[areas > 0])))
+    scale = CANONICAL_DIAMETER / diameter
+    small_images, small_labels = {}, {}
+    for t, mask in labels.items():
+        small_images[t] = rescale(normalise(images[t]), scale, anti_aliasing=True,
+                                  preserve_range=True).astype(np.float32)
+        small_labels[t] = rescale(mask, scale, order=0, anti_aliasing=False,
+                                  preserve_range=True).astype(np.int32)
+    return TrainSequence(seq_dir.parent.name + "/" + seq_dir.name, small_images, small_labels)
+
+
+class _Sampler:
+    """Random training crops with prompts, targets and previous masks."""
+
+    def __init__(self, sequences: Sequence[TrainSequence], params: TrainParams,
+                 rng: np.random.Generator) -> None:
+        self.sequences, self.p, self.rng = sequences, params, rng
+
+    def _crop(self, array: np.ndarray, top: int, left: int, size: int) -> np.ndarray:
+        pad = [(max(0, -top), max(0, top + size - array.shape[0])),
+               (max(0, -left), max(0, left + size - array.shape[1]))]
+        window = array[max(0, top):top + size, max(0, left):left + size]
+        return np.pad(window, pad)
+
+    def sample(self) -> dict[str, torch.Tensor]:
+        p, rng = self.p, self.rng
+        images, fgs, boxes, index, prev, targets, positive = [], [], [], [], [], [], []
+        for b in range(p.batch):
+            seq = self.sequences[rng.integers(len(self.sequences))]
+            t = int(rng.choice(list(seq.labels)))
+            image, labels = seq.images[t], seq.labels[t]
+            before = seq.labels.get(t - 1)
+            size = int(p.crop * np.exp(rng.uniform(-0.2, 0.2)))  # scale jitter
+            top, left = (int(rng.integers(min(0, n - size), max(1, n - size + 1)))
+                         for n in labels.shape)
+            img = self._crop(image, top, left, size)
+            lab = self._crop(labels, top, left, size)
+            old = self._crop(before, top, left, size) if before is not None else None
+            k = int(rng.integers(4))
+            flip = bool(rng.integers(2))
+            img, lab = _orient(img, k, flip), _orient(lab, k, flip)
+            old = _orient(old, k, flip) if old is not None else None
+            zoom = p.crop / size
+            img = ndi.zoom(img, zoom, order=1)[:p.crop, :p.crop]
+            lab = ndi.zoom(lab, zoom, order=0)[:p.crop, :p.crop]
+            old = ndi.zoom(old, zoom, order=0)[:p.crop, :p.crop] if old is not None else None
+            img = img * rng.uniform(0.7, 1.3) + rng.uniform(-0.1, 0.1)
+            img = img + rng.normal(0, rng.uniform(0, 0.05), img.shape)
+            images.append(img.astype(np.float32))
+            fgs.append(lab > 0)
+            cells = [c for c in np.unique(lab) if c]
+            rng.shuffle(cells)
+            for cell in cells[:p.prompts]:
+                mask = lab == cell
+                rows, cols = np.nonzero(mask)
+                box = np.array([cols.min(), rows.min(), cols.max() + 1, rows.max() + 1], float)
+                boxes.append(_jitter(box, rng))
+                index.append(b)
+                targets.append(mask)
+                positive.append(True)
+                draw = rng.random()
+                if draw < 0.25:
+                    prev.append(np.full(mask.shape, -1.0))
+                elif old is not None and (old == cell).any() and draw < 0.8:
+                    prev.append((old == cell).astype(np.float64))
+                else:
+                    prev.append(_jitter_mask(mask, rng))
+            for _ in range(2):  # background prompts: nothing to segment there
+                side = CANONICAL_DIAMETER * np.exp(rng.normal(0, 0.2))
+                x, y = rng.uniform(0, p.crop - side, size=2)
+                box = np.array([x, y, x + side, y + side])
+                window = lab[int(y):int(y + side), int(x):int(x + side)]
+                if window.size and (window > 0).mean() < 0.05:
+                    boxes.append(box)
+                    index.append(b)
+                    targets.append(np.zeros_like(lab, dtype=bool))
+                    positive.append(False)
+                    # a cell that was there and is gone, or a prompt on empty background
+                    prev.append(_ellipse(lab.shape, box) if rng.random() < 0.6
+                                else np.full(lab.shape, -1.0))
+        return {
+            "image": torch.from_numpy(np.stack(images))[:, None],
+            "foreground": torch.from_numpy(np.stack(fgs)).float()[:, None],
+            "boxes": torch.tensor(np.array(boxes), dtype=torch.float32),
+            "index": torch.tensor(index, dtype=torch.long),
+            "previous": torch.from_numpy(np.stack(prev)).float()[:, None],
+            "target": torch.from_numpy(np.stack(targets)).float()[:, None],
+            "positive": torch.tensor(positive),
+        }
+
+
+def _orient(array: np.ndarray, k: int, flip: bool) -> np.ndarray:
+    array = np.rot90(array, k)
+    return np.ascontiguousarray(array[:, ::-1] if flip else array)
+
+
+def _jitter(box: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A box moved and resized as a Kalman prediction might be (s.d. 15% of its size in
+    position, 20% in size), so the network learns to segment the whole cell, not the box."""
+    centre, size = (box[:2] + box[2:]) / 2, box[2:] - box[:2]
+    centre = centre + rng.normal(0, 0.15, 2) * size
+    size = size * np.exp(rng.normal(0, 0.2, 2))
+    return np.concatenate([centre - size / 2, centre + size / 2])
+
+
+def _ellipse(shape: tuple[int, int], box: np.ndarray) -> np.ndarray:
+    """The ellipse inscribed in ``box``, as a 0/1 image."""
+    yy, xx = np.ogrid[:shape[0], :shape[1]]
+    centre, half = (box[:2] + box[2:]) / 2, np.maximum((box[2:] - box[:2]) / 2, 1)
+    inside = ((xx - centre[0]) / half[0]) ** 2 + ((yy - centre[1]) / half[1]) ** 2 <= 1
+    return inside.astype(np.float64)
+
+
+def _jitter_mask(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The mask shifted by a few pixels and grown or shrunk: a stand-in previous mask."""
+    shift = rng.normal(0, 0.1 * CANONICAL_DIAMETER, 2)
+    moved = ndi.shift(mask.astype(np.float64), shift, order=0) > 0.5
+    grow = int(rng.integers(-2, 3))
+    if grow > 0:
+        moved = ndi.binary_dilation(moved, iterations=grow)
+    elif grow < 0:
+        moved = ndi.binary_erosion(moved, iterations=-grow)
+    return moved.astype(np.float64)
+
+
+def losses(net: PromptSegNet, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The training losses of one batch (their sum is ``"total"``)."""
+    s = net.config.mask_size
+    features = net.encode(batch["image"])
+    crops = crop_boxes(batch["boxes"])
+    previous = roi_align(batch["previous"], crops, torch.arange(len(crops)), s)
+    out = net.decode(features, batch["image"], batch["boxes"], crops, batch["index"], previous)
+    target = (roi_align(batch["target"], crops, torch.arange(len(crops)), s) > 0.5).float()
+    pos = batch["positive"]
+    result = {}
+    fg_target = F.avg_pool2d(batch["foreground"], 4)
+    result["foreground"] = F.binary_cross_entropy_with_logits(net.foreground(features), fg_target)
+    result["objectness"] = F.binary_cross_entropy_with_logits(out.objectness, pos.float())
+    if pos.any():
+        logits, tgt = out.masks[pos], target[pos].expand(-1, K, -1, -1)
+        bce = F.binary_cross_entropy_with_logits(logits, tgt, reduction="none").mean(dim=(2, 3))
+        prob = torch.sigmoid(logits)
+        inter = (prob * tgt).sum(dim=(2, 3))
+        dice = 1 - (2 * inter + 1) / (prob.sum(dim=(2, 3)) + tgt.sum(dim=(2, 3)) + 1)
+        result["mask"] = (bce + dice).min(dim=1).values.mean()
+        with torch.no_grad():
+            hard = (logits > 0).float()
+            i = (hard * tgt).sum(dim=(2, 3))
+            iou = i / ((hard + tgt).clamp(max=1).sum(dim=(2, 3)) + 1e-6)
+        result["quality"] = F.mse_loss(out.quality[pos], iou)
+    result["total"] = sum(result.values())
+    return result
+
+
+def train(
+    sequences: Sequence[TrainSequence],
+    out: str | Path,
+    params: TrainParams | None = None,
+    resume: str | Path | None = None,
+    progress: Callable[[int, float], None] | None = None,
+) -> Path:
+    """Train a :class:`PromptSegNet` and save it at ``out`` (checkpoints there as it goes).
+
+    ``resume`` continues an interrupted run from its last checkpoint, or fine-tunes a finished
+    model (such as a shipped one) for ``params.steps`` steps.
+    """
+    params = params or TrainParams()
+    torch.manual_seed(params.seed)
+    rng = np.random.default_rng(params.seed)
+    net = PromptSegNet(NetConfig())
+    optimiser = torch.optim.AdamW(net.parameters(), lr=params.lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, params.lr, total_steps=params.steps)
+    start = 0
+    if resume is not None:
+        state = load_checkpoint(resume)
+        net.load_state_dict({k: v.float() for k, v in state["state_dict"].items()})
+        if "optimiser" in state:  # an interrupted run: go on where it stopped
+            optimiser.load_state_dict(state["optimiser"])
+            schedule.load_state_dict(state["schedule"])
+            start = int(state["step"])
+            rng = np.random.default_rng([params.seed, start])
+        # else a finished model: fine-tune it from step 0
+    sampler = _Sampler(sequences, params, rng)
+    net.train()
+    names = [s.name for s in sequences]
+    for step in range(start, params.steps):
+        loss = losses(net, sampler.sample())["total"]
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        if progress is not None:
+            progress(step, float(loss.detach()))
+        if (step + 1) % 250 == 0 and step + 1 < params.steps:
+            _save(net, out, names, step + 1, params, optimiser, schedule)
+    _save(net, out, names, params.steps, params)
+    return Path(out)
+
+
+def _save(net: PromptSegNet, path: str | Path, trained_on: list[str], step: int,
+          params: TrainParams, optimiser: torch.optim.Optimizer | None = None,
+          schedule: torch.optim.lr_scheduler.LRScheduler | None = None) -> None:
+    """A checkpoint; the final one (no optimiser) in half precision, to ship."""
+    state: dict[str, object] = {
+        "state_dict": {k: v.half() if optimiser is None and v.is_floating_point() else v
+                       for k, v in net.state_dict().items()},
+        "config": net.config.to_dict(), "trained_on": trained_on, "step": step,
+        "seed": params.seed, "steps": params.steps,
+    }
+    if optimiser is not None and schedule is not None:
+        state["optimiser"] = optimiser.state_dict()
+        state["schedule"] = schedule.state_dict()
+    with atomic_file(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """A saved prompt-segmenter checkpoint (tensors and plain values only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "model file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds on a corrupt file
+        raise InputError(path, f"not a readable model checkpoint ({exc.__class__.__name__})") \
+            from exc
+    if not isinstance(state, dict) or "state_dict" not in state or "config" not in state:
+        raise InputError(path, "not a celltrail prompt-segmenter checkpoint")
+    return state

@@ -1,0 +1,81 @@
+"""Overlay movies: cell contours and track ids on every frame, as an animated GIF or MP4 video."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from itertools import chain
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+from PIL import Image
+
+from celltrail.core.errors import InputError
+from celltrail.io.atomic import atomic_file
+from celltrail.viz.overlay import overlay_frame
+
+MOVIE_SUFFIXES = (".gif", ".mp4")
+
+
+def write_movie(
+    images: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    path: str | Path,
+    fps: int = 5,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Write the overlay of every frame (see :func:`overlay_frame`) as a movie, atomically:
+    an animated GIF that loops forever for ``.gif``, H.264 video for ``.mp4`` (odd-sized frames
+    gain a black row or column, as H.264 needs even sizes).
+
+    ``progress(done, total)`` is called after each frame.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in MOVIE_SUFFIXES:
+        raise InputError(path, "a movie must be written as .gif or .mp4")
+    if len(images) == 0 or len(images) != len(masks):
+        raise InputError(None, f"a movie needs one mask per image and at least one frame "
+                               f"(found {len(images)} images, {len(masks)} masks)")
+    if fps < 1:
+        raise InputError(path, f"frame rate must be at least 1 per second, found {fps}")
+    frames = _overlays(images, masks, progress)
+    first = next(frames)
+    with atomic_file(path) as tmp:
+        if suffix == ".gif":
+            first.save(tmp, format="GIF", save_all=True, append_images=frames,
+                       duration=round(1000 / fps), loop=0)
+        else:
+            _write_mp4(tmp, chain([first], frames), first.size, fps)
+    return path
+
+
+def _overlays(
+    images: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    progress: Callable[[int, int], None] | None,
+) -> Iterator[Image.Image]:
+    """The overlay pictures one at a time, so a long movie never sits in memory whole."""
+    for t in range(len(images)):
+        yield overlay_frame(images[t], masks[t])
+        if progress is not None:
+            progress(t + 1, len(images))
+
+
+def _write_mp4(
+    path: Path, pictures: Iterator[Image.Image], size: tuple[int, int], fps: int
+) -> None:
+    """Encode RGB pictures as H.264 MP4 (named explicitly: ``path`` is a temporary name)."""
+    width, height = size[0] + size[0] % 2, size[1] + size[1] % 2
+    writer = imageio_ffmpeg.write_frames(
+        str(path), (width, height), fps=fps, codec="libx264", macro_block_size=1,
+        output_params=["-f", "mp4"], ffmpeg_log_level="error",
+    )
+    writer.send(None)  # start ffmpeg
+    try:
+        for picture in pictures:
+            rgb = np.asarray(picture)
+            pad = ((0, height - rgb.shape[0]), (0, width - rgb.shape[1]), (0, 0))
+            writer.send(np.pad(rgb, pad))
+    finally:
+        writer.close()

@@ -1,0 +1,132 @@
+"""BoxTrack's learned backend: plain-torch RoIAlign, the prompt-segmenter network, its training,
+checkpoints, and the shipped weights tracking the bundled real sample."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from celltrail.core import InputError, open_sequence
+from celltrail.io.boxes import boxes_from_gt
+from celltrail.methods.boxtrack import BoxTracker, make_segmenter
+from celltrail.methods.boxtrack.learned import DEFAULT_MODEL, LearnedPromptSegmenter, model_name
+from celltrail.metrics.ctc import evaluate_result
+from celltrail.models.ops import roi_align
+from celltrail.models.prompt_segmenter import K, PromptSegNet, box_prompt, crop_boxes
+from celltrail.simulate import SimParams, simulate
+from celltrail.training.prompt_segmenter import (
+    TrainParams,
+    _Sampler,
+    load_sequence,
+    losses,
+    train,
+)
+
+
+def test_roi_align_matches_hand_values() -> None:
+    features = torch.arange(32.0).reshape(2, 1, 4, 4)  # image 1 holds 16..31
+    boxes = torch.tensor([[0.0, 0.0, 4.0, 4.0], [1.0, 1.0, 3.0, 3.0], [0.0, 0.0, 4.0, 4.0]])
+    out = roi_align(features, boxes, torch.tensor([0, 0, 1]), size=2)
+    # bin centres at pixel coordinates 1 and 3: the mean of the 2x2 pixels around each
+    assert out[0, 0].tolist() == [[2.5, 4.5], [10.5, 12.5]]
+    # a 2x2 box sampled 2x2: exactly the pixels (1..2, 1..2)
+    assert out[1, 0].tolist() == [[5.0, 6.0], [9.0, 10.0]]
+    assert out[2, 0].tolist() == [[18.5, 20.5], [26.5, 28.5]]
+    # stride: boxes in input pixels of a map with stride 2 read the same feature places
+    doubled = roi_align(features, boxes * 2, torch.tensor([0, 0, 1]), size=2, stride=2.0)
+    assert torch.equal(doubled, out)
+
+
+def test_crop_and_box_prompt() -> None:
+    boxes = torch.tensor([[10.0, 20.0, 30.0, 30.0]])
+    crop = crop_boxes(boxes)
+    assert crop.tolist() == [[5.0, 10.0, 35.0, 40.0]]  # square, 1.5x the longer side, centred
+    prompt = box_prompt(boxes, crop, 6)[0, 0]  # grid points at 7.5, 12.5, ... 32.5
+    assert prompt.tolist() == [[0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0],
+                               [0, 1, 1, 1, 1, 0], [0, 1, 1, 1, 1, 0],
+                               [0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]]
+
+
+@pytest.fixture(scope="module")
+def sim_sequence(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("sim")
+    params = SimParams(frames=4, size=96, cells=6, cell_diameter=24.0)
+    return load_sequence(simulate(root, params, seed=3))
+
+
+def test_decoder_outputs(sim_sequence) -> None:
+    net = PromptSegNet().eval()
+    image = torch.from_numpy(sim_sequence.images[0])[None, None]
+    boxes = torch.tensor([[10.0, 10.0, 34.0, 34.0], [40.0, 40.0, 60.0, 70.0]])
+    with torch.no_grad():
+        out = net.decode(net.encode(image), image, boxes, crop_boxes(boxes),
+                         torch.zeros(2, dtype=torch.long), -torch.ones(2, 1, 24, 24))
+    assert out.masks.shape == (2, K, 24, 24)
+    assert out.quality.shape == (2, K) and bool(((out.quality >= 0) & (out.quality <= 1)).all())
+    assert out.objectness.shape == (2,)
+    assert out.tokens.shape == (2, K, net.config.decoder_width)
+
+
+def test_loss_falls_when_fitting_one_batch(sim_sequence) -> None:
+    torch.manual_seed(0)
+    params = TrainParams(batch=2, crop=96, prompts=4)
+    batch = _Sampler([sim_sequence], params, np.random.default_rng(0)).sample()
+    net = PromptSegNet()
+    optimiser = torch.optim.Adam(net.parameters(), lr=3e-3)
+    first = None
+    for _ in range(40):
+        loss = losses(net, batch)["total"]
+        first = float(loss.detach()) if first is None else first
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    assert float(loss.detach()) < first / 2
+
+
+def test_train_save_reload_and_resume(sim_sequence, tmp_path: Path) -> None:
+    out = tmp_path / "model.pt"
+    params = TrainParams(steps=3, batch=1, crop=64, prompts=2)
+    train([sim_sequence], out, params)
+    state = torch.load(out, weights_only=True)
+    assert state["step"] == 3 and state["trained_on"] == [sim_sequence.name]
+    first, second = LearnedPromptSegmenter.load(out), LearnedPromptSegmenter.load(out)
+    image = (np.random.default_rng(0).random((80, 90)) * 255).astype(np.uint8)
+    boxes = np.array([[10.0, 10.0, 40.0, 40.0]])
+    a = first.decode(first.encode(image), boxes, [None])
+    b = second.decode(second.encode(image), boxes, [None])
+    assert np.array_equal(a.quality, b.quality) and np.array_equal(a.tokens, b.tokens)
+    steps = []
+    train([sim_sequence], tmp_path / "tuned.pt", params, resume=out,
+          progress=lambda step, _: steps.append(step))
+    assert steps == [0, 1, 2]  # a finished model is fine-tuned from step 0
+
+
+def test_model_errors(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no shipped prompt-segmenter model 'nope'; shipped: "):
+        LearnedPromptSegmenter.load("nope")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError) as err:
+        LearnedPromptSegmenter.load(bad)
+    assert str(err.value).startswith(f"{bad}: not a readable model checkpoint")
+
+
+def test_model_names() -> None:
+    shared = ("A", "B", "C")
+    assert model_name(shared, shared) == DEFAULT_MODEL
+    assert model_name(("A", "C"), shared) == "without-B"
+
+
+def test_shipped_model_tracks_the_sample(sample: Path) -> None:
+    """The default weights load and track the bundled crop (from a sequence they were trained
+    on: this checks the shipped model, not zero-shot accuracy, which the benchmark measures)."""
+    boxes, _ = boxes_from_gt(sample / "01_GT")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = BoxTracker(boxes, make_segmenter("learned")).track(open_sequence(sample / "01"))
+    scores = evaluate_result(result, sample / "01_GT", threads=1)
+    assert scores["MOTA"] > 0.95 and scores["IDF1"] > 0.95  # measured 0.980 and 0.988
