@@ -251,3 +251,20 @@ def test_boxtrack_gt_larger_than_images(sample: Path, tmp_path: Path) -> None:
     one_error_line(run("track", tmp_path / "crop.tif", "--out", tmp_path / "o", "--method",
                        "boxtrack", "--boxes-from-gt", gt),
                    f"{gt}: ground-truth cells lie outside the 200x200 images")
+
+
+def test_convert_ground_truth_to_geff_and_back(sample: Path, tmp_path: Path) -> None:
+    store = tmp_path / "gt.zarr"
+    assert run("convert", sample / "01_GT", store).exit_code == 0
+    result = run("convert", store, tmp_path / "RES")
+    assert result.exit_code == 0, result.output
+    back, truth = read_result(tmp_path / "RES"), read_tracking_gt(sample / "01_GT")
+    assert np.array_equal(back.lineage.to_array(), truth.lineage.to_array())
+    assert all(np.array_equal(a, b) for a, b in zip(back.masks, truth.masks, strict=True))
+
+
+def test_view_needs_something_to_draw(sample: Path) -> None:
+    result = run("view", sample / "01_GT", "--images", sample / "01")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == \
+        "error: nothing to draw: give --movie FILE, --lineage FILE or both"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 import tifffile
 
 from celltrail.core import InputError, Lineage, Track, TrackingResult
-from celltrail.io.atomic import atomic_dir
+from celltrail.io.atomic import atomic_dir, atomic_file
 from celltrail.io.boxes import boxes_from_gt, drop_small_boxes, read_boxes
 from celltrail.io.ctc import (
     gt_as_result,
@@ -54,6 +55,18 @@ def test_atomic_dir_replaces_old_output(tmp_path: Path) -> None:
         (tmp / "new.txt").write_text("new")
     assert [p.name for p in out.iterdir()] == ["new.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_atomic_outputs_have_usual_permissions(tmp_path: Path) -> None:
+    """Temporary paths are private to their owner; the finished outputs are not."""
+    with atomic_file(tmp_path / "a.txt") as tmp:
+        tmp.write_text("a")
+    with atomic_dir(tmp_path / "res") as tmp:
+        (tmp / "b.txt").write_text("b")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert (tmp_path / "res").stat().st_mode & 0o777 == 0o777 & ~umask
 
 
 def test_sample_ground_truth(sample: Path) -> None:

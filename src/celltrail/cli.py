@@ -1,4 +1,5 @@
-"""The ``celltrail`` command line: track, link, evaluate, simulate, demo."""
+"""The ``celltrail`` command line: track, batch, link, convert, evaluate, view, report,
+simulate, train, demo."""
 
 from __future__ import annotations
 
@@ -220,9 +221,10 @@ def write_result_movie(images: ImageSequence, res: Path, movie: Path) -> None:
     """Write the overlay movie of the result folder ``res`` on ``images``, with a progress bar."""
     from celltrail.viz import write_movie
 
-    masks = read_result(res).masks
+    result = read_result(res)
     with progress_bar(len(images), "movie") as on_frame:
-        write_movie(images, masks, movie, progress=lambda done, _: on_frame(done - 1))
+        write_movie(images, result.masks, movie, progress=lambda done, _: on_frame(done - 1),
+                    lineage=result.lineage)
     console.print(f"wrote {movie}")
 
 
@@ -291,6 +293,88 @@ def link(
 
     run_tracker(labels, out, lambda store, on_frame: link_frames(
         frames(on_frame), store=store, cell_diameter=diameter))
+
+
+@app.command()
+@reports_errors
+def convert(
+    source: Annotated[Path, typer.Argument(help="A CTC result folder (maskTTT.tif + "
+                                                "res_track.txt), a CTC ground-truth folder "
+                                                "(NN_GT: its TRA markers) or a GEFF store.")],
+    out: Annotated[Path, typer.Argument(help="A GEFF store if the name ends in .zarr (graph + "
+                                             "segmentation), else a CTC result folder.")],
+    masks: Annotated[Path | None, typer.Option(help="GEFF input only: label images (folder or "
+                                                    "TIFF stack) for a store without its own "
+                                                    "segmentation.")] = None,
+) -> None:
+    """Convert a tracking result between the CTC layout and GEFF (napari, motile, traccuracy)."""
+    from celltrail.io.ctc import read_tracking_gt, write_result
+    from celltrail.io.geff import read_geff, write_geff
+
+    if not source.exists():
+        raise InputError(source, "not found")
+    _check_out(out, source)
+    if (source / "TRA").is_dir() or (source / "res_track.txt").is_file():
+        if masks is not None:
+            raise InputError(masks, "--masks applies to a GEFF input only")
+        result = read_tracking_gt(source) if (source / "TRA").is_dir() else read_result(source)
+    else:
+        result = read_geff(source, None if masks is None else open_sequence(masks))
+    if out.suffix == ".zarr":
+        write_geff(result, out)
+    else:
+        write_result(result, out)
+    console.print(f"wrote {len(result.lineage)} tracks over {len(result.masks)} frames to {out}")
+
+
+def batch_table(summary: pd.DataFrame) -> Table:
+    """A rich table of a batch summary, one row per sequence; failures in red."""
+    table = Table(title="batch summary")
+    for column in summary.columns:
+        table.add_column(column, justify="right" if column in ("frames", "tracks", "seconds")
+                         else "left", overflow="fold")
+    for row in summary.itertuples(index=False):
+        cells = ["" if pd.isna(v) else f"{v:.1f}" if isinstance(v, float) else str(v)
+                 for v in row]
+        table.add_row(*cells, style="red" if row.status == "failed" else None)
+    return table
+
+
+@app.command()
+@reports_errors
+def batch(
+    manifest: Annotated[Path, typer.Argument(help="CSV, one sequence per row: columns input,out "
+                                                  "and optionally method, preset, diameter, "
+                                                  "frame_step, boxes, boxes_from_gt, "
+                                                  "box_frame_base, backend, model (as for track;"
+                                                  " paths relative to the manifest's folder).")],
+    scheduler: Annotated[str | None, typer.Option(help="A running dask scheduler, "
+                                                       "tcp://HOST:PORT (e.g. of a SLURM "
+                                                       "cluster); default: a local one.")]
+    = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes of the local cluster, "
+                                                     "one sequence each at a time.")] = 2,
+    summary: Annotated[Path | None, typer.Option(help="Also save the summary table (.csv or "
+                                                      ".parquet).")] = None,
+) -> None:
+    """Track every sequence of MANIFEST in parallel on a dask cluster.
+
+    Outputs are those of `celltrail track`, written atomically: run the same manifest again after
+    an interruption and the finished sequences are skipped. Exit status 1 if any sequence failed.
+    """
+    from celltrail.batch import read_manifest, run_batch  # here: keeps `celltrail --help` fast
+
+    with progress_bar(len(read_manifest(manifest)), "sequences") as on_done:
+        table = run_batch(manifest, scheduler=scheduler, workers=workers,
+                          progress=lambda done, _: on_done(done - 1))
+    Console().print(batch_table(table))
+    if summary is not None:
+        write_table(table, summary)
+        console.print(f"saved {summary}")
+    counts = table["status"].value_counts()
+    console.print(", ".join(f"{counts.get(s, 0)} {s}" for s in ("done", "skipped", "failed")))
+    if counts.get("failed", 0):
+        raise typer.Exit(1)
 
 
 def metrics_table(scores: dict[str, object], title: str) -> Table:
@@ -368,6 +452,60 @@ def simulate(
     except ValueError as exc:
         raise InputError(None, str(exc)) from exc
     console.print(f"wrote {written} and {written}_GT")
+
+
+@app.command()
+@reports_errors
+def view(
+    result: Annotated[Path, typer.Argument(help="CTC result folder (maskTTT.tif + "
+                                                "res_track.txt).")],
+    images: Annotated[Path, typer.Option(help="The images the result was tracked on (a CTC "
+                                              "image folder or a TIFF stack).")],
+    movie: Annotated[Path | None, typer.Option(help="Movie to write (.gif or .mp4): contours, "
+                                                    "ids, trails, daughters in shades of their "
+                                                    "mother's colour.")] = None,
+    lineage: Annotated[Path | None, typer.Option(help="Lineage tree to write (.png or .svg), "
+                                                      "in the movie's colours.")] = None,
+    fps: Annotated[int, typer.Option(min=1, help="Movie frames per second.")] = 5,
+) -> None:
+    """Draw a result: a movie of its cells over the images and/or its lineage tree."""
+    from celltrail.viz.lineage import check_plot_path
+    from celltrail.viz.movie import check_movie_path
+    from celltrail.viz.report import view as draw
+
+    if movie is None and lineage is None:
+        raise InputError(None, "nothing to draw: give --movie FILE, --lineage FILE or both")
+    if lineage is not None:
+        check_plot_path(lineage)
+    if movie is None:
+        written = draw(result, images, lineage_path=lineage)
+    else:
+        check_movie_path(movie)
+        with progress_bar(len(open_sequence(images)), "movie") as on_frame:
+            written = draw(result, images, movie, lineage, fps,
+                           progress=lambda done, _: on_frame(done - 1))
+    for path in written:
+        console.print(f"wrote {path}")
+
+
+@app.command()
+@reports_errors
+def report(
+    result: Annotated[Path, typer.Argument(help="CTC result folder (maskTTT.tif + "
+                                                "res_track.txt).")],
+    images: Annotated[Path, typer.Option(help="The images the result was tracked on.")],
+    out: Annotated[Path, typer.Option(help="HTML page to write (one self-contained file).")],
+    gt: Annotated[Path | None, typer.Option(help="CTC ground truth (NN_GT): adds the CTC and "
+                                                 "MOT metrics.")] = None,
+) -> None:
+    """Write one HTML page about a result: metrics (with --gt) or counts, lineage tree, frames."""
+    from celltrail.viz.report import write_report
+
+    if gt is not None:
+        console.print("evaluating with py-ctcmetrics")
+    with progress_bar(len(open_sequence(images)), "report") as on_frame:
+        write_report(result, images, out, gt_dir=gt, progress=lambda done, _: on_frame(done - 1))
+    console.print(f"wrote {out}")
 
 
 @app.command()

@@ -1,4 +1,5 @@
-"""Overlay movies: cell contours and track ids on every frame, as an animated GIF or MP4 video."""
+"""Overlay movies: cell contours, track ids and trails on every frame, as an animated GIF or MP4
+video."""
 
 from __future__ import annotations
 
@@ -11,10 +12,19 @@ import numpy as np
 from PIL import Image
 
 from celltrail.core.errors import InputError
+from celltrail.core.lineage import Lineage
 from celltrail.io.atomic import atomic_file
-from celltrail.viz.overlay import overlay_frame
+from celltrail.viz.overlay import TRAIL, overlay_frames
 
 MOVIE_SUFFIXES = (".gif", ".mp4")
+
+
+def check_movie_path(path: str | Path) -> Path:
+    """``path`` as a Path, or :class:`InputError` unless it names a .gif or .mp4 file."""
+    path = Path(path)
+    if path.suffix.lower() not in MOVIE_SUFFIXES:
+        raise InputError(path, "a movie must be written as .gif or .mp4")
+    return path
 
 
 def write_movie(
@@ -23,43 +33,33 @@ def write_movie(
     path: str | Path,
     fps: int = 5,
     progress: Callable[[int, int], None] | None = None,
+    lineage: Lineage | None = None,
+    trail: int = TRAIL,
 ) -> Path:
-    """Write the overlay of every frame (see :func:`overlay_frame`) as a movie, atomically:
+    """Write the overlay of every frame (see :func:`overlay_frames`) as a movie, atomically:
     an animated GIF that loops forever for ``.gif``, H.264 video for ``.mp4`` (odd-sized frames
     gain a black row or column, as H.264 needs even sizes).
 
-    ``progress(done, total)`` is called after each frame.
+    With ``lineage`` the cells take family colours (a daughter a shade of her mother's colour)
+    and trail lines through their last ``trail`` centroids. ``progress(done, total)`` is called
+    after each frame.
     """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in MOVIE_SUFFIXES:
-        raise InputError(path, "a movie must be written as .gif or .mp4")
+    path = check_movie_path(path)
     if len(images) == 0 or len(images) != len(masks):
         raise InputError(None, f"a movie needs one mask per image and at least one frame "
                                f"(found {len(images)} images, {len(masks)} masks)")
     if fps < 1:
         raise InputError(path, f"frame rate must be at least 1 per second, found {fps}")
-    frames = _overlays(images, masks, progress)
+    frames = (picture for _, picture in overlay_frames(images, masks, lineage, trail,
+                                                       progress=progress))
     first = next(frames)
     with atomic_file(path) as tmp:
-        if suffix == ".gif":
+        if path.suffix.lower() == ".gif":
             first.save(tmp, format="GIF", save_all=True, append_images=frames,
                        duration=round(1000 / fps), loop=0)
         else:
             _write_mp4(tmp, chain([first], frames), first.size, fps)
     return path
-
-
-def _overlays(
-    images: Sequence[np.ndarray],
-    masks: Sequence[np.ndarray],
-    progress: Callable[[int, int], None] | None,
-) -> Iterator[Image.Image]:
-    """The overlay pictures one at a time, so a long movie never sits in memory whole."""
-    for t in range(len(images)):
-        yield overlay_frame(images[t], masks[t])
-        if progress is not None:
-            progress(t + 1, len(images))
 
 
 def _write_mp4(

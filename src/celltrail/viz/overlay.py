@@ -1,16 +1,40 @@
-"""Overlay of cell contours and track ids on a frame, written as PNG."""
+"""Overlay of cell contours, track ids and trails on a frame, in colours that show families.
+
+Without a lineage every track has its own colour. With one, a root track keeps that colour and a
+daughter takes a shade of her mother's (same hue: the first daughter lighter, the second darker),
+so a family reads as one hue; a track that continues another over a gap keeps its colour.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import colorsys
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+from scipy import ndimage
 from skimage.measure import regionprops
 from skimage.segmentation import find_boundaries
 
+from celltrail.core.lineage import Lineage
 from celltrail.io.atomic import atomic_file
+
+Colour = tuple[int, int, int]
+#: A position ``(y, x)`` in pixels.
+Point = tuple[float, float]
+#: A trail: centroids in time order, each with the label of the track it belongs to.
+Trail = Sequence[tuple[Point, int]]
+
+#: Lightness range of daughters' shades: the darkest still shows on a dark frame, the lightest
+#: is still coloured.
+LIGHTEST, DARKEST = 0.85, 0.4
+#: How far a daughter's lightness moves from her mother's toward ``LIGHTEST`` or ``DARKEST``.
+SHADE_STEP = 0.5
+#: Centroids in a trail, by default.
+TRAIL = 10
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -20,7 +44,7 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return (np.clip(scaled, 0, 1) * 255).astype(np.uint8)
 
 
-def label_colour(label: int) -> tuple[int, int, int]:
+def label_colour(label: int) -> Colour:
     """A bright colour fixed by the label, so a track keeps its colour over time."""
     rng = np.random.default_rng(int(label))
     hue = rng.random()
@@ -28,8 +52,97 @@ def label_colour(label: int) -> tuple[int, int, int]:
     return tuple(int(c) for c in (np.clip(rgb, 0, 1) * 200 + 55))
 
 
-def overlay_frame(image: np.ndarray, mask: np.ndarray) -> Image.Image:
-    """RGB picture of ``image`` with each labelled cell's contour and id drawn in its colour."""
+def shade(colour: Colour, amount: float) -> Colour:
+    """``colour`` with the same hue and saturation, lighter for ``amount > 0`` and darker for
+    ``amount < 0``: its lightness moves that fraction of the way to ``LIGHTEST`` or ``DARKEST``."""
+    hue, light, saturation = colorsys.rgb_to_hls(*(c / 255 for c in colour))
+    bound = LIGHTEST if amount > 0 else DARKEST
+    light += abs(amount) * (bound - light)
+    return tuple(round(c * 255) for c in colorsys.hls_to_rgb(hue, light, saturation))
+
+
+def daughter_colours(mother: Colour, count: int) -> list[Colour]:
+    """Colours of ``count`` children of a track coloured ``mother``, in label order.
+
+    One child (a track continued after a gap) keeps the colour; of two daughters the first is
+    lighter and the second darker than the mother; more spread evenly between those shades.
+    """
+    if count == 1:
+        return [mother]
+    return [shade(mother, amount) for amount in np.linspace(SHADE_STEP, -SHADE_STEP, count)]
+
+
+def family_colours(lineage: Lineage) -> dict[int, Colour]:
+    """The colour of every track: :func:`label_colour` for a root, shades of the mother's
+    (:func:`daughter_colours`) down the parent links."""
+    kids = lineage.children()
+    colours: dict[int, Colour] = {}
+    roots = [label for label, track in lineage.items() if track.parent not in lineage]
+    todo = [(label, label_colour(label)) for label in roots]
+    while todo:
+        label, colour = todo.pop()
+        if label in colours:  # only an invalid lineage (a cycle) comes back to a track
+            continue
+        colours[label] = colour
+        children = sorted(kids.get(label, []))
+        todo.extend(zip(children, daughter_colours(colour, len(children)), strict=True))
+    return colours
+
+
+def centroids(mask: np.ndarray) -> dict[int, Point]:
+    """Centroid ``(y, x)`` of every labelled cell in a mask."""
+    labels = np.unique(mask[mask > 0])
+    points = ndimage.center_of_mass(np.ones(mask.shape), mask, labels)
+    return {int(label): (float(y), float(x)) for label, (y, x) in zip(labels, points, strict=True)}
+
+
+class TrailHistory:
+    """The recent centroids of every track, fed one frame at a time.
+
+    A track's trail holds its centroids in the last ``length`` frames; where the track began
+    within them, the trail goes on back through its parent (a daughter's trail starts on her
+    mother's path, a track continued after a gap joins its earlier part).
+    """
+
+    def __init__(self, lineage: Lineage, length: int = TRAIL) -> None:
+        self.parents = {label: track.parent for label, track in lineage.items()}
+        self.length = length
+        self._recent: dict[int, deque[tuple[int, Point]]] = {}
+
+    def add(self, t: int, points: Mapping[int, Point]) -> list[Trail]:
+        """Record the centroids of frame ``t``; return the trails of the tracks in that frame."""
+        for label, point in points.items():
+            self._recent.setdefault(label, deque(maxlen=self.length)).append((t, point))
+        return [self._trail(label, t) for label in points]
+
+    def _trail(self, label: int, t: int) -> Trail:
+        trail: list[tuple[Point, int]] = []
+        start = t + 1  # frames before this are not in the trail yet
+        first = t - self.length + 1
+        while label:
+            earlier = [(s, p) for s, p in self._recent.get(label, ()) if first <= s < start]
+            if not earlier:
+                break
+            trail[:0] = [(point, label) for _, point in earlier]
+            start = earlier[0][0]
+            label = self.parents.get(label, 0)
+        return trail
+
+
+def overlay_frame(
+    image: np.ndarray,
+    mask: np.ndarray,
+    colours: Mapping[int, Colour] | None = None,
+    trails: Iterable[Trail] = (),
+) -> Image.Image:
+    """RGB picture of ``image`` with each labelled cell's contour and id drawn in its colour
+    (``colours``, else :func:`label_colour`) and each trail as a line through its centroids,
+    every piece in the colour of the track it belongs to."""
+    colours = {} if colours is None else colours
+
+    def colour(label: int) -> Colour:
+        return colours.get(label) or label_colour(label)
+
     grey = to_uint8(image)
     rgb = np.repeat(grey[..., None], 3, axis=2)
     edges = find_boundaries(mask, mode="inner")
@@ -37,14 +150,46 @@ def overlay_frame(image: np.ndarray, mask: np.ndarray) -> Image.Image:
     for region in regions:
         sl = region.slice
         sel = edges[sl] & (mask[sl] == region.label)
-        rgb[sl][sel] = label_colour(region.label)
+        rgb[sl][sel] = colour(region.label)
     picture = Image.fromarray(rgb)
     draw = ImageDraw.Draw(picture)
+    for trail in trails:
+        for ((y0, x0), _), ((y1, x1), label) in pairwise(trail):
+            draw.line([(x0, y0), (x1, y1)], fill=colour(label), width=2)
     for region in regions:
         y, x = region.centroid
-        draw.text((x, y), str(region.label), fill=label_colour(region.label), anchor="mm",
+        draw.text((x, y), str(region.label), fill=colour(region.label), anchor="mm",
                   stroke_width=1, stroke_fill=(0, 0, 0))
     return picture
+
+
+def overlay_frames(
+    images: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    lineage: Lineage | None = None,
+    trail: int = TRAIL,
+    frames: Iterable[int] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Iterator[tuple[int, Image.Image]]:
+    """``(t, overlay)`` for the frames ``t`` in ``frames`` (default: all), one at a time, so a
+    long movie never sits in memory whole.
+
+    With a lineage, cells take their family colours (:func:`family_colours`) and carry trails
+    of their last ``trail`` centroids (0: none); every mask is then read, as trails need the
+    frames between those drawn. ``progress(done, total)`` is called after each mask.
+    """
+    wanted = range(len(masks)) if frames is None else set(frames)
+    history = None if lineage is None or trail < 1 else TrailHistory(lineage, trail)
+    colours = None if lineage is None else family_colours(lineage)
+    for t in range(len(masks)):
+        if t in wanted:
+            mask = masks[t]
+            trails = () if history is None else history.add(t, centroids(mask))
+            yield t, overlay_frame(images[t], mask, colours, trails)
+        elif history is not None:
+            history.add(t, centroids(masks[t]))
+        if progress is not None:
+            progress(t + 1, len(masks))
 
 
 def write_overlay(

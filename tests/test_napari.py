@@ -1,0 +1,210 @@
+"""The napari plugin, headless: reader, writer and tracking widget, through its manifest, in a
+real (hidden) viewer. BoxTrack runs on the bundled sample, a crop of Fluo-N2DH-GOWT1 01."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import napari
+import numpy as np
+import pytest
+import tifffile
+from napari.layers import Image, Labels, Shapes, Tracks
+
+import celltrail.napari
+from celltrail.core.errors import InputError
+from celltrail.io.boxes import boxes_from_gt
+from celltrail.io.ctc import read_result, read_tracking_gt
+from celltrail.metrics.ctc import evaluate
+from celltrail.napari._reader import PARENTS_KEY, napari_get_reader
+from celltrail.napari._widget import TrackWidget, boxes_to_rectangles, shapes_to_boxes
+from celltrail.napari._writer import write_labels
+
+# No display in CI: Qt draws into memory. Qt reads this when the QApplication starts (in the
+# first test), after this module is imported.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+MANIFEST = Path(celltrail.napari.__file__).with_name("napari.yaml")
+
+
+@pytest.fixture
+def viewer(npe2pm, make_napari_viewer, monkeypatch) -> Iterator[napari.Viewer]:
+    """A hidden viewer with the plugin registered from its manifest (npe2's test manager blocks
+    every other plugin). Qt's offscreen platform has no OpenGL, so napari's probes of the GPU
+    (made as an image is added; nothing is drawn here) get the answers napari's own tests use."""
+    monkeypatch.setattr("napari._vispy.layers.image.get_gl_extensions", lambda: "")
+    monkeypatch.setattr("napari._vispy.layers.image.get_max_texture_sizes", lambda: (4096, 2048))
+    with npe2pm.tmp_plugin(manifest=str(MANIFEST)):
+        yield make_napari_viewer()
+
+
+def dock_widget(viewer: napari.Viewer) -> TrackWidget:
+    """The tracking widget, docked from the plugin menu's command."""
+    _, widget = viewer.window.add_plugin_dock_widget("celltrail", "Track cells")
+    assert isinstance(widget, TrackWidget)
+    return widget
+
+
+def wait_for_run(qtbot, widget: TrackWidget) -> None:
+    """Wait until the worker has finished and the widget is ready again."""
+    qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=120_000)
+
+
+def test_reader_opens_images_lazily(sample: Path, viewer: napari.Viewer) -> None:
+    [layer] = viewer.open(sample / "01", plugin="celltrail")
+    assert isinstance(layer, Image)
+    assert layer.name == "01"
+    assert layer.data.shape == (40, 384, 384)
+    assert not isinstance(layer.data, np.ndarray)  # a dask array, read frame by frame
+    np.testing.assert_array_equal(np.asarray(layer.data[7]),
+                                  tifffile.imread(sample / "01" / "t007.tif"))
+
+
+def test_reader_opens_ground_truth(sample: Path, viewer: napari.Viewer) -> None:
+    layers = viewer.open(sample / "01_GT", plugin="celltrail")
+    assert [(layer.name, type(layer)) for layer in layers] == [
+        ("01_GT TRA", Labels), ("01_GT SEG", Labels), ("01_GT TRA tracks", Tracks)]
+    tra, seg, tracks = layers
+    truth = read_tracking_gt(sample / "01_GT")
+    assert tra.data.shape == (40, 384, 384)
+    for t in (0, 39):
+        np.testing.assert_array_equal(tra.data[t], truth.masks[t])
+    assert seg.data[7].any() and not seg.data[9].any()  # SEG annotates some frames only
+    np.testing.assert_array_equal(
+        seg.data[7], tifffile.imread(sample / "01_GT" / "SEG" / "man_seg007.tif"))
+    # one point per marker per frame, at its centroid; the graph is man_track.txt's parents
+    assert len(tracks.data) == sum(len(np.unique(m)) - 1 for m in truth.masks)
+    assert set(tracks.data[:, 0].astype(int)) == set(truth.lineage)
+    graph = {label: [track.parent] for label, track in truth.lineage.items() if track.parent}
+    assert graph and tracks.graph == graph
+    assert tra.metadata[PARENTS_KEY] == {k: v[0] for k, v in graph.items()}
+    ys, xs = np.nonzero(truth.masks[0] == 5)
+    row = tracks.data[(tracks.data[:, 0] == 5) & (tracks.data[:, 1] == 0)][0]
+    np.testing.assert_allclose(row[2:], [ys.mean(), xs.mean()])
+
+
+def test_reader_leaves_other_paths_to_napari(sample: Path, tmp_path: Path) -> None:
+    assert napari_get_reader(str(sample / "01" / "t000.tif")) is None  # a file
+    assert napari_get_reader(str(tmp_path)) is None  # an empty folder
+    assert napari_get_reader([str(sample / "01")]) is None  # a stack of paths
+    assert napari_get_reader(str(sample / "01_GT")) is not None
+
+
+def test_writer_round_trip(sample: Path, viewer: napari.Viewer, tmp_path: Path) -> None:
+    """GT markers saved through napari as a result folder keep masks and lineage exactly, and the
+    result folder opens again as Labels and Tracks."""
+    tra = viewer.open(sample / "01_GT", plugin="celltrail")[0]
+    viewer.layers.selection = {tra}
+    res = tmp_path / "01_RES"
+    assert viewer.layers.save(str(res), selected=True, plugin="celltrail") == [str(res)]
+    written, truth = read_result(res), read_tracking_gt(sample / "01_GT")
+    assert written.lineage == truth.lineage
+    for t in range(40):
+        np.testing.assert_array_equal(written.masks[t], truth.masks[t])
+    labels, tracks = viewer.open(res, plugin="celltrail")
+    assert (labels.name, type(labels), type(tracks)) == ("01_RES", Labels, Tracks)
+    assert tracks.graph == {k: [v] for k, v in tra.metadata[PARENTS_KEY].items()}
+
+
+def test_writer_without_parents_declares_gaps(tmp_path: Path) -> None:
+    """Plain labels (no lineage in the metadata): a label that vanishes and comes back becomes a
+    new track whose parent is its earlier run, as CTC requires."""
+    masks = np.zeros((4, 8, 8), dtype=np.uint8)
+    masks[:, 1:3, 1:3] = 1
+    masks[[0, 1, 3], 5:7, 5:7] = 3
+    write_labels(str(tmp_path / "res"), masks, {"metadata": {}})
+    result = read_result(tmp_path / "res")
+    assert [(t.label, t.begin, t.end, t.parent) for t in result.lineage.values()] == [
+        (1, 0, 3, 0), (3, 0, 1, 0), (4, 3, 3, 3)]
+    with pytest.raises(InputError, match="not a CTC result folder"):
+        write_labels(str(tmp_path), masks, {})  # holds res/: never replaced
+    with pytest.raises(InputError, match="integers"):
+        write_labels(str(tmp_path / "float"), masks.astype(float), {})
+
+
+def test_widget_tracks_prompted_cells(
+    sample: Path, viewer: napari.Viewer, qtbot, tmp_path: Path
+) -> None:
+    """BoxTrack (classical backend) from the boxes of frame 0's GT cells: the viewer gets labels
+    and tracks of the prompted cells, and the result scores well against the ground truth."""
+    image = viewer.open(sample / "01", plugin="celltrail")[0]
+    boxes, _ = boxes_from_gt(sample / "01_GT")
+    shapes = viewer.add_shapes(boxes_to_rectangles(boxes), shape_type="rectangle", name="cells",
+                               features={"id": boxes["id"].to_numpy()})
+    widget = dock_widget(viewer)
+    assert (widget.image.value, widget.boxes.value) == (image, shapes)
+    assert shapes_to_boxes(shapes, (384, 384)).equals(boxes)
+    widget.method.value, widget.backend.value = "boxtrack", "classical"
+
+    widget.run_button.native.click()
+    assert not widget.run_button.enabled and widget.cancel_button.enabled
+    wait_for_run(qtbot, widget)
+
+    assert widget.progress.value == 40
+    assert widget.status.value.startswith("done")
+    labels, tracks = viewer.layers["01 boxtrack"], viewer.layers["01 boxtrack tracks"]
+    assert isinstance(labels, Labels) and isinstance(tracks, Tracks)
+    assert labels.data.shape == (40, 384, 384)
+    prompted = set(boxes["id"])
+    assert len(prompted) == 10
+    assert set(np.unique(labels.data[0])) - {0} == prompted
+    in_masks = set(np.unique(labels.data)) - {0}
+    assert set(tracks.data[:, 0].astype(int)) == in_masks
+    assert set(tracks.data[tracks.data[:, 1] == 0, 0].astype(int)) == prompted
+    parents = labels.metadata[PARENTS_KEY]
+    assert tracks.graph == {child: [parent] for child, parent in parents.items()}
+
+    viewer.layers.selection = {labels}
+    res = tmp_path / "01_RES"
+    viewer.layers.save(str(res), selected=True, plugin="celltrail")
+    assert {t.label: t.parent for t in read_result(res).lineage.values() if t.parent} == parents
+    assert evaluate(sample / "01_GT", res, threads=1)["MOTA"] > 0.85
+
+
+def test_widget_cancel_stops_between_frames(
+    sample: Path, viewer: napari.Viewer, qtbot
+) -> None:
+    viewer.open(sample / "01", plugin="celltrail")
+    widget = dock_widget(viewer)
+    widget.method.value = "classical"
+    widget.run_button.native.click()
+    qtbot.waitUntil(lambda: widget.progress.value >= 1, timeout=60_000)
+    widget.cancel_button.native.click()
+    wait_for_run(qtbot, widget)
+    assert widget.status.value == "cancelled"
+    assert widget.progress.value < 40
+    assert [type(layer) for layer in viewer.layers] == [Image]  # nothing added
+
+
+def test_widget_reports_errors_in_its_status_line(
+    sample: Path, viewer: napari.Viewer, qtbot
+) -> None:
+    viewer.open(sample / "01", plugin="celltrail")
+    widget = dock_widget(viewer)
+    widget.run_button.native.click()  # no prompts: refused before any thread starts
+    assert widget.worker is None and "one rectangle per cell" in widget.status.value
+    late = viewer.add_shapes(np.array([[45, 10, 10], [45, 10, 30], [45, 30, 30], [45, 30, 10]]),
+                             shape_type="rectangle")
+    widget.boxes.value = late
+    widget.run_button.native.click()  # the tracker refuses in the worker thread
+    wait_for_run(qtbot, widget)
+    assert widget.status.value == "box prompts on frame 45, but the sequence has 40 frames"
+    assert len(viewer.layers) == 2
+
+
+def test_widget_loads_box_files(sample: Path, viewer: napari.Viewer, tmp_path: Path) -> None:
+    viewer.open(sample / "01", plugin="celltrail")
+    widget = dock_widget(viewer)
+
+    boxes, _ = boxes_from_gt(sample / "01_GT")
+    boxes.to_csv(tmp_path / "boxes.csv", index=False)
+    shapes = widget.load_boxes(tmp_path / "boxes.csv")
+    assert isinstance(shapes, Shapes) and widget.boxes.value == shapes
+    assert shapes_to_boxes(shapes, (384, 384)).equals(boxes)
+    corners = [[0, 10.5, 10.5], [0, 10.5, 30.5], [0, 20.5, 30.5], [0, 20.5, 10.5]]
+    shapes.add_rectangles(np.array(corners))  # drawn by hand
+    drawn = shapes_to_boxes(shapes, (384, 384)).iloc[-1]
+    assert drawn[["frame", "x", "y", "w", "h"]].tolist() == [0, 11, 11, 20, 10]
+    assert drawn["id"] == boxes["id"].max() + 1  # a fresh id, not a copy of a loaded one
