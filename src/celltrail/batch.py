@@ -31,6 +31,8 @@ from celltrail.core.result import MaskStore
 from celltrail.core.sequence import ImageSequence, open_sequence
 from celltrail.io.atomic import atomic_dir
 from celltrail.io.ctc import frame_digits, numbered_files
+from celltrail.methods import get_tracker
+from celltrail.pipeline import MOT_FILE, box_prompts, boxtrack_tracker, check_out, save_result
 
 #: The columns of the summary table :func:`run_batch` returns.
 SUMMARY_COLUMNS = ["input", "out", "status", "frames", "tracks", "seconds", "error"]
@@ -154,8 +156,6 @@ def read_manifest(manifest: str | Path) -> list[BatchJob]:
 def finished(job: BatchJob, frames: int) -> int | None:
     """The number of tracks of a complete output folder of ``job`` over ``frames`` frames, or
     None when it is missing or incomplete (it is then tracked again)."""
-    from celltrail.cli import MOT_FILE  # here, not at the top: the CLI imports this module
-
     names = (*RESULT_FILES, MOT_FILE) if job.method == "boxtrack" else RESULT_FILES
     if not all((job.out / name).is_file() for name in names):
         return None
@@ -168,25 +168,18 @@ def finished(job: BatchJob, frames: int) -> int | None:
 def track_job(job: BatchJob, images: ImageSequence) -> int:
     """Track ``images`` as ``celltrail track`` would with the job's options and write its output
     folder atomically; returns the number of tracks."""
-    # here, not at the top: the CLI imports this module
-    from celltrail.cli import MOT_FILE, _check_out, box_prompts, boxtrack_tracker, save_result
-    from celltrail.io.mot import write_mot
-    from celltrail.methods import get_tracker
-
-    _check_out(job.out, job.input, *(p for p in (job.boxes, job.boxes_from_gt) if p is not None))
+    check_out(job.out, job.input, *(p for p in (job.boxes, job.boxes_from_gt) if p is not None))
     boxtrack = job.method == "boxtrack"
     if boxtrack:
-        prompts = box_prompts(images, job.frame_step, job.boxes, job.boxes_from_gt,
-                              job.box_frame_base)
+        prompts, _ = box_prompts(images, job.frame_step, job.boxes, job.boxes_from_gt,
+                                 job.box_frame_base)
         tracker = boxtrack_tracker(prompts, job.backend, job.preset, job.model, None, True)
     else:
         tracker = get_tracker(job.method, preset=job.preset, diameter=job.diameter)
     remove_leftovers(job.out)
     with atomic_dir(job.out) as tmp:
         result = tracker.track(images, MaskStore(tmp, digits=frame_digits(len(images))))
-        save_result(result, tmp)
-        if boxtrack:
-            write_mot(result, tmp / MOT_FILE)
+        save_result(result, tmp, mot=boxtrack)
     return len(result.lineage)
 
 

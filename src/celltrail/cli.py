@@ -25,12 +25,10 @@ from celltrail.core.errors import CellTrailError, InputError
 from celltrail.core.result import MaskStore, TrackingResult
 from celltrail.core.sequence import ImageSequence, open_sequence
 from celltrail.io.atomic import atomic_dir, atomic_file
-from celltrail.io.boxes import boxes_from_gt, read_boxes
-from celltrail.io.ctc import frame_digits, read_result, write_man_track
-from celltrail.io.mot import write_mot
-from celltrail.io.tables import tracks_table, write_table
-from celltrail.methods.base import Tracker
+from celltrail.io.ctc import frame_digits, read_result
+from celltrail.io.tables import write_table
 from celltrail.metrics.ctc import AOGM_PARTS, HEADLINE, evaluate
+from celltrail.pipeline import box_prompts, boxtrack_tracker, check_out, save_result
 from celltrail.viz.movie import MOVIE_SUFFIXES
 
 app = typer.Typer(
@@ -41,8 +39,6 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., object])
-#: BoxTrack's MOT-format output, named as in its reference code (Box-it-Track-it).
-MOT_FILE = "tracking_results.txt"
 
 
 def reports_errors(command: F) -> F:
@@ -77,85 +73,15 @@ def progress_bar(total: int, what: str) -> Iterator[Callable[[int], None]]:
         yield lambda t: progress.update(task, completed=t + 1)
 
 
-def _check_out(out: Path, *inputs: Path) -> None:
-    """Refuse an output folder that is, or holds, an input (inputs are never modified)."""
-    out = out.resolve()
-    for source in inputs:
-        source = source.resolve()
-        if out == source or out in source.parents or (source.is_dir() and source in out.parents):
-            raise InputError(out, f"output folder overlaps the input {source}")
-
-
-def save_result(result: TrackingResult, out: Path) -> None:
-    """Check the result, then write the lineage and tracks tables beside its masks in ``out``."""
-    table = tracks_table(result.masks, result.lineage)
-    by_frame = table.groupby("frame")["id"].apply(list)
-    result.validate(by_frame.get(t, []) for t in range(len(result.masks)))
-    write_man_track(result.lineage, out / "res_track.txt")
-    write_table(table, out / "tracks.csv")
-    write_table(table, out / "tracks.parquet")
-
-
 Run = Callable[[MaskStore, Callable[[int], None]], TrackingResult]
 
 
 def run_tracker(images: ImageSequence, out: Path, run: Run, mot: bool = False) -> None:
     """Call ``run(store, on_frame)`` writing into ``out`` atomically, with a progress bar; with
-    ``mot`` the folder also gets the tracks as MOT lines (:data:`MOT_FILE`)."""
+    ``mot`` the folder also gets the tracks as MOT lines (``tracking_results.txt``)."""
     with atomic_dir(out) as tmp, progress_bar(len(images), "tracking") as on_frame:
-        result = run(MaskStore(tmp, digits=frame_digits(len(images))), on_frame)
-        save_result(result, tmp)
-        if mot:
-            write_mot(result, tmp / MOT_FILE)
+        save_result(run(MaskStore(tmp, digits=frame_digits(len(images))), on_frame), tmp, mot)
     console.print(f"wrote {len(images)} frames to {out}")
-
-
-def box_prompts(
-    images: ImageSequence,
-    frame_step: int,
-    boxes: Path | None,
-    gt: Path | None,
-    frame_base: int,
-) -> pd.DataFrame:
-    """BoxTrack's prompts from a box file or a ground-truth folder, in the frame numbers of
-    ``images`` (every ``frame_step``-th input frame)."""
-    if (boxes is None) == (gt is None):
-        raise InputError(None, "--method boxtrack needs its box prompts: give either --boxes "
-                               "FILE or --boxes-from-gt GT_DIR")
-    if boxes is not None:
-        prompts = read_boxes(boxes, image_shape=images.shape, frame_base=frame_base)
-    else:
-        prompts, source = boxes_from_gt(gt)
-        height, width = images.shape
-        if ((prompts["x"] + prompts["w"]).max() > width
-                or (prompts["y"] + prompts["h"]).max() > height):
-            raise InputError(gt, f"ground-truth cells lie outside the {width}x{height} images")
-        console.print(f"prompts: {len(prompts)} boxes from {gt} ({source}, frame 0)")
-    skipped = prompts[prompts["frame"] % frame_step != 0]
-    if len(skipped):
-        raise InputError(boxes, f"box prompts on frame {int(skipped['frame'].iloc[0])}, which "
-                                f"--frame-step {frame_step} skips")
-    return prompts.assign(frame=prompts["frame"] // frame_step)
-
-
-def boxtrack_tracker(
-    prompts: pd.DataFrame,
-    backend: str,
-    preset: str,
-    model: str | None,
-    new_cells: bool | None,
-    divisions: bool,
-) -> Tracker:
-    """BoxTrack with the given segmentation backend; boxes too small to prompt with are skipped
-    with a warning."""
-    from celltrail.methods import get_tracker
-    from celltrail.methods.boxtrack import BoxTrackConfig, make_segmenter
-
-    if model is not None and backend != "learned":
-        raise InputError(None, "--model applies to the learned backend only")
-    config = BoxTrackConfig(new_cells=new_cells, divisions=divisions)
-    segmenter = make_segmenter(backend, preset=preset, model=model)
-    return get_tracker("boxtrack", boxes=prompts, segmenter=segmenter, config=config)
 
 
 @app.command()
@@ -198,7 +124,7 @@ def track(
     from celltrail.methods import get_tracker
 
     images = open_sequence(input).every(frame_step)
-    _check_out(out, input, *(p for p in (boxes, boxes_from_gt) if p is not None))
+    check_out(out, input, *(p for p in (boxes, boxes_from_gt) if p is not None))
     if movie is not None and movie.suffix.lower() not in MOVIE_SUFFIXES:
         raise InputError(movie, "a movie must be written as .gif or .mp4")
     boxtrack = method == "boxtrack"
@@ -207,7 +133,9 @@ def track(
                                "boxtrack only")
     with one_line_warnings():
         if boxtrack:
-            prompts = box_prompts(images, frame_step, boxes, boxes_from_gt, box_frame_base)
+            prompts, origin = box_prompts(images, frame_step, boxes, boxes_from_gt,
+                                          box_frame_base)
+            console.print(f"prompts: {len(prompts)} boxes from {origin}")
             tracker = boxtrack_tracker(prompts, backend, preset, model, new_cells, divisions)
         else:
             tracker = get_tracker(method, preset=preset, diameter=diameter)
@@ -257,7 +185,7 @@ def train_prompt_segmenter(
     )
 
     for folder in data:
-        _check_out(out, folder)
+        check_out(out, folder)
     with console.status("reading training data"):
         sequences = [load_sequence(folder) for folder in data]
     with tempfile.TemporaryDirectory() as tmp:
@@ -284,7 +212,7 @@ def link(
     labels = open_sequence(masks)
     if labels.dtype.kind not in "biu":
         raise InputError(masks, f"label images must be integers, found {labels.dtype}")
-    _check_out(out, masks)
+    check_out(out, masks)
 
     def frames(on_frame: Callable[[int], None]) -> Iterator[np.ndarray]:
         for t, frame in enumerate(labels):
@@ -313,7 +241,7 @@ def convert(
 
     if not source.exists():
         raise InputError(source, "not found")
-    _check_out(out, source)
+    check_out(out, source)
     if (source / "TRA").is_dir() or (source / "res_track.txt").is_file():
         if masks is not None:
             raise InputError(masks, "--masks applies to a GEFF input only")
@@ -438,7 +366,7 @@ def simulate(
     try:
         if source is not None:
             gt = source.with_name(f"{source.name}_GT")
-            _check_out(out / source.name, source, gt)
+            check_out(out / source.name, source, gt)
             written = subsample(source, gt, out, frame_step)
         else:
             params = SimParams(frames=frames, size=size, cells=cells, modality=modality,
@@ -552,7 +480,7 @@ def demo(
 
     boxtrack_dir = out / "01_RES_boxtrack"
     with one_line_warnings():
-        prompts = box_prompts(images, 1, None, sample / "01_GT", 0)
+        prompts, _ = box_prompts(images, 1, None, sample / "01_GT", 0)
         boxtrack = boxtrack_tracker(prompts, "learned", "fluo-nuclei", None, None, True)
         run_tracker(images, boxtrack_dir,
                     lambda store, on_frame: boxtrack.track(images, store, on_frame), mot=True)

@@ -1,0 +1,91 @@
+"""Running a tracker into a result folder: what `celltrail track`, `celltrail batch` and the
+demo share (checks, prompts, the files beside the masks)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from celltrail.core.errors import InputError
+from celltrail.core.result import TrackingResult
+from celltrail.core.sequence import ImageSequence
+from celltrail.io.boxes import boxes_from_gt, read_boxes
+from celltrail.io.ctc import write_man_track
+from celltrail.io.mot import write_mot
+from celltrail.io.tables import tracks_table, write_table
+from celltrail.methods.base import Tracker
+
+#: BoxTrack's MOT-format output, named as in its reference code (Box-it-Track-it).
+MOT_FILE = "tracking_results.txt"
+
+
+def check_out(out: Path, *inputs: Path) -> None:
+    """Refuse an output folder that is, or holds, an input (inputs are never modified)."""
+    out = out.resolve()
+    for source in inputs:
+        source = source.resolve()
+        if out == source or out in source.parents or (source.is_dir() and source in out.parents):
+            raise InputError(out, f"output folder overlaps the input {source}")
+
+
+def save_result(result: TrackingResult, out: Path, mot: bool = False) -> None:
+    """Check the result, then write the lineage and tracks tables beside its masks in ``out``;
+    with ``mot`` also the tracks as MOT lines (:data:`MOT_FILE`)."""
+    table = tracks_table(result.masks, result.lineage)
+    by_frame = table.groupby("frame")["id"].apply(list)
+    result.validate(by_frame.get(t, []) for t in range(len(result.masks)))
+    write_man_track(result.lineage, out / "res_track.txt")
+    write_table(table, out / "tracks.csv")
+    write_table(table, out / "tracks.parquet")
+    if mot:
+        write_mot(result, out / MOT_FILE)
+
+
+def box_prompts(
+    images: ImageSequence,
+    frame_step: int,
+    boxes: Path | None,
+    gt: Path | None,
+    frame_base: int,
+) -> tuple[pd.DataFrame, str]:
+    """BoxTrack's prompts from a box file or a ground-truth folder, in the frame numbers of
+    ``images`` (every ``frame_step``-th input frame), and where they came from."""
+    if (boxes is None) == (gt is None):
+        raise InputError(None, "--method boxtrack needs its box prompts: give either --boxes "
+                               "FILE or --boxes-from-gt GT_DIR")
+    if boxes is not None:
+        prompts = read_boxes(boxes, image_shape=images.shape, frame_base=frame_base)
+        origin = str(boxes)
+    else:
+        prompts, source = boxes_from_gt(gt)
+        height, width = images.shape
+        if ((prompts["x"] + prompts["w"]).max() > width
+                or (prompts["y"] + prompts["h"]).max() > height):
+            raise InputError(gt, f"ground-truth cells lie outside the {width}x{height} images")
+        origin = f"{gt} ({source}, frame 0)"
+    skipped = prompts[prompts["frame"] % frame_step != 0]
+    if len(skipped):
+        raise InputError(boxes, f"box prompts on frame {int(skipped['frame'].iloc[0])}, which "
+                                f"--frame-step {frame_step} skips")
+    return prompts.assign(frame=prompts["frame"] // frame_step), origin
+
+
+def boxtrack_tracker(
+    prompts: pd.DataFrame,
+    backend: str,
+    preset: str,
+    model: str | None,
+    new_cells: bool | None,
+    divisions: bool,
+) -> Tracker:
+    """BoxTrack with the given segmentation backend; boxes too small to prompt with are skipped
+    with a warning."""
+    from celltrail.methods import get_tracker
+    from celltrail.methods.boxtrack import BoxTrackConfig, make_segmenter
+
+    if model is not None and backend != "learned":
+        raise InputError(None, "--model applies to the learned backend only")
+    config = BoxTrackConfig(new_cells=new_cells, divisions=divisions)
+    segmenter = make_segmenter(backend, preset=preset, model=model)
+    return get_tracker("boxtrack", boxes=prompts, segmenter=segmenter, config=config)
