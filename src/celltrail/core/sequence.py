@@ -203,3 +203,9 @@ def open_sequence(source: str | Path | np.ndarray) -> ImageSequence:
     if path.suffix.lower() not in TIFF_SUFFIXES:
         raise InputError(path, "expected a folder of TIFF frames or a .tif/.tiff stack")
     return StackSequence(path)
+
+
+def normalise(image: np.ndarray) -> np.ndarray:
+    """Percentile (1, 99.8) normalisation to about [0, 1], float32."""
+    lo, hi = np.percentile(image, (1, 99.8))
+    return ((image.astype(np.float32) - lo) / max(float(hi - lo), 1e-6)).astype(np.float32)

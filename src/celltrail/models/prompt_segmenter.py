@@ -11,11 +11,13 @@ score. A foreground head on the encoder proposes unprompted cells.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from celltrail.core.errors import InputError
 from celltrail.models.ops import roi_align
 
 #: Cell diameter (pixels) the encoder sees: frames are rescaled to it.
@@ -117,3 +119,18 @@ def box_prompt(boxes: torch.Tensor, crop: torch.Tensor, size: int) -> torch.Tens
     inside_x = (x >= boxes[:, 0:1]) & (x <= boxes[:, 2:3])
     inside_y = (y >= boxes[:, 1:2]) & (y <= boxes[:, 3:4])
     return (inside_y[:, :, None] & inside_x[:, None, :]).to(boxes.dtype)[:, None]
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """A saved prompt-segmenter checkpoint (tensors and plain values only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "model file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds on a corrupt file
+        raise InputError(path, f"not a readable model checkpoint ({exc.__class__.__name__})") \
+            from exc
+    if not isinstance(state, dict) or "state_dict" not in state or "config" not in state:
+        raise InputError(path, "not a celltrail prompt-segmenter checkpoint")
+    return state

@@ -21,7 +21,7 @@ from scipy import ndimage as ndi
 from skimage.transform import rescale
 
 from celltrail.core.errors import InputError
-from celltrail.core.sequence import open_sequence, read_tiff
+from celltrail.core.sequence import normalise, open_sequence, read_tiff
 from celltrail.io.atomic import atomic_file
 from celltrail.io.ctc import numbered_files, read_tracking_gt, relabel_by_markers
 from celltrail.linking.objects import equivalent_diameters
@@ -32,6 +32,7 @@ from celltrail.models.prompt_segmenter import (
     NetConfig,
     PromptSegNet,
     crop_boxes,
+    load_checkpoint,
 )
 from celltrail.simulate import SimParams, simulate
 
@@ -74,12 +75,6 @@ class TrainParams:
     prompts: int = 8
     lr: float = 2e-3
     seed: int = 0
-
-
-def normalise(image: np.ndarray) -> np.ndarray:
-    """Percentile (1, 99.8) normalisation to about [0, 1], float32."""
-    lo, hi = np.percentile(image, (1, 99.8))
-    return ((image.astype(np.float32) - lo) / max(float(hi - lo), 1e-6)).astype(np.float32)
 
 
 def load_sequence(seq_dir: str | Path) -> TrainSequence:
@@ -311,18 +306,3 @@ def _save(net: PromptSegNet, path: str | Path, trained_on: list[str], step: int,
         state["schedule"] = schedule.state_dict()
     with atomic_file(path) as tmp:
         torch.save(state, tmp)
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    """A saved prompt-segmenter checkpoint (tensors and plain values only)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "model file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many kinds on a corrupt file
-        raise InputError(path, f"not a readable model checkpoint ({exc.__class__.__name__})") \
-            from exc
-    if not isinstance(state, dict) or "state_dict" not in state or "config" not in state:
-        raise InputError(path, "not a celltrail prompt-segmenter checkpoint")
-    return state

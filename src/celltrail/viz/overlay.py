@@ -20,6 +20,7 @@ from skimage.measure import regionprops
 from skimage.segmentation import find_boundaries
 
 from celltrail.core.lineage import Lineage
+from celltrail.core.sequence import normalise
 from celltrail.io.atomic import atomic_file
 
 Colour = tuple[int, int, int]
@@ -39,9 +40,7 @@ TRAIL = 10
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
     """Contrast-stretch a frame to 8 bits between its 1st and 99.8th percentiles."""
-    lo, hi = np.percentile(image, (1, 99.8))
-    scaled = (image.astype(np.float32) - lo) / max(float(hi - lo), 1e-6)
-    return (np.clip(scaled, 0, 1) * 255).astype(np.uint8)
+    return (np.clip(normalise(image), 0, 1) * 255).astype(np.uint8)
 
 
 def label_colour(label: int) -> Colour:

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from scipy import ndimage as ndi
 
 from celltrail.core.errors import InputError
+from celltrail.core.sequence import normalise
 from celltrail.methods.boxtrack.patch import Patch
 from celltrail.methods.boxtrack.segmenters import Candidates
 from celltrail.models.prompt_segmenter import (
@@ -21,8 +22,8 @@ from celltrail.models.prompt_segmenter import (
     NetConfig,
     PromptSegNet,
     crop_boxes,
+    load_checkpoint,
 )
-from celltrail.training.prompt_segmenter import load_checkpoint, normalise
 
 #: Where the shipped weights live.
 WEIGHTS = Path(str(files("celltrail") / "weights" / "prompt_segmenter"))

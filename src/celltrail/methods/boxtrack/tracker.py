@@ -182,12 +182,11 @@ class _State:
 
     def _follow(self, features: object) -> list[_Choice | None]:
         """Predict every object's box and choose its best candidate (None: absent)."""
-        last_boxes = np.stack([o.patch.box() for o in self.objects])
         if self.config.kalman:
             self.kalman.predict()
             predicted = self.kalman.boxes()
         else:
-            predicted = last_boxes
+            predicted = np.stack([o.patch.box() for o in self.objects])
         previous = [_centred(o.memory.best_mask() or o.patch, box)
                     for o, box in zip(self.objects, predicted, strict=True)]
         cands = self.segmenter.decode(features, predicted, previous)
