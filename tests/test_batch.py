@@ -15,11 +15,13 @@ from typer.testing import CliRunner
 from celltrail.batch import BatchJob, read_manifest, run_batch, run_job
 from celltrail.cli import app
 from celltrail.core.errors import InputError
+from celltrail.io.ctc import read_result
+from celltrail.methods.embedtrack import shipped_models
 from celltrail.simulate import SimParams, simulate
 
 runner = CliRunner()
 COLUMNS = ("input, out, method, preset, diameter, frame_step, boxes, boxes_from_gt, "
-           "box_frame_base, backend, model")
+           "box_frame_base, backend, model, tta")
 
 
 def hashes(folder: Path) -> dict[str, str]:
@@ -49,6 +51,18 @@ def test_manifest_rows_options_and_relative_paths(tmp_path: Path) -> None:
                               boxes=folder / "b.csv", box_frame_base=1)
 
 
+def test_manifest_models_are_shipped_names_or_paths(tmp_path: Path) -> None:
+    """A shipped model's name stays a name; anything else is a path against the manifest."""
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("input,out,method,model,tta\n"
+                        "a,res/a,boxtrack,all,\n"
+                        "b,res/b,boxtrack,models/m.pt,\n"
+                        "c,res/c,embedtrack,m.pt,false\n")
+    models = [(job.model, job.tta) for job in read_manifest(manifest)]
+    assert models == [("all", False), (str(tmp_path / "models" / "m.pt"), False),
+                      (str(tmp_path / "m.pt"), False)]
+
+
 @pytest.mark.parametrize(("text", "problem"), [
     ("", "empty manifest: expected a header row 'input,out'"),
     ("input,out\n", "no sequences: the manifest has a header but no rows"),
@@ -66,7 +80,16 @@ def test_manifest_rows_options_and_relative_paths(tmp_path: Path) -> None:
     ("input,out,frame_step\na,b,1.5\n",
      "line 2: frame_step must be an integer >= 1, not '1.5'"),
     ("input,out,boxes,model\na,b,a.csv,m.pt\n",
-     "line 2: boxes, model apply to method boxtrack only, not 'classical'"),
+     "line 2: boxes (boxtrack only), model (boxtrack or embedtrack only) do not apply to method "
+     "'classical'"),
+    ("input,out,method,tta\na,b,boxtrack,true\n",
+     "line 2: tta (embedtrack only) does not apply to method 'boxtrack'"),
+    ("input,out,method,backend,model\na,b,embedtrack,learned,m.pt\n",
+     "line 2: backend (boxtrack only) does not apply to method 'embedtrack'"),
+    ("input,out,method,model\na,b,embedtrack,\n",
+     "line 2: method embedtrack needs a model: a checkpoint path or a shipped model ({shipped})"),
+    ("input,out,method,model,tta\na,b,embedtrack,m.pt,maybe\n",
+     "line 2: tta must be true or false, not 'maybe'"),
     ("input,out\na,res\nb,./res/\n", "line 3: out '{folder}/res' is also the output of line 2"),
 ])
 def test_manifest_errors(tmp_path: Path, text: str, problem: str) -> None:
@@ -74,7 +97,8 @@ def test_manifest_errors(tmp_path: Path, text: str, problem: str) -> None:
     manifest.write_text(text)
     with pytest.raises(InputError) as err:
         read_manifest(manifest)
-    assert str(err.value) == f"{manifest}: {problem.format(folder=tmp_path)}"
+    shipped = ", ".join(shipped_models()) or "none"
+    assert str(err.value) == f"{manifest}: {problem.format(folder=tmp_path, shipped=shipped)}"
 
 
 def test_manifest_not_found(tmp_path: Path) -> None:
@@ -173,3 +197,23 @@ def test_boxtrack_row_matches_track_in_process(sample: Path, tmp_path: Path) -> 
     assert run_job(job)["status"] == "skipped"
     (tmp_path / "batch" / "tracking_results.txt").unlink()
     assert run_job(job)["status"] == "done"
+
+
+def test_embedtrack_row_tracks_with_a_checkpoint(tiny_embedtrack: Path, tmp_path: Path) -> None:
+    """An embedtrack row (its model a path relative to the manifest, with TTA) writes a valid
+    CTC result; then it is skipped."""
+    images = simulate(tmp_path / "pos", SimParams(frames=4, size=64, cells=4, cell_diameter=16),
+                      seed=0)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "tiny.pt").write_bytes(tiny_embedtrack.read_bytes())
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("input,out,method,model,tta\n"
+                        f"{images},res,embedtrack,models/tiny.pt,Yes\n")
+    [job] = read_manifest(manifest)
+    assert (job.model, job.tta) == (str(tmp_path / "models" / "tiny.pt"), True)
+    row = run_job(job)
+    assert (row["status"], row["frames"], row["error"]) == ("done", 4, "")
+    result = read_result(tmp_path / "res")
+    assert result.errors() == [] and len(result.masks) == 4
+    assert row["tracks"] == len(result.lineage) > 0
+    assert run_job(job)["status"] == "skipped"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -82,3 +83,13 @@ def test_result_without_tracks(sample: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError) as err:
         evaluate(sample / "01_GT", res)
     assert str(err.value) == f"{res}: the result has no tracks (res_track.txt is empty)"
+
+
+def test_ground_truth_without_segmentation_scores_tracking_only(sample: Path,
+                                                                 tmp_path: Path) -> None:
+    gt = tmp_path / "01_GT"
+    shutil.copytree(sample / "01_GT" / "TRA", gt / "TRA")
+    (gt / "SEG").mkdir()  # an empty SEG folder is no segmentation either
+    scores = evaluate(gt, sample / "01_GT", threads=1)
+    assert scores["TRA"] == scores["DET"] == 1.0
+    assert scores["SEG"] is None and scores["OP_CTB"] is None

@@ -1,5 +1,6 @@
 """The napari plugin, headless: reader, writer and tracking widget, through its manifest, in a
-real (hidden) viewer. BoxTrack runs on the bundled sample, a crop of Fluo-N2DH-GOWT1 01."""
+real (hidden) viewer. BoxTrack runs on the bundled sample, a crop of Fluo-N2DH-GOWT1 01;
+EmbedTrack with a tiny untrained checkpoint on a small image."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from napari.layers import Image, Labels, Shapes, Tracks
 
 import celltrail.napari
 from celltrail.core.errors import InputError
+from celltrail.core.sequence import ArraySequence
 from celltrail.io.boxes import boxes_from_gt
 from celltrail.io.ctc import read_result, read_tracking_gt
+from celltrail.methods.embedtrack import EmbedTracker
 from celltrail.metrics.ctc import evaluate
 from celltrail.napari._reader import PARENTS_KEY, napari_get_reader
 from celltrail.napari._widget import TrackWidget, boxes_to_rectangles, shapes_to_boxes
@@ -208,3 +211,54 @@ def test_widget_loads_box_files(sample: Path, viewer: napari.Viewer, tmp_path: P
     drawn = shapes_to_boxes(shapes, (384, 384)).iloc[-1]
     assert drawn[["frame", "x", "y", "w", "h"]].tolist() == [0, 11, 11, 20, 10]
     assert drawn["id"] == boxes["id"].max() + 1  # a fresh id, not a copy of a loaded one
+
+
+def test_widget_shows_the_options_of_each_method(viewer: napari.Viewer) -> None:
+    widget = dock_widget(viewer)
+    options = {"backend": widget.backend, "preset": widget.preset, "model": widget.model,
+               "checkpoint": widget.checkpoint, "tta": widget.tta, "boxes": widget.boxes,
+               "load": widget.load_button}
+
+    def shown() -> set[str]:  # the viewer is hidden: visible if the widget were shown
+        return {name for name, w in options.items() if w.native.isVisibleTo(widget.native)}
+
+    widget.method.value, widget.backend.value = "boxtrack", "learned"
+    assert shown() == {"backend", "boxes", "load"}
+    widget.backend.value = "classical"
+    assert shown() == {"backend", "preset", "boxes", "load"}
+    widget.method.value = "classical"
+    assert shown() == {"preset"}
+    widget.method.value = "embedtrack"
+    assert shown() == {"model", "checkpoint", "tta"}
+
+
+def test_widget_tracks_with_an_embedtrack_checkpoint(
+    viewer: napari.Viewer, qtbot, tiny_embedtrack: Path
+) -> None:
+    """A checkpoint file takes precedence over the shipped-model choice; the viewer gets what
+    the tracker gives outside napari. Without any model the run is refused."""
+    data = np.random.default_rng(0).random((4, 64, 64), dtype=np.float32)
+    viewer.add_image(data, name="cells")
+    widget = dock_widget(viewer)
+    widget.method.value = "embedtrack"
+    widget.model.choices = []  # as when no model ships
+    widget.run_button.native.click()
+    assert widget.worker is None
+    assert widget.status.value == ("EmbedTrack needs a trained model: choose a checkpoint file "
+                                   "(.pt); none ships with this installation")
+
+    widget.model.choices = ["Fluo-N2DH-GOWT1"]  # not used: the checkpoint is
+    widget.checkpoint.value, widget.tta.value = tiny_embedtrack, True
+    job = widget.job()
+    assert (job.model, job.tta) == (str(tiny_embedtrack), True)
+    widget.run_button.native.click()
+    wait_for_run(qtbot, widget)
+
+    assert widget.progress.value == 4
+    assert widget.status.value.startswith("done")
+    labels = viewer.layers["cells embedtrack"]
+    tracks = viewer.layers["cells embedtrack tracks"]
+    assert isinstance(labels, Labels) and isinstance(tracks, Tracks)
+    expected = EmbedTracker(tiny_embedtrack, tta=True).track(ArraySequence(data, name="cells"))
+    np.testing.assert_array_equal(labels.data, np.stack(expected.masks))
+    assert set(tracks.data[:, 0].astype(int)) == set(expected.lineage) != set()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -158,6 +159,30 @@ def test_subsample_keeps_every_nth_frame_and_valid_lineage(tmp_path: Path) -> No
     read_tracking_gt(tmp_path / "sub/01_GT").validate()
     scores = evaluate(tmp_path / "sub/01_GT", tmp_path / "sub/01_GT", threads=1)
     assert scores["TRA"] == 1.0
+
+
+def test_subsample_from_a_start_frame_cuts_the_head(tmp_path: Path) -> None:
+    params = SimParams(frames=11, size=96, cells=8, cell_diameter=20, division_rate=0.08,
+                       displacement=0.3)
+    seq = simulate(tmp_path / "src", params, seed=5)
+    out = subsample(seq, seq.parent / "01_GT", tmp_path / "tail", step=2, start=6)
+    assert sorted(numbered_files(out, "t")) == [0, 1, 2]
+    for new, old in enumerate((6, 8, 10)):
+        assert (out / f"t{new:03d}.tif").read_bytes() == (seq / f"t{old:03d}.tif").read_bytes()
+        seg = tifffile.imread(tmp_path / f"tail/01_GT/SEG/man_seg{new:03d}.tif")
+        assert np.array_equal(seg, tifffile.imread(seq.parent / f"01_GT/SEG/man_seg{old:03d}.tif"))
+    tail = read_tracking_gt(tmp_path / "tail/01_GT")
+    tail.validate()
+    assert min(track.begin for track in tail.lineage.values()) == 0
+    late = subsample(seq, seq.parent / "01_GT", tmp_path / "late", step=1, start=10)
+    assert (late.parent / "01_GT/SEG").is_dir()
+    shutil.rmtree(seq.parent / "01_GT/SEG")
+    (seq.parent / "01_GT/SEG").mkdir()
+    tifffile.imwrite(seq.parent / "01_GT/SEG/man_seg002.tif", np.zeros((96, 96), np.uint16))
+    early = subsample(seq, seq.parent / "01_GT", tmp_path / "early", step=1, start=6)
+    assert not (early.parent / "01_GT/SEG").exists()  # no kept frame has a mask: no folder
+    with pytest.raises(ValueError, match="start 11 is past the last of 11 frames"):
+        subsample(seq, seq.parent / "01_GT", tmp_path / "none", step=1, start=11)
 
 
 def _write_gt(root: Path, frames: list[np.ndarray], lineage: Lineage) -> None:

@@ -20,9 +20,9 @@ from celltrail.methods.boxtrack.learned import WEIGHTS, model_name
 from celltrail.training.prompt_segmenter import (
     TrainParams,
     load_sequence,
-    simulated_sequences,
     train,
 )
+from celltrail.training.simulated import simulated_sequences
 
 SHARED = Path("../shared/data/ctc")
 SEQUENCES = ("DIC-C2DH-HeLa", "Fluo-N2DH-GOWT1", "Fluo-N2DH-SIM+")

@@ -2,9 +2,11 @@
 
 A manifest is a CSV file with one sequence per row: the columns ``input`` and ``out`` (relative
 paths are resolved against the manifest's folder) and, optionally, the options of
-``celltrail track``: ``method``, ``preset``, ``diameter``, ``frame_step`` and for boxtrack
-``boxes``, ``boxes_from_gt``, ``box_frame_base``, ``backend``, ``model``. An empty cell takes the
-default. Each sequence is tracked as ``celltrail track`` would and written atomically, so a
+``celltrail track``: ``method``, ``preset``, ``diameter``, ``frame_step``; for boxtrack
+``boxes``, ``boxes_from_gt``, ``box_frame_base``, ``backend``; for boxtrack and embedtrack
+``model`` (a shipped model's name, else a checkpoint path; embedtrack needs one); for embedtrack
+``tta`` (true or false). An empty cell takes the default; an option of another method is an
+error. Each sequence is tracked as ``celltrail track`` would and written atomically, so a
 complete output folder is a finished sequence: a rerun skips it and does the rest.
 """
 
@@ -32,7 +34,14 @@ from celltrail.core.sequence import ImageSequence, open_sequence
 from celltrail.io.atomic import atomic_dir
 from celltrail.io.ctc import frame_digits, numbered_files
 from celltrail.methods import get_tracker
-from celltrail.pipeline import MOT_FILE, box_prompts, boxtrack_tracker, check_out, save_result
+from celltrail.pipeline import (
+    MOT_FILE,
+    box_prompts,
+    boxtrack_tracker,
+    check_out,
+    embedtrack_tracker,
+    save_result,
+)
 
 #: The columns of the summary table :func:`run_batch` returns.
 SUMMARY_COLUMNS = ["input", "out", "status", "frames", "tracks", "seconds", "error"]
@@ -55,12 +64,18 @@ class BatchJob:
     box_frame_base: int = 0
     backend: str = "learned"
     model: str | None = None
+    tta: bool = False
 
 
 REQUIRED = ("input", "out")
 #: The manifest's columns: the fields of :class:`BatchJob`.
 COLUMNS = tuple(f.name for f in fields(BatchJob))
-BOXTRACK_ONLY = ("boxes", "boxes_from_gt", "box_frame_base", "backend", "model")
+#: The methods that method-specific columns apply to; the other columns apply to all.
+APPLIES_TO = {"boxes": ("boxtrack",), "boxes_from_gt": ("boxtrack",),
+              "box_frame_base": ("boxtrack",), "backend": ("boxtrack",),
+              "model": ("boxtrack", "embedtrack"), "tta": ("embedtrack",)}
+#: How a ``tta`` cell may say yes or no.
+FLAGS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
 def _number(manifest: Path, line: int, column: str, text: str, kind: type, least: float) -> object:
@@ -76,6 +91,29 @@ def _number(manifest: Path, line: int, column: str, text: str, kind: type, least
     return value
 
 
+def _shipped_models(method: str) -> list[str]:
+    """Names of the models shipped for ``method`` (imported here: both load torch)."""
+    if method == "embedtrack":
+        from celltrail.methods.embedtrack import shipped_models
+    else:
+        from celltrail.methods.boxtrack.learned import shipped_models
+    return shipped_models()
+
+
+def _check_options(manifest: Path, line: int, method: str, given: dict[str, str]) -> None:
+    """Refuse options of other methods, and an embedtrack row without its model."""
+    stray = [f"{c} ({' or '.join(APPLIES_TO[c])} only)" for c in given
+             if method not in APPLIES_TO.get(c, (method,))]
+    if stray:
+        verb = "does" if len(stray) == 1 else "do"
+        raise InputError(manifest, f"line {line}: {', '.join(stray)} {verb} not apply to "
+                                   f"method {method!r}")
+    if method == "embedtrack" and "model" not in given:
+        names = ", ".join(_shipped_models(method)) or "none"
+        raise InputError(manifest, f"line {line}: method embedtrack needs a model: a "
+                                   f"checkpoint path or a shipped model ({names})")
+
+
 def _job(manifest: Path, line: int, cells: dict[str, str]) -> BatchJob:
     """The job of one manifest row; empty cells take the defaults."""
     for column in REQUIRED:
@@ -83,10 +121,7 @@ def _job(manifest: Path, line: int, cells: dict[str, str]) -> BatchJob:
             raise InputError(manifest, f"line {line}: empty {column!r}")
     given = {k: v for k, v in cells.items() if v}
     method = given.get("method", BatchJob.method)
-    stray = [c for c in BOXTRACK_ONLY if c in given]
-    if stray and method != "boxtrack":
-        raise InputError(manifest, f"line {line}: {', '.join(stray)} apply to method boxtrack "
-                                   f"only, not {method!r}")
+    _check_options(manifest, line, method, given)
     folder = manifest.parent
     options: dict[str, object] = {}
     for column, text in given.items():
@@ -98,6 +133,13 @@ def _job(manifest: Path, line: int, cells: dict[str, str]) -> BatchJob:
         elif column in ("frame_step", "box_frame_base"):
             options[column] = _number(manifest, line, column, text, int,
                                       1 if column == "frame_step" else 0)
+        elif column == "model" and text not in _shipped_models(method):
+            options[column] = os.path.abspath(folder / Path(text).expanduser())
+        elif column == "tta":
+            if text.lower() not in FLAGS:
+                raise InputError(manifest, f"line {line}: tta must be true or false, not "
+                                           f"{text!r}")
+            options[column] = FLAGS[text.lower()]
         else:
             options[column] = text
     return BatchJob(**options)  # type: ignore[arg-type]
@@ -174,6 +216,8 @@ def track_job(job: BatchJob, images: ImageSequence) -> int:
         prompts, _ = box_prompts(images, job.frame_step, job.boxes, job.boxes_from_gt,
                                  job.box_frame_base)
         tracker = boxtrack_tracker(prompts, job.backend, job.preset, job.model, None, True)
+    elif job.method == "embedtrack":
+        tracker = embedtrack_tracker(job.model, job.tta)
     else:
         tracker = get_tracker(job.method, preset=job.preset, diameter=job.diameter)
     remove_leftovers(job.out)

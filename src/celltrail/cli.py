@@ -27,8 +27,15 @@ from celltrail.core.sequence import ImageSequence, open_sequence
 from celltrail.io.atomic import atomic_dir, atomic_file
 from celltrail.io.ctc import frame_digits, read_result
 from celltrail.io.tables import write_table
+from celltrail.methods.base import Tracker
 from celltrail.metrics.ctc import AOGM_PARTS, HEADLINE, evaluate
-from celltrail.pipeline import box_prompts, boxtrack_tracker, check_out, save_result
+from celltrail.pipeline import (
+    box_prompts,
+    boxtrack_tracker,
+    check_out,
+    embedtrack_tracker,
+    save_result,
+)
 from celltrail.viz.movie import MOVIE_SUFFIXES
 
 app = typer.Typer(
@@ -39,6 +46,7 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., object])
+T = TypeVar("T")
 
 
 def reports_errors(command: F) -> F:
@@ -90,7 +98,8 @@ def track(
     input: Annotated[Path, typer.Argument(help="CTC image folder (tTTT.tif) or a TIFF stack.")],
     out: Annotated[Path, typer.Option(help="Result folder (maskTTT.tif, res_track.txt, tables; "
                                            "boxtrack adds MOT lines, tracking_results.txt).")],
-    method: Annotated[str, typer.Option(help="Tracking method: classical or boxtrack.")]
+    method: Annotated[str, typer.Option(help="Tracking method: classical, boxtrack or "
+                                             "embedtrack.")]
     = "classical",
     preset: Annotated[str, typer.Option(help="Modality: fluo-nuclei, dic, phase.")] = "fluo-nuclei",
     diameter: Annotated[float | None, typer.Option(help="Cell diameter in pixels (estimated "
@@ -110,8 +119,12 @@ def track(
                                                      "--boxes (1 for MOT-style bbox.txt).")] = 0,
     backend: Annotated[str, typer.Option(help="boxtrack: segmenter, learned or classical (with "
                                               "--preset).")] = "learned",
-    model: Annotated[str | None, typer.Option(help="boxtrack: the learned backend's model, a "
-                                                   "shipped name or a checkpoint path.")] = None,
+    model: Annotated[str | None, typer.Option(help="boxtrack, embedtrack: the model, a shipped "
+                                                   "name (for embedtrack the dataset it was "
+                                                   "trained on, e.g. Fluo-N2DH-GOWT1) or a "
+                                                   "checkpoint path.")] = None,
+    tta: Annotated[bool, typer.Option(help="embedtrack: test-time augmentation (8 rotations "
+                                           "and flips; about 8x slower).")] = False,
     new_cells: Annotated[bool | None, typer.Option(help="boxtrack: start tracks for cells "
                                                         "nobody prompted (default: with the "
                                                         "learned backend only).")] = None,
@@ -119,7 +132,8 @@ def track(
 ) -> None:
     """Segment and track cells in INPUT and write a CTC result folder.
 
-    --method boxtrack follows the cells given by one box each (--boxes or --boxes-from-gt).
+    --method boxtrack follows the cells given by one box each (--boxes or --boxes-from-gt);
+    --method embedtrack needs a trained model (--model).
     """
     from celltrail.methods import get_tracker
 
@@ -127,12 +141,17 @@ def track(
     check_out(out, input, *(p for p in (boxes, boxes_from_gt) if p is not None))
     if movie is not None and movie.suffix.lower() not in MOVIE_SUFFIXES:
         raise InputError(movie, "a movie must be written as .gif or .mp4")
-    boxtrack = method == "boxtrack"
-    if not boxtrack and any(v is not None for v in (boxes, boxes_from_gt, model)):
-        raise InputError(None, "--boxes, --boxes-from-gt and --model apply to --method "
-                               "boxtrack only")
+    boxtrack, embedtrack = method == "boxtrack", method == "embedtrack"
+    if not boxtrack and any(v is not None for v in (boxes, boxes_from_gt)):
+        raise InputError(None, "--boxes and --boxes-from-gt apply to --method boxtrack only")
+    if model is not None and not (boxtrack or embedtrack):
+        raise InputError(None, "--model applies to --method boxtrack or embedtrack only")
+    if tta and not embedtrack:
+        raise InputError(None, "--tta applies to --method embedtrack only")
     with one_line_warnings():
-        if boxtrack:
+        if embedtrack:
+            tracker = embedtrack_tracker(model, tta)
+        elif boxtrack:
             prompts, origin = box_prompts(images, frame_step, boxes, boxes_from_gt,
                                           box_frame_base)
             console.print(f"prompts: {len(prompts)} boxes from {origin}")
@@ -161,6 +180,26 @@ train_app = typer.Typer(help="Train celltrail's models on your own CTC-layout da
 app.add_typer(train_app, name="train")
 
 
+@contextmanager
+def training_sequences(data: list[Path], out: Path, load: Callable[[Path], T],
+                       simulated: bool) -> Iterator[list[T]]:
+    """The training sequences read from ``data`` (after checking ``out`` overwrites none), with
+    the simulated ones (written to a temporary folder that lives as long as the block)."""
+    import tempfile
+
+    from celltrail.training.simulated import simulated_sequences
+
+    for folder in data:
+        check_out(out, folder)
+    with console.status("reading training data"):
+        sequences = [load(folder) for folder in data]
+    with tempfile.TemporaryDirectory() as tmp:
+        if simulated:
+            with console.status("simulating training sequences"):
+                sequences += [load(p) for p in simulated_sequences(tmp)]
+        yield sequences
+
+
 @train_app.command("prompt-segmenter")
 @reports_errors
 def train_prompt_segmenter(
@@ -175,27 +214,64 @@ def train_prompt_segmenter(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Retrain BoxTrack's learned backend (use it with --model PATH)."""
-    import tempfile
+    from celltrail.training.prompt_segmenter import TrainParams, load_sequence, train
 
-    from celltrail.training.prompt_segmenter import (
-        TrainParams,
-        load_sequence,
-        simulated_sequences,
-        train,
-    )
-
-    for folder in data:
-        check_out(out, folder)
-    with console.status("reading training data"):
-        sequences = [load_sequence(folder) for folder in data]
-    with tempfile.TemporaryDirectory() as tmp:
-        if simulated:
-            with console.status("simulating training sequences"):
-                sequences += [load_sequence(p) for p in simulated_sequences(tmp)]
-        with progress_bar(steps, "training") as on_step:
-            train(sequences, out, TrainParams(steps=steps, seed=seed), resume=resume,
-                  progress=lambda step, _: on_step(step))
+    with training_sequences(data, out, load_sequence, simulated) as sequences, \
+            progress_bar(steps, "training") as on_step:
+        train(sequences, out, TrainParams(steps=steps, seed=seed), resume=resume,
+              progress=lambda step, _: on_step(step))
     console.print(f"wrote {out}")
+
+
+@train_app.command("embedtrack")
+@reports_errors
+def train_embedtrack(
+    data: Annotated[list[Path], typer.Option(help="CTC image folder NN with NN_GT (SEG, TRA) "
+                                                  "and/or NN_ST beside it; repeat for more.")],
+    out: Annotated[Path, typer.Option(help="Model file to write (.pt); a checkpoint is saved "
+                                           "there every 100 steps.")],
+    epochs: Annotated[float, typer.Option(min=0.01, help="Passes over the crops of the "
+                                                         "training frames (the paper: 15).")]
+    = 15.0,
+    batch: Annotated[int, typer.Option(min=1, help="Image pairs per step.")] = 2,
+    simulated: Annotated[bool, typer.Option(help="Mix in simulated sequences of every "
+                                                 "modality.")] = False,
+    resume: Annotated[Path | None, typer.Option(help="Checkpoint to continue from, or a "
+                                                     "model to fine-tune.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Train an EmbedTrack model on the first 90% of frames (the rest validates); track with
+    it by --method embedtrack --model PATH."""
+    from celltrail.training.embedtrack import TrainParams, load_sequence, steps_per_epoch, train
+
+    with training_sequences(data, out, load_sequence, simulated) as sequences:
+        per_epoch = steps_per_epoch(sequences, TrainParams(batch=batch))
+        steps = max(1, round(epochs * per_epoch))
+        params = TrainParams(steps=steps, batch=batch, seed=seed)
+        with epoch_bar(steps, per_epoch) as on_step:
+            train(sequences, out, params, resume=resume, progress=lambda step, _: on_step(step))
+    console.print(f"wrote {out}")
+
+
+@contextmanager
+def epoch_bar(steps: int, per_epoch: int) -> Iterator[Callable[[int], None]]:
+    """Two progress bars: epochs, and steps within the epoch."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeRemainingColumn())
+    epochs = -(-steps // per_epoch)
+    with Progress(*columns, console=console) as progress:
+        outer = progress.add_task("epochs", total=epochs)
+        inner = progress.add_task("steps", total=min(per_epoch, steps))
+
+        def update(step: int) -> None:
+            epoch, within = divmod(step + 1, per_epoch)
+            progress.update(outer, completed=epoch)
+            if within == 0:
+                progress.reset(inner, total=min(per_epoch, steps - step - 1) or per_epoch)
+            else:
+                progress.update(inner, completed=within)
+
+        yield update
 
 
 @app.command()
@@ -456,42 +532,43 @@ def demo(
     out: Annotated[Path, typer.Option(help="Folder for the demo's outputs.")] = Path(
         "celltrail-demo"),
 ) -> None:
-    """Track the bundled real sample twice, score both and draw them (under a minute).
+    """Track the bundled real sample three ways, score each and draw them (under a minute).
 
-    First the classical pipeline from the raw images; then BoxTrack (learned backend) from the
-    boxes of the first frame's cells.
+    The classical pipeline from the raw images; BoxTrack (learned backend) from the boxes of the
+    first frame's cells; EmbedTrack with the model shipped for Fluo-N2DH-GOWT1 (trained on
+    sequence 01, which these frames are cut from).
     """
     from celltrail.methods import get_tracker
     from celltrail.viz import write_overlay
 
     sample = Path(str(files("celltrail") / "sample_data" / "Fluo-N2DH-GOWT1-crop"))
     images = open_sequence(sample / "01")
-    result_dir = out / "01_RES"
-    tracker = get_tracker("classical", preset="fluo-nuclei")
-    run_tracker(images, result_dir, lambda store, on_frame: tracker.track(images, store, on_frame))
-    with console.status("evaluating with py-ctcmetrics"):
-        scores = evaluate(sample / "01_GT", result_dir)
-    Console().print(metrics_table(scores, "classical on the bundled sample (GOWT1 01 crop)"))
-    with atomic_file(out / "metrics.json") as tmp:
-        tmp.write_text(json.dumps(scores, indent=2))
-    result = read_result(result_dir)
-    last = len(images) - 1
-    write_overlay(images, result.masks, [0, last // 2, last], out / "overlay.png")
 
-    boxtrack_dir = out / "01_RES_boxtrack"
+    def run_and_score(tracker: Tracker, name: str, title: str, mot: bool = False) -> Path:
+        result_dir = out / ("01_RES" + name)
+        run_tracker(images, result_dir,
+                    lambda store, on_frame: tracker.track(images, store, on_frame), mot=mot)
+        with console.status("evaluating with py-ctcmetrics"):
+            scores = evaluate(sample / "01_GT", result_dir)
+        Console().print(metrics_table(scores, title))
+        with atomic_file(out / f"metrics{name}.json") as tmp:
+            tmp.write_text(json.dumps(scores, indent=2))
+        return result_dir
+
+    result_dir = run_and_score(get_tracker("classical", preset="fluo-nuclei"), "",
+                               "classical on the bundled sample (GOWT1 01 crop)")
+    last = len(images) - 1
+    write_overlay(images, read_result(result_dir).masks, [0, last // 2, last],
+                  out / "overlay.png")
     with one_line_warnings():
         prompts, _ = box_prompts(images, 1, None, sample / "01_GT", 0)
         boxtrack = boxtrack_tracker(prompts, "learned", "fluo-nuclei", None, None, True)
-        run_tracker(images, boxtrack_dir,
-                    lambda store, on_frame: boxtrack.track(images, store, on_frame), mot=True)
-    with console.status("evaluating with py-ctcmetrics"):
-        scores = evaluate(sample / "01_GT", boxtrack_dir)
-    Console().print(metrics_table(scores, "BoxTrack (learned) from first-frame boxes"))
-    with atomic_file(out / "metrics_boxtrack.json") as tmp:
-        tmp.write_text(json.dumps(scores, indent=2))
+        boxtrack_dir = run_and_score(boxtrack, "_boxtrack",
+                                     "BoxTrack (learned) from first-frame boxes", mot=True)
     write_result_movie(images, boxtrack_dir, out / "boxtrack.gif")
-    console.print(f"results in {result_dir} and {boxtrack_dir}, metrics in "
-                  f"{out / 'metrics.json'} and {out / 'metrics_boxtrack.json'}, pictures "
+    run_and_score(embedtrack_tracker("Fluo-N2DH-GOWT1", False), "_embedtrack",
+                  "EmbedTrack (model trained on GOWT1 01)")
+    console.print(f"results in {out}/01_RES*, metrics in {out}/metrics*.json, pictures "
                   f"{out / 'overlay.png'} and {out / 'boxtrack.gif'}")
 
 

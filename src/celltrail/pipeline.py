@@ -89,3 +89,15 @@ def boxtrack_tracker(
     config = BoxTrackConfig(new_cells=new_cells, divisions=divisions)
     segmenter = make_segmenter(backend, preset=preset, model=model)
     return get_tracker("boxtrack", boxes=prompts, segmenter=segmenter, config=config)
+
+
+def embedtrack_tracker(model: str | None, tta: bool) -> Tracker:
+    """EmbedTrack with a shipped model (by the dataset it was trained on) or a checkpoint."""
+    from celltrail.methods import get_tracker
+    from celltrail.methods.embedtrack import shipped_models
+
+    if model is None:
+        names = ", ".join(shipped_models())
+        raise InputError(None, f"--method embedtrack needs --model: a checkpoint path or a "
+                               f"shipped model ({names})")
+    return get_tracker("embedtrack", model=model, tta=tta)

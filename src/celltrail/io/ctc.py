@@ -141,6 +141,21 @@ def gt_as_result(gt_dir: str | Path) -> TrackingResult:
     return TrackingResult(masks, truth.lineage)
 
 
+def training_truth(seq_dir: str | Path) -> tuple[TrackingResult, dict[int, Path]]:
+    """The TRA ground truth of a sequence folder ``NN`` and its segmentation masks by frame:
+    ``NN_GT/SEG`` where present, else the silver truth ``NN_ST/SEG``."""
+    seq_dir = Path(seq_dir)
+    gt = seq_dir.with_name(f"{seq_dir.name}_GT")
+    truth = read_tracking_gt(gt)
+    files: dict[int, Path] = {}
+    for source in (seq_dir.with_name(f"{seq_dir.name}_ST") / "SEG", gt / "SEG"):
+        if source.is_dir():
+            files.update(numbered_files(source, "man_seg"))  # GT overrides silver truth
+    if not files:
+        raise InputError(gt, "no segmentation masks (SEG in the GT or silver truth folder)")
+    return truth, files
+
+
 def relabel_by_markers(seg: np.ndarray, markers: np.ndarray) -> np.ndarray:
     """Give each segmented region the marker label it overlaps most; keep markers it misses."""
     out = np.zeros(markers.shape, dtype=markers.dtype)

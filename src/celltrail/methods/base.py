@@ -56,8 +56,9 @@ def prefetch_map(
 def _registry() -> dict[str, Callable[..., Tracker]]:
     from celltrail.methods.boxtrack import BoxTracker
     from celltrail.methods.classical import ClassicalTracker
+    from celltrail.methods.embedtrack import EmbedTracker
 
-    return {"boxtrack": BoxTracker, "classical": ClassicalTracker}
+    return {"boxtrack": BoxTracker, "classical": ClassicalTracker, "embedtrack": EmbedTracker}
 
 
 def get_tracker(name: str, **options: object) -> Tracker:

@@ -21,6 +21,8 @@ from celltrail.core.result import TrackingResult
 from celltrail.io.ctc import gt_as_result, numbered_files, read_result, write_result
 
 #: Metrics shown first, in this order, in tables.
+#: The metrics that need the ground truth's segmentation masks (``SEG``).
+NEED_SEG = ("SEG", "OP_CTB", "OP_CSB", "OP_CLB")
 HEADLINE = ("SEG", "DET", "TRA", "LNK", "BC(0)", "CT", "TF", "CCA", "MOTA", "IDF1", "HOTA",
             "IDSW", "MT", "ML")
 #: The AOGM error counts behind TRA.
@@ -62,10 +64,14 @@ def evaluate(gt_dir: str | Path, res_dir: str | Path, threads: int = 0) -> dict[
     if not len(read_result(res_dir).lineage):  # raises on a missing or malformed res_track.txt
         raise InputError(res_dir, "the result has no tracks (res_track.txt is empty)")
     _check_frames(gt_dir, res_dir)
+    metrics = list(ALL_METRICS)
+    # py-ctcmetrics fails without SEG masks: leave out what needs them
+    if not ((gt_dir / "SEG").is_dir() and numbered_files(gt_dir / "SEG", "man_seg")):
+        metrics = [m for m in metrics if m not in NEED_SEG]
     with contextlib.redirect_stdout(io.StringIO()):
-        raw = evaluate_sequence(str(res_dir), str(gt_dir), metrics=list(ALL_METRICS),
-                                threads=threads)
+        raw = evaluate_sequence(str(res_dir), str(gt_dir), metrics=metrics, threads=threads)
     scores = {key: _plain(value) for key, value in raw.items()}
+    scores.update({key: None for key in NEED_SEG if key not in scores})
     scores["IDS"] = scores.get("IDSW")
     return scores
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from celltrail.core.errors import InputError
+from celltrail.models.checkpoint import read_checkpoint
 from celltrail.models.ops import roi_align
 
 #: Cell diameter (pixels) the encoder sees: frames are rescaled to it.
@@ -123,14 +123,4 @@ def box_prompt(boxes: torch.Tensor, crop: torch.Tensor, size: int) -> torch.Tens
 
 def load_checkpoint(path: str | Path) -> dict:
     """A saved prompt-segmenter checkpoint (tensors and plain values only)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "model file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many kinds on a corrupt file
-        raise InputError(path, f"not a readable model checkpoint ({exc.__class__.__name__})") \
-            from exc
-    if not isinstance(state, dict) or "state_dict" not in state or "config" not in state:
-        raise InputError(path, "not a celltrail prompt-segmenter checkpoint")
-    return state
+    return read_checkpoint(path, "prompt-segmenter")

@@ -1,9 +1,11 @@
 """napari dock widget: track the cells of an Image layer with celltrail.
 
 BoxTrack follows the cells given by one rectangle each in a Shapes layer (drawn on the first
-frame, or loaded from a box file); the classical method needs no prompts. Tracking runs in a
-napari worker thread so the viewer stays live; the progress bar moves per frame and Cancel
-stops the run between frames. The result is added as a Labels and a Tracks layer.
+frame, or loaded from a box file); the classical method needs no prompts; EmbedTrack needs a
+trained model (a shipped one, or a checkpoint file that takes precedence) and can average over
+test-time augmentation (about 8x slower). Tracking runs in a napari worker thread so the viewer
+stays live; the progress bar moves per frame and Cancel stops the run between frames. The
+result is added as a Labels and a Tracks layer.
 """
 
 from __future__ import annotations
@@ -15,7 +17,15 @@ from typing import TypeVar
 
 import numpy as np
 import pandas as pd
-from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    Label,
+    ProgressBar,
+    PushButton,
+)
 from napari.layers import Image, Layer, Shapes
 from napari.qt.threading import FunctionWorker, thread_worker
 from napari.viewer import Viewer
@@ -27,10 +37,11 @@ from celltrail.core.sequence import ArraySequence, ImageSequence
 from celltrail.io.boxes import BOX_COLUMNS, read_boxes
 from celltrail.methods import Tracker, get_tracker
 from celltrail.methods.boxtrack import BACKENDS, BoxTracker, make_segmenter
+from celltrail.methods.embedtrack import shipped_models
 from celltrail.napari._reader import PARENTS_KEY, LayerData, tracking_layers
 from celltrail.segmentation import PRESETS
 
-METHODS = ("boxtrack", "classical")
+METHODS = ("boxtrack", "classical", "embedtrack")
 
 T = TypeVar("T")
 
@@ -102,11 +113,15 @@ class TrackJob:
     images: ImageSequence
     boxes: pd.DataFrame | None
     name: str
+    model: str | None = None
+    tta: bool = False
 
     def tracker(self) -> Tracker:
         """The tracker this job asks for."""
         if self.method == "classical":
             return get_tracker("classical", preset=self.preset, diameter=None)
+        if self.method == "embedtrack":
+            return get_tracker("embedtrack", model=self.model, tta=self.tta)
         return BoxTracker(self.boxes, make_segmenter(self.backend, preset=self.preset))
 
 
@@ -132,7 +147,8 @@ class _FrameSignal(QObject):
 
 
 class TrackWidget(Container):
-    """Choose a method, an image and (BoxTrack) the box prompts; Run tracks in the background."""
+    """Choose a method, an image and (BoxTrack) the box prompts or (EmbedTrack) the model; Run
+    tracks in the background."""
 
     def __init__(self, napari_viewer: Viewer) -> None:
         super().__init__()
@@ -142,6 +158,11 @@ class TrackWidget(Container):
         self.method = ComboBox(label="method", choices=list(METHODS), value="boxtrack")
         self.backend = ComboBox(label="backend", choices=list(BACKENDS), value="learned")
         self.preset = ComboBox(label="preset", choices=sorted(PRESETS), value="fluo-nuclei")
+        self.model = ComboBox(label="model", choices=shipped_models())
+        self.checkpoint = FileEdit(label="or checkpoint", filter="*.pt", nullable=True,
+                                   tooltip="A trained EmbedTrack model (.pt); when given it is "
+                                           "used instead of the shipped model above")
+        self.tta = CheckBox(label="test-time augmentation (8x slower)", value=False)
         self.image = ComboBox(label="image", choices=self._layers(Image))
         self.boxes = ComboBox(label="boxes", choices=self._layers(Shapes))
         self.load_button = PushButton(text="Load box file…")
@@ -149,9 +170,9 @@ class TrackWidget(Container):
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
         self.status = Label(value="")
-        self.extend([self.method, self.backend, self.preset, self.image, self.boxes,
-                     self.load_button, self.run_button, self.cancel_button, self.progress,
-                     self.status])
+        self.extend([self.method, self.backend, self.preset, self.model, self.checkpoint,
+                     self.tta, self.image, self.boxes, self.load_button, self.run_button,
+                     self.cancel_button, self.progress, self.status])
         self._frames = _FrameSignal(self.native)
         self._frames.done.connect(self._frame_done)
         self.method.changed.connect(self._show_options)
@@ -167,10 +188,14 @@ class TrackWidget(Container):
                           if isinstance(layer, kind)]
 
     def _show_options(self) -> None:
-        boxtrack = self.method.value == "boxtrack"
+        """Show the options of the chosen method (and BoxTrack's backend) only."""
+        method = self.method.value
         for widget in (self.backend, self.boxes, self.load_button):
-            widget.visible = boxtrack
-        self.preset.visible = not boxtrack or self.backend.value == "classical"
+            widget.visible = method == "boxtrack"
+        for widget in (self.model, self.checkpoint, self.tta):
+            widget.visible = method == "embedtrack"
+        self.preset.visible = method == "classical" or (method == "boxtrack"
+                                                        and self.backend.value == "classical")
 
     def _choose_box_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
@@ -203,8 +228,15 @@ class TrackWidget(Container):
                 raise InputError(None, "BoxTrack needs one rectangle per cell: draw them in a "
                                        "Shapes layer on the first frame, or load a box file")
             boxes = shapes_to_boxes(self.boxes.value, images.shape)
+        model = None
+        if self.method.value == "embedtrack":
+            checkpoint = self.checkpoint.value
+            model = self.model.value if checkpoint is None else str(checkpoint)
+            if model is None:
+                raise InputError(None, "EmbedTrack needs a trained model: choose a checkpoint "
+                                       "file (.pt); none ships with this installation")
         return TrackJob(self.method.value, self.backend.value, self.preset.value, images, boxes,
-                        image.name)
+                        image.name, model, self.tta.value)
 
     def run(self) -> None:
         """Start tracking in a worker thread (the Run button)."""
@@ -253,7 +285,7 @@ class TrackWidget(Container):
 
     def _running(self, running: bool) -> None:
         for widget in (self.run_button, self.load_button, self.method, self.backend, self.preset,
-                       self.image, self.boxes):
+                       self.model, self.checkpoint, self.tta, self.image, self.boxes):
             widget.enabled = not running
         self.cancel_button.enabled = running
 

@@ -1,10 +1,11 @@
-"""Temporal subsampling of a CTC sequence and its ground truth, for frame-interval studies.
+"""Temporal subsampling of a CTC sequence and its ground truth, for frame-interval studies
+and for evaluating on a sequence's tail.
 
-Frames ``0, step, 2*step, ...`` are kept and renumbered ``0, 1, 2, ...``. The lineage is rebuilt
-from the kept TRA markers: tracks are re-timed, tracks seen in no kept frame are dropped (their
-children then descend from the nearest kept ancestor), and a label whose kept frames are not
-contiguous is split into runs, each later run a new track whose parent is the run before (the
-CTC way of declaring a gap).
+Frames ``start, start + step, start + 2*step, ...`` are kept and renumbered ``0, 1, 2, ...``.
+The lineage is rebuilt from the kept TRA markers: tracks are re-timed, tracks seen in no kept
+frame are dropped (their children then descend from the nearest kept ancestor), and a label
+whose kept frames are not contiguous is split into runs, each later run a new track whose
+parent is the run before (the CTC way of declaring a gap).
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ def subsample(
     out_dir: str | Path,
     step: int,
     sequence: str | None = None,
+    start: int = 0,
 ) -> Path:
-    """Keep every ``step``-th frame of ``seq_dir`` (``tTTT.tif``) and ``gt_dir`` (``NN_GT``).
+    """Keep every ``step``-th frame from ``start`` on of ``seq_dir`` (``tTTT.tif``) and
+    ``gt_dir`` (``NN_GT``); ``start`` > 0 cuts a sequence's head (e.g. to evaluate on its tail).
 
     Writes ``out_dir/NN`` and ``out_dir/NN_GT`` (TRA with a consistent ``man_track.txt``, and the
     kept SEG frames, if any), where ``NN`` is ``sequence`` or the name of ``seq_dir``. Returns
@@ -42,6 +45,8 @@ def subsample(
     """
     if not isinstance(step, int) or step < 1:
         raise ValueError(f"step must be an integer >= 1, not {step!r}")
+    if not isinstance(start, int) or start < 0:
+        raise ValueError(f"start must be an integer >= 0, not {start!r}")
     seq_dir, gt_dir, out_dir = Path(seq_dir), Path(gt_dir), Path(out_dir)
     name = sequence or seq_dir.name
     images = numbered_files(seq_dir, "t") if seq_dir.is_dir() else {}
@@ -54,7 +59,9 @@ def subsample(
     for target in (out_dir / name, out_dir / f"{name}_GT"):
         if target.resolve() in (seq_dir.resolve(), gt_dir.resolve()):
             raise ValueError(f"{target} would overwrite the input; choose another out_dir")
-    kept = range(0, n_frames, step)
+    if start >= n_frames:
+        raise ValueError(f"start {start} is past the last of {n_frames} frames")
+    kept = range(start, n_frames, step)
     parents = {label: track.parent for label, track in truth.lineage.items()}
     kept_truth = TrackingResult.from_masks([np.asarray(truth.masks[t]) for t in kept], parents)
     seg = read_segmentation_gt(gt_dir) if (Path(gt_dir) / "SEG").is_dir() else {}
@@ -66,9 +73,9 @@ def subsample(
             tifffile.imwrite(gt_out / "TRA" / f"man_track{new:0{digits}d}.tif",
                              kept_truth.masks[new], compression="zlib")
         write_man_track(kept_truth.lineage, gt_out / "TRA" / "man_track.txt")
-        if seg:
+        kept_seg = {(old - start) // step: path for old, path in seg.items() if old in kept}
+        if kept_seg:  # no SEG folder when no kept frame has one (the evaluator needs a frame)
             (gt_out / "SEG").mkdir()
-            for old, path in seg.items():
-                if old % step == 0 and old < n_frames:
-                    shutil.copyfile(path, gt_out / "SEG" / f"man_seg{old // step:0{digits}d}.tif")
+            for new, path in kept_seg.items():
+                shutil.copyfile(path, gt_out / "SEG" / f"man_seg{new:0{digits}d}.tif")
     return out_dir / name

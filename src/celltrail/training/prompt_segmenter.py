@@ -20,11 +20,10 @@ import torch.nn.functional as F
 from scipy import ndimage as ndi
 from skimage.transform import rescale
 
-from celltrail.core.errors import InputError
 from celltrail.core.sequence import normalise, open_sequence, read_tiff
-from celltrail.io.atomic import atomic_file
-from celltrail.io.ctc import numbered_files, read_tracking_gt, relabel_by_markers
+from celltrail.io.ctc import relabel_by_markers, training_truth
 from celltrail.linking.objects import equivalent_diameters
+from celltrail.models.checkpoint import Optimiser, resume_training, save_checkpoint
 from celltrail.models.ops import roi_align
 from celltrail.models.prompt_segmenter import (
     CANONICAL_DIAMETER,
@@ -32,28 +31,7 @@ from celltrail.models.prompt_segmenter import (
     NetConfig,
     PromptSegNet,
     crop_boxes,
-    load_checkpoint,
 )
-from celltrail.simulate import SimParams, simulate
-
-#: Simulated training sequences (modality, cell diameter): every modality, sizes around the
-#: canonical one.
-SIMULATED = (("fluo-nuclei", 20.0), ("fluo-nuclei", 36.0), ("dic", 28.0), ("dic", 44.0),
-             ("phase", 24.0), ("phase", 40.0))
-
-
-def simulated_sequences(folder: str | Path) -> list[Path]:
-    """Write (once; seeded, so always the same) and return the simulated training sequences."""
-    out = []
-    for i, (modality, diameter) in enumerate(SIMULATED):
-        root = Path(folder) / f"{modality}-{diameter:g}"
-        if not (root / "01_GT").is_dir():
-            params = SimParams(frames=20, size=256, cells=int(256**2 / (3.5 * diameter**2)),
-                               modality=modality, cell_diameter=diameter, displacement=0.15,
-                               division_rate=0.02)
-            simulate(root, params, seed=100 + i)
-        out.append(root / "01")
-    return out
 
 
 @dataclass
@@ -81,14 +59,7 @@ def load_sequence(seq_dir: str | Path) -> TrainSequence:
     """Frames of a CTC sequence ``NN`` with a mask (``NN_GT/SEG``, else ``NN_ST/SEG``), labelled
     with their TRA identities and rescaled so the median cell is the canonical size."""
     seq_dir = Path(seq_dir)
-    gt = seq_dir.with_name(f"{seq_dir.name}_GT")
-    truth = read_tracking_gt(gt)
-    files: dict[int, Path] = {}
-    for source in (seq_dir.with_name(f"{seq_dir.name}_ST") / "SEG", gt / "SEG"):
-        if source.is_dir():
-            files.update(numbered_files(source, "man_seg"))  # GT overrides silver truth
-    if not files:
-        raise InputError(gt, "no segmentation masks (SEG in the GT or silver truth folder)")
+    truth, files = training_truth(seq_dir)
     images = open_sequence(seq_dir)
     labels = {t: relabel_by_markers(read_tiff(path), truth.masks[t]) for t, path in files.items()}
     areas = np.concatenate([np.bincount(m.ravel())[1:] for m in labels.values()])
@@ -266,14 +237,10 @@ def train(
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, params.lr, total_steps=params.steps)
     start = 0
     if resume is not None:
-        state = load_checkpoint(resume)
-        net.load_state_dict({k: v.float() for k, v in state["state_dict"].items()})
+        state = resume_training(net, (optimiser, schedule), resume, "prompt-segmenter")
         if "optimiser" in state:  # an interrupted run: go on where it stopped
-            optimiser.load_state_dict(state["optimiser"])
-            schedule.load_state_dict(state["schedule"])
             start = int(state["step"])
             rng = np.random.default_rng([params.seed, start])
-        # else a finished model: fine-tune it from step 0
     sampler = _Sampler(sequences, params, rng)
     net.train()
     names = [s.name for s in sequences]
@@ -286,23 +253,13 @@ def train(
         if progress is not None:
             progress(step, float(loss.detach()))
         if (step + 1) % 250 == 0 and step + 1 < params.steps:
-            _save(net, out, names, step + 1, params, optimiser, schedule)
+            _save(net, out, names, step + 1, params, (optimiser, schedule))
     _save(net, out, names, params.steps, params)
     return Path(out)
 
 
 def _save(net: PromptSegNet, path: str | Path, trained_on: list[str], step: int,
-          params: TrainParams, optimiser: torch.optim.Optimizer | None = None,
-          schedule: torch.optim.lr_scheduler.LRScheduler | None = None) -> None:
+          params: TrainParams, optimiser: Optimiser | None = None) -> None:
     """A checkpoint; the final one (no optimiser) in half precision, to ship."""
-    state: dict[str, object] = {
-        "state_dict": {k: v.half() if optimiser is None and v.is_floating_point() else v
-                       for k, v in net.state_dict().items()},
-        "config": net.config.to_dict(), "trained_on": trained_on, "step": step,
-        "seed": params.seed, "steps": params.steps,
-    }
-    if optimiser is not None and schedule is not None:
-        state["optimiser"] = optimiser.state_dict()
-        state["schedule"] = schedule.state_dict()
-    with atomic_file(path) as tmp:
-        torch.save(state, tmp)
+    meta = {"trained_on": trained_on, "step": step, "seed": params.seed, "steps": params.steps}
+    save_checkpoint(net, path, meta, optimiser)

@@ -1,0 +1,110 @@
+"""EmbedTrack on the shared sequences: the README's table.
+
+Each shipped model was trained on the first 90% of frames of its sequence ``01``
+(``tools/train_embedtrack.py``); here it runs on the last 10%, which is cut out with its ground
+truth (``subsample(..., start=split)``), and is scored with py-ctcmetrics. Where the GT has no
+segmentation in those frames, SEG is measured against the silver truth (``01_ST``) and marked
+so; where neither exists it is left out. Seconds per frame include normalisation, tiling,
+network, clustering and linking, without and with test-time augmentation (8 symmetries), on
+the 512 x 512 frames of DIC-C2DH-HeLa (measure on an idle machine).
+
+    python benchmarks/embedtrack.py [--part all|accuracy|speed] [--only NAME] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import SEQUENCES
+
+from celltrail.core.sequence import ArraySequence, open_sequence
+from celltrail.io.ctc import numbered_files
+from celltrail.methods.embedtrack import EmbedTracker
+from celltrail.methods.embedtrack.model import model_path
+from celltrail.metrics import evaluate_result
+from celltrail.models.embedtrack import load_checkpoint
+from celltrail.simulate import subsample
+from celltrail.training.embedtrack.data import TRAIN_SHARE
+
+SHARED = Path("../shared/data/ctc")
+
+
+def tail(name: str, out: Path) -> tuple[Path, str]:
+    """The last 10% of ``name``'s sequence 01 with its GT; which truth SEG is scored on."""
+    seq = SHARED / name / "01"
+    n = len(open_sequence(seq))
+    split = max(1, min(n - 1, round(TRAIN_SHARE * n)))
+    images = subsample(seq, seq.with_name("01_GT"), out, step=1, start=split)
+    seg = images.with_name("01_GT") / "SEG"
+    if seg.is_dir():
+        return images, "GT"
+    silver = numbered_files(seq.with_name("01_ST") / "SEG", "man_seg") \
+        if seq.with_name("01_ST").is_dir() else {}
+    kept = {t - split: path for t, path in silver.items() if t >= split}
+    if not kept:
+        return images, "none"
+    seg.mkdir()
+    for t, path in kept.items():
+        shutil.copyfile(path, seg / f"man_seg{t:03d}.tif")
+    return images, "ST"
+
+
+def accuracy(names: list[str]) -> None:
+    """SEG, DET, TRA on each sequence's last 10%, without and with test-time augmentation."""
+    print("| sequence | frames | SEG | DET | TRA | TRA with TTA | training |")
+    print("|---|---|---|---|---|---|---|")
+    for name in names:
+        state = load_checkpoint(model_path(name))
+        with tempfile.TemporaryDirectory() as tmp:
+            images_dir, truth = tail(name, Path(tmp))
+            images = open_sequence(images_dir)
+            gt = images_dir.with_name("01_GT")
+            plain = evaluate_result(EmbedTracker(name).track(images), gt, threads=1)
+            tta = evaluate_result(EmbedTracker(name, tta=True).track(images), gt, threads=1)
+        seg = "n/a" if truth == "none" else f"{plain['SEG']:.3f}" + " (vs ST)" * (truth == "ST")
+        minutes = float(state["seconds"]) / 60
+        print(f"| {name} | {len(images)} | {seg} | {plain['DET']:.3f} | {plain['TRA']:.3f} "
+              f"| {tta['TRA']:.3f} | {state['step']} steps, {minutes:.0f} min |", flush=True)
+
+
+def speed(repeats: int = 3) -> None:
+    """Seconds per 512 x 512 frame (DIC-C2DH-HeLa), everything from normalisation to linking;
+    the best of ``repeats`` runs over the sequence's last 10%."""
+    name = "DIC-C2DH-HeLa"
+    print("| frame | TTA | s/frame |")
+    print("|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        images = open_sequence(tail(name, Path(tmp))[0])
+        frames = [np.asarray(image) for image in images]  # read once: time the method only
+        for tta in (False, True):
+            tracker = EmbedTracker(name, tta=tta)
+            best = float("inf")
+            for _ in range(repeats):
+                start = time.perf_counter()
+                tracker.track(ArraySequence(np.stack(frames)))
+                best = min(best, (time.perf_counter() - start) / len(frames))
+            print(f"| {frames[0].shape[0]} x {frames[0].shape[1]} | {'yes' if tta else 'no'} "
+                  f"| {best:.2f} |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=("all", "accuracy", "speed"), default="all")
+    parser.add_argument("--only", choices=list(SEQUENCES), action="append")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.part in ("all", "accuracy"):
+        accuracy(args.only or list(SEQUENCES))
+    if args.part in ("all", "speed"):
+        speed()
+
+
+if __name__ == "__main__":
+    main()

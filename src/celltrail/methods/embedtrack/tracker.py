@@ -1,0 +1,147 @@
+"""EmbedTrack inference: tiled network predictions, clustering, then backward linking.
+
+Each frame is normalised (percentiles 1–99), cut into overlapping tiles, and run through the
+network; a tile's features are kept for the next frame's tracking decoder, so every frame is
+encoded once. With test-time augmentation each tile is also run rotated and flipped (the eight
+symmetries of the square) and the outputs are averaged after undoing the symmetry, vectors
+included (Sec. 4.4). Tiles are stitched by keeping each tile's interior.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from celltrail.core.lineage import lineage_from_presence
+from celltrail.core.result import MaskStore, TrackingResult
+from celltrail.core.sequence import ImageSequence
+from celltrail.methods.embedtrack.clustering import cluster
+from celltrail.methods.embedtrack.linking import BackwardLinker
+from celltrail.methods.embedtrack.model import model_path
+from celltrail.models.embedtrack import EmbedTrackNet, load_checkpoint, network_from
+from celltrail.training.embedtrack.data import normalise_1_99
+
+#: The eight symmetries of the square as (quarter turns, flip); the first is the identity.
+SYMMETRIES = tuple((k, flip) for flip in (False, True) for k in range(4))
+#: Channels that hold (y, x) vectors (offsets) and (y, x) per-axis values (bandwidths) in the
+#: stacked output: segmentation offsets 0–1, bandwidths 2–3, seediness 4, tracking offsets 5–6.
+VECTORS, AXES = ((0, 1), (5, 6)), ((2, 3),)
+
+
+def apply_symmetry(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    """Rotate the last two dims by ``k`` quarter turns, then mirror left-right if ``flip``."""
+    x = torch.rot90(x, k, dims=(-2, -1))
+    return torch.flip(x, dims=(-1,)) if flip else x
+
+
+def undo_symmetry(out: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    """Map (…, 7, H, W) outputs predicted on a transformed tile back to the original frame:
+    positions and the components of vectors and per-axis bandwidths."""
+    out = out.clone()
+    if flip:
+        out = torch.flip(out, dims=(-1,))
+        for _, x in VECTORS:
+            out[..., x, :, :] = -out[..., x, :, :]
+    out = torch.rot90(out, -k, dims=(-2, -1))
+    for _ in range(k % 4):  # a quarter turn maps (dy, dx) to (−dx, dy); undo it
+        for y, x in VECTORS:
+            out[..., [y, x], :, :] = torch.stack([out[..., x, :, :], -out[..., y, :, :]], -3)
+        for y, x in AXES:
+            out[..., [y, x], :, :] = out[..., [x, y], :, :]
+    return out
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Starts of tiles of size ``tile`` that cover ``length`` and overlap by at least
+    ``overlap``."""
+    if length <= tile:
+        return [0]
+    step = tile - overlap
+    starts = list(range(0, length - tile, step))
+    return [*starts, length - tile]
+
+
+def _interior(starts: list[int], tile: int, length: int) -> list[tuple[int, int]]:
+    """The part of each tile to keep: from midway into the overlap before to midway into the
+    overlap after."""
+    bounds = []
+    for i, start in enumerate(starts):
+        lo = 0 if i == 0 else (starts[i - 1] + tile + start) // 2
+        hi = length if i == len(starts) - 1 else (start + tile + starts[i + 1]) // 2
+        bounds.append((lo, hi))
+    return bounds
+
+
+class EmbedTracker:
+    """Segment and track with a trained EmbedTrack model (a shipped dataset name or a path)."""
+
+    name = "embedtrack"
+
+    def __init__(self, model: str | Path = "Fluo-N2DH-GOWT1", tta: bool = False,
+                 tile: int = 1024, overlap: int = 64) -> None:
+        state = load_checkpoint(model_path(model))
+        self.net: EmbedTrackNet = network_from(state)
+        self.min_size = int(state["min_size"])
+        self.tta, self.tile, self.overlap = tta, tile, overlap
+        self._previous: dict[tuple[int, int, int, bool], torch.Tensor] = {}
+
+    def _run_tile(self, tile: torch.Tensor, key: tuple[int, int]) -> torch.Tensor:
+        """(7, h, w) averaged outputs for one (1, 1, h, w) tile; tracking offsets are zero on a
+        first frame."""
+        outputs = []
+        for k, flip in SYMMETRIES if self.tta else SYMMETRIES[:1]:
+            features = self.net.encode(apply_symmetry(tile, k, flip))
+            seg = self.net.segment(features)
+            previous = self._previous.get((*key, k, flip))
+            track = (torch.zeros_like(seg[:, :2]) if previous is None
+                     else self.net.track(features, previous))
+            self._previous[(*key, k, flip)] = features
+            outputs.append(undo_symmetry(torch.cat([seg, track], 1)[0], k, flip))
+        return torch.stack(outputs).mean(0)
+
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        """(7, H, W) predictions for the next frame of a sequence: segmentation offsets (2),
+        bandwidths (2), seediness, tracking offsets to the previous frame given (2)."""
+        x = torch.from_numpy(normalise_1_99(image))
+        height, width = x.shape
+        tile = min(self.tile, max(height, width))
+        tile += -tile % 8
+        out = np.zeros((7, height, width), dtype=np.float32)
+        rows, cols = tile_starts(height, tile, self.overlap), tile_starts(width, tile, self.overlap)
+        with torch.no_grad():
+            for r, (r0, r1) in zip(rows, _interior(rows, tile, height), strict=True):
+                for c, (c0, c1) in zip(cols, _interior(cols, tile, width), strict=True):
+                    window = x[r:r + tile, c:c + tile]
+                    pad = (0, tile - window.shape[1], 0, tile - window.shape[0])
+                    window = torch.nn.functional.pad(window[None, None], pad, mode="reflect"
+                                                     if max(pad) < min(window.shape) else
+                                                     "constant")
+                    pred = self._run_tile(window, (r, c)).numpy()
+                    out[:, r0:r1, c0:c1] = pred[:, r0 - r:r1 - r, c0 - c:c1 - c]
+        return out
+
+    def track(
+        self,
+        images: ImageSequence,
+        store: MaskStore | None = None,
+        on_frame: Callable[[int], None] | None = None,
+    ) -> TrackingResult:
+        """Segment and link every frame; masks go to ``store`` as they are final."""
+        store = MaskStore() if store is None else store
+        self._previous.clear()
+        linker = BackwardLinker()
+        presence: dict[int, list[int]] = {}
+        for t in range(len(images)):
+            prediction = self.predict(np.asarray(images[t]))
+            labels = cluster(prediction[:5], self.min_size)
+            mask = linker.step(labels, prediction[5:] if t else None)
+            for label in np.unique(mask[mask > 0]).tolist():
+                presence.setdefault(label, []).append(t)
+            store.append(mask)
+            if on_frame is not None:
+                on_frame(t)
+        lineage, _ = lineage_from_presence(presence, linker.parents)
+        return TrackingResult(store, lineage)

@@ -1,0 +1,66 @@
+"""Reading and writing model checkpoints: plain tensors and values, loaded with
+``weights_only=True``; the finished model in half precision, to ship small."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from celltrail.core.errors import InputError
+from celltrail.io.atomic import atomic_file
+
+Optimiser = tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]
+
+
+def read_checkpoint(path: str | Path, what: str, kind: str | None = None) -> dict:
+    """The checkpoint at ``path``; ``what`` names the model in errors, ``kind`` (when given) is
+    the ``"kind"`` entry it must carry."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "model file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds on a corrupt file
+        raise InputError(path, f"not a readable model checkpoint ({exc.__class__.__name__})") \
+            from exc
+    if (not isinstance(state, dict) or "state_dict" not in state or "config" not in state
+            or (kind is not None and state.get("kind") != kind)):
+        raise InputError(path, f"not a celltrail {what} checkpoint")
+    return state
+
+
+def load_weights(net: nn.Module, state: dict) -> None:
+    """Load a checkpoint's (possibly half-precision) weights into ``net`` in float32."""
+    net.load_state_dict({k: v.float() if v.is_floating_point() else v
+                         for k, v in state["state_dict"].items()})
+
+
+def resume_training(net: nn.Module, optimiser: Optimiser, path: str | Path, what: str,
+                    kind: str | None = None) -> dict:
+    """Load ``path`` into ``net``; an interrupted run's checkpoint also restores the optimiser
+    and schedule (its ``"step"`` says where to go on), a finished model is fine-tuned from step
+    0. Returns the checkpoint."""
+    state = read_checkpoint(path, what, kind)
+    load_weights(net, state)
+    if "optimiser" in state:
+        optimiser[0].load_state_dict(state["optimiser"])
+        optimiser[1].load_state_dict(state["schedule"])
+    return state
+
+
+def save_checkpoint(net: nn.Module, path: str | Path, meta: dict,
+                    optimiser: Optimiser | None = None) -> None:
+    """Write ``net`` (its ``config.to_dict()`` too) and ``meta`` atomically; with the optimiser
+    and schedule for resuming, else, as the finished model, in half precision."""
+    state: dict[str, object] = {
+        **meta, "config": net.config.to_dict(),  # type: ignore[operator]
+        "state_dict": {k: v.half() if optimiser is None and v.is_floating_point() else v
+                       for k, v in net.state_dict().items()},
+    }
+    if optimiser is not None:
+        state["optimiser"] = optimiser[0].state_dict()
+        state["schedule"] = optimiser[1].state_dict()
+    with atomic_file(path) as tmp:
+        torch.save(state, tmp)

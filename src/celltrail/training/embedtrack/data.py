@@ -1,0 +1,227 @@
+"""EmbedTrack training data from CTC-layout sequences (real or simulated).
+
+Frames with segmentation masks (GT where present, else silver truth) get the TRA identities of
+their cells (Sec. 4.3). The first 90% of frames train, the last 10% validate. A sample is a pair
+of 256×256 crops of frames t − 1 and t with each cell's medoid centre and, for the tracking loss,
+the centre at t − 1 of the same cell or of its mother. Augmentations: CLAHE, blur, 90° rotations
+and flips, and shifts of the t − 1 crop that imitate larger motion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage as ndi
+from scipy.spatial.distance import cdist
+from skimage.exposure import equalize_adapthist
+
+from celltrail.core.errors import InputError
+from celltrail.core.sequence import open_sequence, read_tiff
+from celltrail.io.ctc import relabel_by_markers, training_truth
+from celltrail.linking.objects import equivalent_diameters
+from celltrail.training.embedtrack.losses import Instances
+
+#: Share of each sequence's frames used for training; the rest validates (Sec. 4.3).
+TRAIN_SHARE = 0.9
+#: Pixels sampled per cell to find its (approximate) medoid.
+MEDOID_SAMPLES = 256
+
+
+def normalise_1_99(image: np.ndarray) -> np.ndarray:
+    """Percentile (1, 99) normalisation to about [0, 1], float32 (Sec. 4.3)."""
+    lo, hi = np.percentile(image, (1, 99))
+    return ((image.astype(np.float32) - lo) / max(float(hi - lo), 1e-6)).astype(np.float32)
+
+
+def medoids(labels: np.ndarray, seed: int = 0) -> dict[int, np.ndarray]:
+    """Each label's medoid (row, col): the pixel of the cell with the least summed distance to a
+    sample of its pixels, so the centre always lies inside the cell."""
+    rng = np.random.default_rng(seed)
+    out: dict[int, np.ndarray] = {}
+    for value, index in ndi.value_indices(labels, ignore_value=0).items():
+        points = np.stack(index, 1).astype(np.float64)
+        sample = points[rng.choice(len(points), min(len(points), MEDOID_SAMPLES), replace=False)]
+        out[int(value)] = points[int(np.argmin(cdist(points, sample).sum(1)))].astype(np.float32)
+    return out
+
+
+@dataclass
+class TrainingFrame:
+    """One frame: its normalised image, instance labels (None without masks) and centres."""
+
+    image: np.ndarray
+    labels: np.ndarray | None
+    centres: dict[int, np.ndarray]
+
+
+@dataclass
+class TrainingSequence:
+    """A sequence's frames, its lineage parents and the size statistics the model keeps."""
+
+    name: str
+    frames: list[TrainingFrame]
+    parents: dict[int, int]
+    areas: np.ndarray  #: pixel count of every training instance
+
+    @property
+    def split(self) -> int:
+        """Index of the first validation frame."""
+        return max(1, min(len(self.frames) - 1, round(TRAIN_SHARE * len(self.frames))))
+
+    @property
+    def diameter(self) -> float:
+        return float(np.median(equivalent_diameters(self.areas)))
+
+
+def load_sequence(seq_dir: str | Path) -> TrainingSequence:
+    """Read a CTC sequence folder ``NN`` with ``NN_GT`` (and ``NN_ST``) beside it."""
+    seq_dir = Path(seq_dir)
+    truth, files = training_truth(seq_dir)
+    images = open_sequence(seq_dir)
+    if len(images) != len(truth.masks):
+        raise InputError(seq_dir, f"{len(images)} frames but {len(truth.masks)} ground-truth "
+                         "TRA frames")
+    frames, areas = [], []
+    split = max(1, min(len(images) - 1, round(TRAIN_SHARE * len(images))))
+    for t in range(len(images)):
+        markers = np.asarray(truth.masks[t])
+        labels = None
+        if t in files:
+            labels = relabel_by_markers(read_tiff(files[t]), markers).astype(np.int32)
+            if t < split:
+                counts = np.bincount(labels.ravel())[1:]
+                areas.append(counts[counts > 0])
+        centres = medoids(labels if labels is not None else markers, seed=t)
+        frames.append(TrainingFrame(normalise_1_99(images[t]), labels, centres))
+    if not areas:
+        raise InputError(seq_dir.with_name(f"{seq_dir.name}_GT"),
+                         "no segmentation masks in the first 90% of frames")
+    parents = {label: track.parent for label, track in truth.lineage.items() if track.parent}
+    return TrainingSequence(f"{seq_dir.parent.name}/{seq_dir.name}", frames, parents,
+                            np.concatenate(areas))
+
+
+@dataclass(frozen=True)
+class SampleParams:
+    """Crop size and augmentation probabilities."""
+
+    crop: int = 256
+    p_shift: float = 0.5  #: probability of shifting the t − 1 crop (imitating faster motion)
+    p_clahe: float = 0.2
+    p_blur: float = 0.2
+
+
+@dataclass
+class Sample:
+    """A training pair: images (1, S, S) and the instances of t and t − 1."""
+
+    image: torch.Tensor
+    previous: torch.Tensor
+    current: Instances | None
+    before: Instances | None
+    track_centres: torch.Tensor  #: (M_t, 2) centre at t − 1 of each instance at t
+    track_valid: torch.Tensor  #: (M_t,) bool
+
+
+def _window(array: np.ndarray, top: int, left: int, size: int) -> np.ndarray:
+    """``array[top:top+size, left:left+size]``, zero-padded where it leaves the frame."""
+    out = np.zeros((size, size), dtype=array.dtype)
+    y0, x0 = max(0, top), max(0, left)
+    y1, x1 = min(array.shape[0], top + size), min(array.shape[1], left + size)
+    if y1 > y0 and x1 > x0:
+        out[y0 - top:y1 - top, x0 - left:x1 - left] = array[y0:y1, x0:x1]
+    return out
+
+
+def _orient_points(points: np.ndarray, size: int, k: int, flip: bool) -> np.ndarray:
+    """Where (row, col) points go under ``np.rot90(·, k)`` then ``np.fliplr`` (if ``flip``)."""
+    points = points.copy()
+    for _ in range(k % 4):
+        points = np.stack([size - 1 - points[:, 1], points[:, 0]], 1)
+    if flip:
+        points[:, 1] = size - 1 - points[:, 1]
+    return points
+
+
+def _orient(array: np.ndarray, k: int, flip: bool) -> np.ndarray:
+    array = np.rot90(array, k)
+    return np.ascontiguousarray(np.fliplr(array) if flip else array)
+
+
+class Sampler:
+    """Random training pairs from the training frames of several sequences (seeded)."""
+
+    def __init__(self, sequences: Sequence[TrainingSequence], params: SampleParams,
+                 rng: np.random.Generator, validation: bool = False) -> None:
+        self.p, self.rng = params, rng
+        self.pairs = []  # (sequence, t) with masks at t or t - 1
+        for seq in sequences:
+            lo, hi = (seq.split, len(seq.frames)) if validation else (1, seq.split)
+            for t in range(max(1, lo), hi):
+                if seq.frames[t].labels is not None or seq.frames[t - 1].labels is not None:
+                    self.pairs.append((seq, t))
+        if not self.pairs:
+            part = "validation" if validation else "training"
+            raise InputError(None, f"no {part} frame pair has segmentation masks")
+        self.augment = not validation
+
+    def sample(self) -> Sample:
+        p, rng = self.p, self.rng
+        seq, t = self.pairs[int(rng.integers(len(self.pairs)))]
+        now, before = seq.frames[t], seq.frames[t - 1]
+        height, width = now.image.shape
+        top = int(rng.integers(min(0, height - p.crop), max(1, height - p.crop + 1)))
+        left = int(rng.integers(min(0, width - p.crop), max(1, width - p.crop + 1)))
+        shift = np.zeros(2, dtype=int)
+        if self.augment and rng.random() < p.p_shift:
+            reach = max(1, int(seq.diameter / 2))
+            shift = rng.integers(-reach, reach + 1, size=2)
+        origin_now = np.array([top, left], dtype=np.float32)
+        origin_before = origin_now + shift
+        k, flip = (int(rng.integers(4)), bool(rng.integers(2))) if self.augment else (0, False)
+        images = [_window(f.image, int(o[0]), int(o[1]), p.crop)
+                  for f, o in ((now, origin_now), (before, origin_before))]
+        images = self._intensity(images)
+        images = [torch.from_numpy(_orient(im, k, flip))[None] for im in images]
+
+        def instances(frame: TrainingFrame, origin: np.ndarray) -> Instances | None:
+            if frame.labels is None:
+                return None
+            labels = _orient(_window(frame.labels, int(origin[0]), int(origin[1]), p.crop), k,
+                             flip)
+            ids = np.unique(labels[labels > 0])
+            centres = np.stack([frame.centres[i] - origin for i in ids]) if len(ids) else \
+                np.zeros((0, 2), np.float32)
+            centres = _orient_points(centres, p.crop, k, flip).astype(np.float32)
+            return Instances(torch.from_numpy(labels.astype(np.int64)), torch.from_numpy(ids),
+                             torch.from_numpy(centres))
+
+        current = instances(now, origin_now)
+        track, valid = np.zeros((0, 2), np.float32), np.zeros(0, bool)
+        if current is not None:
+            ids = current.ids.tolist()
+            track = np.zeros((len(ids), 2), np.float32)
+            valid = np.zeros(len(ids), bool)
+            for j, label in enumerate(ids):
+                source = label if label in before.centres else seq.parents.get(label)
+                if source in before.centres:
+                    track[j], valid[j] = before.centres[source] - origin_before, True
+            track = _orient_points(track, p.crop, k, flip)
+        return Sample(images[0], images[1], current, instances(before, origin_before),
+                      torch.from_numpy(track.astype(np.float32)), torch.from_numpy(valid))
+
+    def _intensity(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """The same CLAHE and blur on both frames of the pair."""
+        if not self.augment:
+            return images
+        p, rng = self.p, self.rng
+        if rng.random() < p.p_clahe:
+            images = [equalize_adapthist(np.clip(im, 0, 1)).astype(np.float32) for im in images]
+        if rng.random() < p.p_blur:
+            sigma = float(rng.uniform(0.5, 1.5))
+            images = [ndi.gaussian_filter(im, sigma) for im in images]
+        return images

@@ -1,0 +1,154 @@
+"""EmbedTrack's training loop: Adam with a one-cycle schedule (Sec. 4.3), resumable.
+
+The model keeps what inference needs from its training data: the minimum instance size (half of
+the 1st percentile of training mask areas, Sec. 3.3) and the median cell diameter.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from celltrail.core.errors import InputError
+from celltrail.models.checkpoint import resume_training, save_checkpoint
+from celltrail.models.embedtrack import EmbedTrackConfig, EmbedTrackNet
+from celltrail.training.embedtrack.data import Sample, SampleParams, Sampler, TrainingSequence
+from celltrail.training.embedtrack.losses import (
+    W_SEG,
+    W_TRACK,
+    segmentation_loss,
+    tracking_loss,
+    weighted_segmentation_loss,
+)
+
+#: Checkpoint every this many steps; validation loss on :data:`VALIDATION_SAMPLES` fixed pairs.
+CHECKPOINT_EVERY = 100
+VALIDATION_SAMPLES = 8
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """Optimisation settings; the paper trains with Adam at 5e-4 and a one-cycle schedule."""
+
+    steps: int = 2000
+    batch: int = 2
+    lr: float = 5e-4
+    seed: int = 0
+    sample: SampleParams = field(default_factory=SampleParams)
+    config: EmbedTrackConfig = field(default_factory=EmbedTrackConfig)
+
+
+def batch_loss(net: EmbedTrackNet, samples: Sequence[Sample]) -> torch.Tensor:
+    """Eq. (12) summed over each pair's frames, averaged over the batch."""
+    image = torch.stack([s.image for s in samples])
+    previous = torch.stack([s.previous for s in samples])
+    seg, seg_previous, offsets = net(image, previous)
+    total = seg.sum() * 0.0
+    for b, sample in enumerate(samples):
+        if sample.before is not None:
+            terms = segmentation_loss(seg_previous[b], sample.before)[0]
+            total = total + W_SEG * weighted_segmentation_loss(terms)
+        if sample.current is not None:
+            terms, bandwidths = segmentation_loss(seg[b], sample.current)
+            total = total + W_SEG * weighted_segmentation_loss(terms) + W_TRACK * tracking_loss(
+                offsets[b], sample.current, sample.track_centres, sample.track_valid, bandwidths)
+    return total / len(samples)
+
+
+def steps_per_epoch(sequences: Sequence[TrainingSequence], params: TrainParams) -> int:
+    """Steps for one pass over the training frames' crops: each frame pair counts as many
+    crops as its frame has crop areas (the paper cuts frames into overlapping crops)."""
+    crops = 0.0
+    for seq in sequences:
+        height, width = seq.frames[0].image.shape
+        per_frame = max(1.0, height * width / params.sample.crop**2)
+        pairs = sum(seq.frames[t].labels is not None or seq.frames[t - 1].labels is not None
+                    for t in range(1, seq.split))
+        crops += pairs * per_frame
+    return max(1, round(crops / params.batch))
+
+
+def min_instance_size(areas: np.ndarray) -> int:
+    """Half the 1st percentile of the training mask areas (Sec. 3.3)."""
+    return max(1, int(0.5 * np.percentile(areas, 1)))
+
+
+def train(
+    sequences: Sequence[TrainingSequence],
+    out: str | Path,
+    params: TrainParams | None = None,
+    resume: str | Path | None = None,
+    progress: Callable[[int, float], None] | None = None,
+) -> Path:
+    """Train an :class:`EmbedTrackNet` and save it at ``out``, checkpointing as it goes.
+
+    ``resume`` continues an interrupted run from its last checkpoint, or fine-tunes a finished
+    model (such as a shipped one) for ``params.steps`` steps.
+    """
+    params = params or TrainParams()
+    torch.set_flush_denormal(True)  # tiny activations would otherwise slow CPU steps down
+    torch.manual_seed(params.seed)
+    net = EmbedTrackNet(params.config)
+    diameter = float(np.median([s.diameter for s in sequences]))
+    net.init_output(diameter / 2)
+    optimiser = torch.optim.Adam(net.parameters(), lr=params.lr)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, params.lr, total_steps=params.steps)
+    start, history, elapsed = 0, [], 0.0
+    if resume is not None:
+        state = resume_training(net, (optimiser, schedule), resume, "EmbedTrack", "embedtrack")
+        if "optimiser" in state:  # an interrupted run: go on where it stopped
+            start, history = int(state["step"]), list(state["history"])
+            elapsed = float(state["seconds"])
+            torch.manual_seed(params.seed + start)
+    rng = np.random.default_rng([params.seed, start])
+    sampler = Sampler(sequences, params.sample, rng)
+    validation = _validation_set(sequences, params)
+    areas = np.concatenate([s.areas for s in sequences])
+    meta = {"trained_on": [s.name for s in sequences], "min_size": min_instance_size(areas),
+            "diameter": diameter,
+            "params": {"steps": params.steps, "batch": params.batch, "lr": params.lr,
+                       "seed": params.seed, **asdict(params.sample)}}
+    clock, running = time.perf_counter() - elapsed, []
+    for step in range(start, params.steps):
+        net.train()
+        loss = batch_loss(net, [sampler.sample() for _ in range(params.batch)])
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        running.append(float(loss.detach()))
+        if progress is not None:
+            progress(step, running[-1])
+        done = step + 1
+        if done % CHECKPOINT_EVERY == 0 or done == params.steps:
+            history.append([done, float(np.mean(running)), _validate(net, validation)])
+            running = []
+            final = done == params.steps
+            save_checkpoint(net, out, meta | {"kind": "embedtrack", "step": done,
+                                              "history": history,
+                                              "seconds": time.perf_counter() - clock},
+                            None if final else (optimiser, schedule))
+    return Path(out)
+
+
+def _validation_set(sequences: Sequence[TrainingSequence], params: TrainParams) -> list[Sample]:
+    """Fixed, unaugmented pairs from the last 10% of frames (none if they have no masks)."""
+    try:
+        sampler = Sampler(sequences, params.sample, np.random.default_rng(params.seed),
+                          validation=True)
+    except InputError:
+        return []
+    return [sampler.sample() for _ in range(VALIDATION_SAMPLES)]
+
+
+def _validate(net: EmbedTrackNet, samples: list[Sample]) -> float:
+    if not samples:
+        return float("nan")
+    net.eval()
+    with torch.no_grad():
+        return float(np.mean([float(batch_loss(net, [s])) for s in samples]))
