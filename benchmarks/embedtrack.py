@@ -30,7 +30,7 @@ from celltrail.methods.embedtrack.model import model_path
 from celltrail.metrics import evaluate_result
 from celltrail.models.embedtrack import load_checkpoint
 from celltrail.simulate import subsample
-from celltrail.training.embedtrack.data import TRAIN_SHARE
+from celltrail.training.embedtrack.data import split_index
 
 SHARED = Path("../shared/data/ctc")
 
@@ -39,7 +39,7 @@ def tail(name: str, out: Path) -> tuple[Path, str]:
     """The last 10% of ``name``'s sequence 01 with its GT; which truth SEG is scored on."""
     seq = SHARED / name / "01"
     n = len(open_sequence(seq))
-    split = max(1, min(n - 1, round(TRAIN_SHARE * n)))
+    split = split_index(n)
     images = subsample(seq, seq.with_name("01_GT"), out, step=1, start=split)
     seg = images.with_name("01_GT") / "SEG"
     if seg.is_dir():

@@ -205,7 +205,7 @@ def open_sequence(source: str | Path | np.ndarray) -> ImageSequence:
     return StackSequence(path)
 
 
-def normalise(image: np.ndarray) -> np.ndarray:
-    """Percentile (1, 99.8) normalisation to about [0, 1], float32."""
-    lo, hi = np.percentile(image, (1, 99.8))
+def normalise(image: np.ndarray, percentiles: tuple[float, float] = (1, 99.8)) -> np.ndarray:
+    """Percentile normalisation (``percentiles`` map to 0 and 1), float32."""
+    lo, hi = np.percentile(image, percentiles)
     return ((image.astype(np.float32) - lo) / max(float(hi - lo), 1e-6)).astype(np.float32)

@@ -22,6 +22,8 @@ from celltrail.models.checkpoint import load_weights, read_checkpoint
 
 #: Pixels per unit of position and offset (the reference implementation's 1024-pixel grid).
 COORD_UNIT = 1024.0
+#: Input intensity percentiles that map to 0 and 1, per frame (Sec. 4.3 and 4.4).
+PERCENTILES = (1.0, 99.0)
 #: Bandwidth scale w_s: a cluster's bandwidth is exp(w_s · sigmoid output) (Sec. 3.2).
 W_S = -10.0
 
@@ -171,5 +173,5 @@ def network_from(state: dict) -> EmbedTrackNet:
     return net.eval()
 
 
-__all__ = ["COORD_UNIT", "W_S", "EmbedTrackConfig", "EmbedTrackNet", "load_checkpoint",
-           "network_from", "pixel_grid"]
+__all__ = ["COORD_UNIT", "PERCENTILES", "W_S", "EmbedTrackConfig", "EmbedTrackNet",
+           "load_checkpoint", "network_from", "pixel_grid"]

@@ -17,12 +17,11 @@ import torch
 
 from celltrail.core.lineage import lineage_from_presence
 from celltrail.core.result import MaskStore, TrackingResult
-from celltrail.core.sequence import ImageSequence
+from celltrail.core.sequence import ImageSequence, normalise
 from celltrail.methods.embedtrack.clustering import cluster
 from celltrail.methods.embedtrack.linking import BackwardLinker
 from celltrail.methods.embedtrack.model import model_path
-from celltrail.models.embedtrack import EmbedTrackNet, load_checkpoint, network_from
-from celltrail.training.embedtrack.data import normalise_1_99
+from celltrail.models.embedtrack import PERCENTILES, EmbedTrackNet, load_checkpoint, network_from
 
 #: The eight symmetries of the square as (quarter turns, flip); the first is the identity.
 SYMMETRIES = tuple((k, flip) for flip in (False, True) for k in range(4))
@@ -105,7 +104,7 @@ class EmbedTracker:
     def predict(self, image: np.ndarray) -> np.ndarray:
         """(7, H, W) predictions for the next frame of a sequence: segmentation offsets (2),
         bandwidths (2), seediness, tracking offsets to the previous frame given (2)."""
-        x = torch.from_numpy(normalise_1_99(image))
+        x = torch.from_numpy(normalise(image, PERCENTILES))
         height, width = x.shape
         tile = min(self.tile, max(height, width))
         tile += -tile % 8

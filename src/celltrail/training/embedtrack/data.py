@@ -20,9 +20,10 @@ from scipy.spatial.distance import cdist
 from skimage.exposure import equalize_adapthist
 
 from celltrail.core.errors import InputError
-from celltrail.core.sequence import open_sequence, read_tiff
+from celltrail.core.sequence import normalise, open_sequence, read_tiff
 from celltrail.io.ctc import relabel_by_markers, training_truth
 from celltrail.linking.objects import equivalent_diameters
+from celltrail.models.embedtrack import PERCENTILES
 from celltrail.training.embedtrack.losses import Instances
 
 #: Share of each sequence's frames used for training; the rest validates (Sec. 4.3).
@@ -31,10 +32,14 @@ TRAIN_SHARE = 0.9
 MEDOID_SAMPLES = 256
 
 
-def normalise_1_99(image: np.ndarray) -> np.ndarray:
-    """Percentile (1, 99) normalisation to about [0, 1], float32 (Sec. 4.3)."""
-    lo, hi = np.percentile(image, (1, 99))
-    return ((image.astype(np.float32) - lo) / max(float(hi - lo), 1e-6)).astype(np.float32)
+def split_index(n_frames: int) -> int:
+    """Index of a sequence's first validation frame (the first 90% train, at least one each)."""
+    return max(1, min(n_frames - 1, round(TRAIN_SHARE * n_frames)))
+
+
+def has_masks(frames: Sequence[TrainingFrame], t: int) -> bool:
+    """Whether the pair (t − 1, t) has segmentation masks to learn from."""
+    return frames[t].labels is not None or frames[t - 1].labels is not None
 
 
 def medoids(labels: np.ndarray, seed: int = 0) -> dict[int, np.ndarray]:
@@ -70,7 +75,7 @@ class TrainingSequence:
     @property
     def split(self) -> int:
         """Index of the first validation frame."""
-        return max(1, min(len(self.frames) - 1, round(TRAIN_SHARE * len(self.frames))))
+        return split_index(len(self.frames))
 
     @property
     def diameter(self) -> float:
@@ -86,7 +91,7 @@ def load_sequence(seq_dir: str | Path) -> TrainingSequence:
         raise InputError(seq_dir, f"{len(images)} frames but {len(truth.masks)} ground-truth "
                          "TRA frames")
     frames, areas = [], []
-    split = max(1, min(len(images) - 1, round(TRAIN_SHARE * len(images))))
+    split = split_index(len(images))
     for t in range(len(images)):
         markers = np.asarray(truth.masks[t])
         labels = None
@@ -96,7 +101,7 @@ def load_sequence(seq_dir: str | Path) -> TrainingSequence:
                 counts = np.bincount(labels.ravel())[1:]
                 areas.append(counts[counts > 0])
         centres = medoids(labels if labels is not None else markers, seed=t)
-        frames.append(TrainingFrame(normalise_1_99(images[t]), labels, centres))
+        frames.append(TrainingFrame(normalise(images[t], PERCENTILES), labels, centres))
     if not areas:
         raise InputError(seq_dir.with_name(f"{seq_dir.name}_GT"),
                          "no segmentation masks in the first 90% of frames")
@@ -162,7 +167,7 @@ class Sampler:
         for seq in sequences:
             lo, hi = (seq.split, len(seq.frames)) if validation else (1, seq.split)
             for t in range(max(1, lo), hi):
-                if seq.frames[t].labels is not None or seq.frames[t - 1].labels is not None:
+                if has_masks(seq.frames, t):
                     self.pairs.append((seq, t))
         if not self.pairs:
             part = "validation" if validation else "training"

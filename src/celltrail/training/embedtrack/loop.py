@@ -17,7 +17,13 @@ import torch
 from celltrail.core.errors import InputError
 from celltrail.models.checkpoint import resume_training, save_checkpoint
 from celltrail.models.embedtrack import EmbedTrackConfig, EmbedTrackNet
-from celltrail.training.embedtrack.data import Sample, SampleParams, Sampler, TrainingSequence
+from celltrail.training.embedtrack.data import (
+    Sample,
+    SampleParams,
+    Sampler,
+    TrainingSequence,
+    has_masks,
+)
 from celltrail.training.embedtrack.losses import (
     W_SEG,
     W_TRACK,
@@ -67,8 +73,7 @@ def steps_per_epoch(sequences: Sequence[TrainingSequence], params: TrainParams) 
     for seq in sequences:
         height, width = seq.frames[0].image.shape
         per_frame = max(1.0, height * width / params.sample.crop**2)
-        pairs = sum(seq.frames[t].labels is not None or seq.frames[t - 1].labels is not None
-                    for t in range(1, seq.split))
+        pairs = sum(has_masks(seq.frames, t) for t in range(1, seq.split))
         crops += pairs * per_frame
     return max(1, round(crops / params.batch))
 
