@@ -21,7 +21,7 @@ from celltrail.simulate import SimParams, simulate
 
 runner = CliRunner()
 COLUMNS = ("input, out, method, preset, diameter, frame_step, boxes, boxes_from_gt, "
-           "box_frame_base, backend, model, tta")
+           "box_frame_base, backend, model, tta, queries_from_gt")
 
 
 def hashes(folder: Path) -> dict[str, str]:
@@ -80,8 +80,10 @@ def test_manifest_models_are_shipped_names_or_paths(tmp_path: Path) -> None:
     ("input,out,frame_step\na,b,1.5\n",
      "line 2: frame_step must be an integer >= 1, not '1.5'"),
     ("input,out,boxes,model\na,b,a.csv,m.pt\n",
-     "line 2: boxes (boxtrack only), model (boxtrack or embedtrack only) do not apply to method "
-     "'classical'"),
+     "line 2: boxes (boxtrack only), model (boxtrack, embedtrack or cap only) do not apply to "
+     "method 'classical'"),
+    ("input,out,queries_from_gt\na,b,01_GT\n",
+     "line 2: queries_from_gt (cap only) does not apply to method 'classical'"),
     ("input,out,method,tta\na,b,boxtrack,true\n",
      "line 2: tta (embedtrack only) does not apply to method 'boxtrack'"),
     ("input,out,method,backend,model\na,b,embedtrack,learned,m.pt\n",

@@ -31,11 +31,11 @@ def test_version() -> None:
     assert result.exit_code == 0 and result.stdout.strip() == f"celltrail {__version__}"
 
 
-def test_demo_tracks_the_sample_three_ways(tmp_path: Path) -> None:
+def test_demo_tracks_the_sample_four_ways(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     result = run("demo", "--out", out)
     assert result.exit_code == 0, result.output
-    for name, least in (("", 0.95), ("_boxtrack", 0.95), ("_embedtrack", 0.9)):
+    for name, least in (("", 0.95), ("_boxtrack", 0.95), ("_embedtrack", 0.9), ("_cap", 0.78)):
         assert read_result(out / f"01_RES{name}").errors() == []
         scores = json.loads((out / f"metrics{name}.json").read_text())
         assert scores["TRA"] > least, (name, scores["TRA"])
@@ -124,7 +124,8 @@ def test_track_refuses_output_inside_input(sample: Path, tmp_path: Path) -> None
 
 def test_track_unknown_method(sample: Path, tmp_path: Path) -> None:
     one_error_line(run("track", sample / "01", "--out", tmp_path / "o", "--method", "magic"),
-                   "unknown method 'magic'; choose one of boxtrack, classical, embedtrack")
+                   "unknown method 'magic'; choose one of boxtrack, cap, classical, "
+                   "embedtrack")
 
 
 def test_link_refuses_float_masks(tmp_path: Path) -> None:
@@ -253,7 +254,7 @@ def test_boxes_need_boxtrack(sample: Path, tmp_path: Path) -> None:
                        "--boxes-from-gt", sample / "01_GT"),
                    "--boxes and --boxes-from-gt apply to --method boxtrack only")
     one_error_line(run("track", sample / "01", "--out", tmp_path / "o", "--model", "x.pt"),
-                   "--model applies to --method boxtrack or embedtrack only")
+                   "--model applies to --method boxtrack, embedtrack or cap only")
 
 
 def test_boxtrack_gt_larger_than_images(sample: Path, tmp_path: Path) -> None:

@@ -3,11 +3,12 @@
 A manifest is a CSV file with one sequence per row: the columns ``input`` and ``out`` (relative
 paths are resolved against the manifest's folder) and, optionally, the options of
 ``celltrail track``: ``method``, ``preset``, ``diameter``, ``frame_step``; for boxtrack
-``boxes``, ``boxes_from_gt``, ``box_frame_base``, ``backend``; for boxtrack and embedtrack
+``boxes``, ``boxes_from_gt``, ``box_frame_base``, ``backend``; for boxtrack, embedtrack and cap
 ``model`` (a shipped model's name, else a checkpoint path; embedtrack needs one); for embedtrack
-``tta`` (true or false). An empty cell takes the default; an option of another method is an
-error. Each sequence is tracked as ``celltrail track`` would and written atomically, so a
-complete output folder is a finished sequence: a rerun skips it and does the rest.
+``tta`` (true or false); for cap ``queries_from_gt``. An empty cell takes the default; an
+option of another method is an error. Each sequence is tracked as ``celltrail track`` would
+and written atomically, so a complete output folder is a finished sequence: a rerun skips it
+and does the rest.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from celltrail.pipeline import (
     MOT_FILE,
     box_prompts,
     boxtrack_tracker,
+    cap_tracker,
     check_out,
     embedtrack_tracker,
     save_result,
@@ -65,6 +67,7 @@ class BatchJob:
     backend: str = "learned"
     model: str | None = None
     tta: bool = False
+    queries_from_gt: Path | None = None
 
 
 REQUIRED = ("input", "out")
@@ -73,7 +76,8 @@ COLUMNS = tuple(f.name for f in fields(BatchJob))
 #: The methods that method-specific columns apply to; the other columns apply to all.
 APPLIES_TO = {"boxes": ("boxtrack",), "boxes_from_gt": ("boxtrack",),
               "box_frame_base": ("boxtrack",), "backend": ("boxtrack",),
-              "model": ("boxtrack", "embedtrack"), "tta": ("embedtrack",)}
+              "model": ("boxtrack", "embedtrack", "cap"), "tta": ("embedtrack",),
+              "queries_from_gt": ("cap",)}
 #: How a ``tta`` cell may say yes or no.
 FLAGS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
@@ -95,14 +99,21 @@ def _shipped_models(method: str) -> list[str]:
     """Names of the models shipped for ``method`` (imported here: both load torch)."""
     if method == "embedtrack":
         from celltrail.methods.embedtrack import shipped_models
+    elif method == "cap":
+        from celltrail.methods.cap import shipped_models
     else:
         from celltrail.methods.boxtrack.learned import shipped_models
     return shipped_models()
 
 
+def _either(names: tuple[str, ...]) -> str:
+    """``a``, ``a or b``, ``a, b or c``."""
+    return " or ".join(filter(None, (", ".join(names[:-1]), names[-1])))
+
+
 def _check_options(manifest: Path, line: int, method: str, given: dict[str, str]) -> None:
     """Refuse options of other methods, and an embedtrack row without its model."""
-    stray = [f"{c} ({' or '.join(APPLIES_TO[c])} only)" for c in given
+    stray = [f"{c} ({_either(APPLIES_TO[c])} only)" for c in given
              if method not in APPLIES_TO.get(c, (method,))]
     if stray:
         verb = "does" if len(stray) == 1 else "do"
@@ -125,7 +136,7 @@ def _job(manifest: Path, line: int, cells: dict[str, str]) -> BatchJob:
     folder = manifest.parent
     options: dict[str, object] = {}
     for column, text in given.items():
-        if column in ("input", "out", "boxes", "boxes_from_gt"):
+        if column in ("input", "out", "boxes", "boxes_from_gt", "queries_from_gt"):
             # absolute: the workers of a remote cluster do not share our working folder
             options[column] = Path(os.path.abspath(folder / Path(text).expanduser()))
         elif column == "diameter":
@@ -218,6 +229,8 @@ def track_job(job: BatchJob, images: ImageSequence) -> int:
         tracker = boxtrack_tracker(prompts, job.backend, job.preset, job.model, None, True)
     elif job.method == "embedtrack":
         tracker = embedtrack_tracker(job.model, job.tta)
+    elif job.method == "cap":
+        tracker = cap_tracker(job.model, job.queries_from_gt, job.preset, job.diameter)
     else:
         tracker = get_tracker(job.method, preset=job.preset, diameter=job.diameter)
     remove_leftovers(job.out)

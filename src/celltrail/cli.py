@@ -32,6 +32,7 @@ from celltrail.metrics.ctc import AOGM_PARTS, HEADLINE, evaluate
 from celltrail.pipeline import (
     box_prompts,
     boxtrack_tracker,
+    cap_tracker,
     check_out,
     embedtrack_tracker,
     save_result,
@@ -98,8 +99,8 @@ def track(
     input: Annotated[Path, typer.Argument(help="CTC image folder (tTTT.tif) or a TIFF stack.")],
     out: Annotated[Path, typer.Option(help="Result folder (maskTTT.tif, res_track.txt, tables; "
                                            "boxtrack adds MOT lines, tracking_results.txt).")],
-    method: Annotated[str, typer.Option(help="Tracking method: classical, boxtrack or "
-                                             "embedtrack.")]
+    method: Annotated[str, typer.Option(help="Tracking method: classical, boxtrack, "
+                                             "embedtrack or cap.")]
     = "classical",
     preset: Annotated[str, typer.Option(help="Modality: fluo-nuclei, dic, phase.")] = "fluo-nuclei",
     diameter: Annotated[float | None, typer.Option(help="Cell diameter in pixels (estimated "
@@ -119,21 +120,27 @@ def track(
                                                      "--boxes (1 for MOT-style bbox.txt).")] = 0,
     backend: Annotated[str, typer.Option(help="boxtrack: segmenter, learned or classical (with "
                                               "--preset).")] = "learned",
-    model: Annotated[str | None, typer.Option(help="boxtrack, embedtrack: the model, a shipped "
-                                                   "name (for embedtrack the dataset it was "
-                                                   "trained on, e.g. Fluo-N2DH-GOWT1) or a "
-                                                   "checkpoint path.")] = None,
+    model: Annotated[str | None, typer.Option(help="boxtrack, embedtrack, cap: the model, a "
+                                                   "shipped name (the data it was trained on, "
+                                                   "e.g. Fluo-N2DH-GOWT1) or a checkpoint "
+                                                   "path.")] = None,
     tta: Annotated[bool, typer.Option(help="embedtrack: test-time augmentation (8 rotations "
                                            "and flips; about 8x slower).")] = False,
     new_cells: Annotated[bool | None, typer.Option(help="boxtrack: start tracks for cells "
                                                         "nobody prompted (default: with the "
                                                         "learned backend only).")] = None,
     divisions: Annotated[bool, typer.Option(help="boxtrack: detect cell divisions.")] = True,
+    queries_from_gt: Annotated[Path | None, typer.Option(help="cap: track the cells of frame 0 "
+                                                              "of this CTC ground truth (NN_GT) "
+                                                              "instead of those the classical "
+                                                              "detector finds (--preset).")]
+    = None,
 ) -> None:
     """Segment and track cells in INPUT and write a CTC result folder.
 
     --method boxtrack follows the cells given by one box each (--boxes or --boxes-from-gt);
-    --method embedtrack needs a trained model (--model).
+    --method embedtrack needs a trained model (--model); --method cap tracks the cells of
+    the first frame (found by the classical detector, or --queries-from-gt) as points.
     """
     from celltrail.methods import get_tracker
 
@@ -141,16 +148,20 @@ def track(
     check_out(out, input, *(p for p in (boxes, boxes_from_gt) if p is not None))
     if movie is not None and movie.suffix.lower() not in MOVIE_SUFFIXES:
         raise InputError(movie, "a movie must be written as .gif or .mp4")
-    boxtrack, embedtrack = method == "boxtrack", method == "embedtrack"
+    boxtrack, embedtrack, cap = method == "boxtrack", method == "embedtrack", method == "cap"
     if not boxtrack and any(v is not None for v in (boxes, boxes_from_gt)):
         raise InputError(None, "--boxes and --boxes-from-gt apply to --method boxtrack only")
-    if model is not None and not (boxtrack or embedtrack):
-        raise InputError(None, "--model applies to --method boxtrack or embedtrack only")
+    if model is not None and not (boxtrack or embedtrack or cap):
+        raise InputError(None, "--model applies to --method boxtrack, embedtrack or cap only")
+    if queries_from_gt is not None and not cap:
+        raise InputError(None, "--queries-from-gt applies to --method cap only")
     if tta and not embedtrack:
         raise InputError(None, "--tta applies to --method embedtrack only")
     with one_line_warnings():
         if embedtrack:
             tracker = embedtrack_tracker(model, tta)
+        elif cap:
+            tracker = cap_tracker(model, queries_from_gt, preset, diameter)
         elif boxtrack:
             prompts, origin = box_prompts(images, frame_step, boxes, boxes_from_gt,
                                           box_frame_base)
@@ -182,9 +193,10 @@ app.add_typer(train_app, name="train")
 
 @contextmanager
 def training_sequences(data: list[Path], out: Path, load: Callable[[Path], T],
-                       simulated: bool) -> Iterator[list[T]]:
+                       simulated: bool, frames: int = 20) -> Iterator[list[T]]:
     """The training sequences read from ``data`` (after checking ``out`` overwrites none), with
-    the simulated ones (written to a temporary folder that lives as long as the block)."""
+    the simulated ones of ``frames`` frames (written to a temporary folder that lives as long
+    as the block)."""
     import tempfile
 
     from celltrail.training.simulated import simulated_sequences
@@ -196,7 +208,7 @@ def training_sequences(data: list[Path], out: Path, load: Callable[[Path], T],
     with tempfile.TemporaryDirectory() as tmp:
         if simulated:
             with console.status("simulating training sequences"):
-                sequences += [load(p) for p in simulated_sequences(tmp)]
+                sequences += [load(p) for p in simulated_sequences(tmp, frames)]
         yield sequences
 
 
@@ -250,6 +262,33 @@ def train_embedtrack(
         params = TrainParams(steps=steps, batch=batch, seed=seed)
         with epoch_bar(steps, per_epoch) as on_step:
             train(sequences, out, params, resume=resume, progress=lambda step, _: on_step(step))
+    console.print(f"wrote {out}")
+
+
+@train_app.command("cap")
+@reports_errors
+def train_cap(
+    data: Annotated[list[Path], typer.Option(help="CTC image folder NN with NN_GT/TRA beside it "
+                                                  "(tracking ground truth only); repeat for "
+                                                  "more.")],
+    out: Annotated[Path, typer.Option(help="Model file to write (.pt); a checkpoint is saved "
+                                           "there every 100 steps.")],
+    steps: Annotated[int, typer.Option(min=1, help="Optimisation steps (one window of 24 "
+                                                   "frames each).")] = 1200,
+    simulated: Annotated[bool, typer.Option(help="Mix in simulated sequences of every "
+                                                 "modality.")] = True,
+    resume: Annotated[Path | None, typer.Option(help="Checkpoint to continue from, or a "
+                                                     "model to fine-tune.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Train a CAP model from cell centres and lineages (TRA markers, man_track.txt); track
+    with it by --method cap --model PATH."""
+    from celltrail.training.cap import TrainParams, load_sequence, train
+
+    with training_sequences(data, out, load_sequence, simulated, frames=40) as sequences, \
+            progress_bar(steps, "training") as on_step:
+        train(sequences, out, TrainParams(steps=steps, seed=seed), resume=resume,
+              progress=lambda step, _: on_step(step))
     console.print(f"wrote {out}")
 
 
@@ -568,6 +607,8 @@ def demo(
     write_result_movie(images, boxtrack_dir, out / "boxtrack.gif")
     run_and_score(embedtrack_tracker("Fluo-N2DH-GOWT1", False), "_embedtrack",
                   "EmbedTrack (model trained on GOWT1 01)")
+    run_and_score(cap_tracker(None, None, "fluo-nuclei", None), "_cap",
+                  "CAP (model not trained on GOWT1; queries from the detector)")
     console.print(f"results in {out}/01_RES*, metrics in {out}/metrics*.json, pictures "
                   f"{out / 'overlay.png'} and {out / 'boxtrack.gif'}")
 

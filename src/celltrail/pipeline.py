@@ -101,3 +101,16 @@ def embedtrack_tracker(model: str | None, tta: bool) -> Tracker:
         raise InputError(None, f"--method embedtrack needs --model: a checkpoint path or a "
                                f"shipped model ({names})")
     return get_tracker("embedtrack", model=model, tta=tta)
+
+
+def cap_tracker(model: str | None, queries_from_gt: Path | None, preset: str,
+                diameter: float | None) -> Tracker:
+    """CAP with a shipped model (by its training data; the default one when ``model`` is None)
+    or a checkpoint; first-frame queries from a CTC ground truth or the classical detector."""
+    from celltrail.methods import get_tracker
+
+    options: dict[str, object] = {"queries_from_gt": queries_from_gt, "preset": preset,
+                                  "diameter": diameter}
+    if model is not None:
+        options["model"] = model
+    return get_tracker("cap", **options)

@@ -13,13 +13,14 @@ SIMULATED = (("fluo-nuclei", 20.0), ("fluo-nuclei", 36.0), ("dic", 28.0), ("dic"
              ("phase", 24.0), ("phase", 40.0))
 
 
-def simulated_sequences(folder: str | Path) -> list[Path]:
-    """Write (once; seeded, so always the same) and return the simulated training sequences."""
+def simulated_sequences(folder: str | Path, frames: int = 20) -> list[Path]:
+    """Write (once; seeded, so always the same) and return the simulated training sequences
+    of ``frames`` frames each."""
     out = []
     for i, (modality, diameter) in enumerate(SIMULATED):
-        root = Path(folder) / f"{modality}-{diameter:g}"
+        root = Path(folder) / f"{modality}-{diameter:g}-{frames}f"
         if not (root / "01_GT").is_dir():
-            params = SimParams(frames=20, size=256, cells=int(256**2 / (3.5 * diameter**2)),
+            params = SimParams(frames=frames, size=256, cells=int(256**2 / (3.5 * diameter**2)),
                                modality=modality, cell_diameter=diameter, displacement=0.15,
                                division_rate=0.02)
             simulate(root, params, seed=100 + i)

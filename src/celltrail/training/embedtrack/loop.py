@@ -6,7 +6,6 @@ the 1st percentile of training mask areas, Sec. 3.3) and the median cell diamete
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,7 +14,6 @@ import numpy as np
 import torch
 
 from celltrail.core.errors import InputError
-from celltrail.models.checkpoint import resume_training, save_checkpoint
 from celltrail.models.embedtrack import EmbedTrackConfig, EmbedTrackNet
 from celltrail.training.embedtrack.data import (
     Sample,
@@ -31,6 +29,7 @@ from celltrail.training.embedtrack.losses import (
     tracking_loss,
     weighted_segmentation_loss,
 )
+from celltrail.training.steps import resume_run, run_steps
 
 #: Checkpoint every this many steps; validation loss on :data:`VALIDATION_SAMPLES` fixed pairs.
 CHECKPOINT_EVERY = 100
@@ -103,42 +102,19 @@ def train(
     net.init_output(diameter / 2)
     optimiser = torch.optim.Adam(net.parameters(), lr=params.lr)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, params.lr, total_steps=params.steps)
-    start, history, elapsed = 0, [], 0.0
-    if resume is not None:
-        state = resume_training(net, (optimiser, schedule), resume, "EmbedTrack", "embedtrack")
-        if "optimiser" in state:  # an interrupted run: go on where it stopped
-            start, history = int(state["step"]), list(state["history"])
-            elapsed = float(state["seconds"])
-            torch.manual_seed(params.seed + start)
-    rng = np.random.default_rng([params.seed, start])
-    sampler = Sampler(sequences, params.sample, rng)
+    run = resume_run(net, (optimiser, schedule), resume, "EmbedTrack", "embedtrack", params.seed)
+    sampler = Sampler(sequences, params.sample, np.random.default_rng([params.seed, run.start]))
     validation = _validation_set(sequences, params)
     areas = np.concatenate([s.areas for s in sequences])
-    meta = {"trained_on": [s.name for s in sequences], "min_size": min_instance_size(areas),
-            "diameter": diameter,
+    meta = {"kind": "embedtrack", "trained_on": [s.name for s in sequences],
+            "min_size": min_instance_size(areas), "diameter": diameter,
             "params": {"steps": params.steps, "batch": params.batch, "lr": params.lr,
                        "seed": params.seed, **asdict(params.sample)}}
-    clock, running = time.perf_counter() - elapsed, []
-    for step in range(start, params.steps):
-        net.train()
-        loss = batch_loss(net, [sampler.sample() for _ in range(params.batch)])
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-        running.append(float(loss.detach()))
-        if progress is not None:
-            progress(step, running[-1])
-        done = step + 1
-        if done % CHECKPOINT_EVERY == 0 or done == params.steps:
-            history.append([done, float(np.mean(running)), _validate(net, validation)])
-            running = []
-            final = done == params.steps
-            save_checkpoint(net, out, meta | {"kind": "embedtrack", "step": done,
-                                              "history": history,
-                                              "seconds": time.perf_counter() - clock},
-                            None if final else (optimiser, schedule))
-    return Path(out)
+    return run_steps(
+        net, (optimiser, schedule),
+        lambda: batch_loss(net, [sampler.sample() for _ in range(params.batch)]),
+        params.steps, run, out, meta, CHECKPOINT_EVERY, progress,
+        validate=lambda: _validate(net, validation))
 
 
 def _validation_set(sequences: Sequence[TrainingSequence], params: TrainParams) -> list[Sample]:

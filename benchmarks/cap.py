@@ -1,0 +1,119 @@
+"""CAP on the shared sequences: leave-one-sequence-out scores, ablations and speed.
+
+Each shipped CAP model was trained on two shared sequences plus simulated ones
+(``tools/train_cap.py``); here it tracks the whole sequence ``01`` of the third. Queries come
+from the first frame's TRA markers (the paper's protocol) or from the classical detector (fully
+automatic). The ablation models (no AEG sampling; time attention only) leave out
+Fluo-N2DH-GOWT1 and were trained with the same budget (and all three with the DIC-like relief
+augmentation, ``--relief 0.25``). Speed: whole-sequence inference of CAP
+and EmbedTrack (the shipped model of that sequence) in the same run, on an idle machine.
+
+    python benchmarks/cap.py [--part all|loso|ablation|speed] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import SEQUENCES, gt_diameter
+
+from celltrail.core.sequence import ArraySequence, open_sequence
+from celltrail.methods.cap import CAPTracker
+from celltrail.methods.cap.model import model_name
+from celltrail.methods.embedtrack import EmbedTracker
+from celltrail.metrics import evaluate_result
+
+SHARED = Path("../shared/data/ctc")
+COLUMNS = ("DET", "TRA", "MOTA", "IDF1", "BC(0)")
+#: File stems of the ablation models in .cache/cap (as tools/train_cap.py names them); all
+#: three were trained with --relief 0.25.
+ABLATIONS = {"AEG, joint attention": "-relief", "without AEG sampling": "-relief-no-aeg",
+             "time attention only": "-relief-time-only"}
+
+
+def trained_without(name: str) -> str:
+    """The shipped model that leaves ``name`` out."""
+    return model_name(n for n in SEQUENCES if n != name)
+
+
+def _scores(tracker: CAPTracker, name: str) -> str:
+    seq = SHARED / name / "01"
+    result = tracker.track(open_sequence(seq))
+    scores = evaluate_result(result, seq.with_name("01_GT"), threads=1)
+    cells = " | ".join("n/a" if scores.get(c) is None else f"{scores[c]:.3f}"
+                      for c in COLUMNS)
+    return f"{cells} | {len(result.lineage.divisions())}"
+
+
+def _diameter(name: str) -> float | None:
+    """The cell diameter the dic preset needs (it cannot measure it), from the reference
+    segmentation; the fluorescence preset measures it itself."""
+    return gt_diameter(SHARED / name / "01_GT") if SEQUENCES[name] == "dic" else None
+
+
+def loso() -> None:
+    """Each held-out sequence, with GT queries and with detector queries."""
+    print("| held out | model (trained on, + simulated) | queries | " + " | ".join(COLUMNS)
+          + " | divisions found |")
+    print("|---|---|---|" + "---|" * (len(COLUMNS) + 1))
+    for name, preset in SEQUENCES.items():
+        model = trained_without(name)
+        gt = SHARED / name / "01_GT"
+        for queries, tracker in (("GT markers", CAPTracker(model, queries_from_gt=gt)),
+                                 (f"detector ({preset})", CAPTracker(model, preset=preset,
+                                                                     diameter=_diameter(name)))):
+            print(f"| {name} | {model} | {queries} | {_scores(tracker, name)} |", flush=True)
+
+
+def ablation() -> None:
+    """Fluo-N2DH-GOWT1 held out: AEG and joint attention, without AEG, time attention only."""
+    name = "Fluo-N2DH-GOWT1"
+    cache = Path(".cache/cap")
+    print("| model | " + " | ".join(COLUMNS) + " | divisions found |")
+    print("|---|" + "---|" * (len(COLUMNS) + 1))
+    for label, suffix in ABLATIONS.items():
+        path = cache / f"{trained_without(name)}{suffix}.pt"
+        tracker = CAPTracker(path, queries_from_gt=SHARED / name / "01_GT")
+        print(f"| {label} | {_scores(tracker, name)} |", flush=True)
+
+
+def speed(names: tuple[str, ...] = ("DIC-C2DH-HeLa", "Fluo-N2DH-GOWT1")) -> None:
+    """Seconds for a whole sequence: CAP (detector queries included) and EmbedTrack."""
+    print("| sequence | frames | EmbedTrack s | CAP s (GT queries) | CAP s (detector) | "
+          "EmbedTrack / CAP (detector) |")
+    print("|---|---|---|---|---|---|")
+    for name in names:
+        images = open_sequence(SHARED / name / "01")
+        frames = ArraySequence(np.stack([np.asarray(image) for image in images]))
+        timings = []
+        for tracker in (EmbedTracker(name),
+                        CAPTracker(trained_without(name), queries_from_gt=SHARED / name / "01_GT"),
+                        CAPTracker(trained_without(name), preset=SEQUENCES[name],
+                                   diameter=_diameter(name))):
+            start = time.perf_counter()
+            tracker.track(frames)
+            timings.append(time.perf_counter() - start)
+        print(f"| {name} | {len(frames)} | {timings[0]:.1f} | {timings[1]:.1f} | "
+              f"{timings[2]:.1f} | {timings[0] / timings[2]:.1f}x |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=("all", "loso", "ablation", "speed"), default="all")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.part in ("all", "loso"):
+        loso()
+    if args.part in ("all", "ablation"):
+        ablation()
+    if args.part in ("all", "speed"):
+        speed()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""CAP's representation of cells as points (Fig. 2 of the paper), and the way back.
+
+Each tracked cell has three point trajectories over a window of frames: the cell itself (the
+mother, M) and its two possible daughters (D1, D2), each with a visibility. While M has not
+divided, M is visible at the cell's centre and D1, D2 are invisible and sit on it; after the
+division M is invisible and each daughter is visible at its own centre from the frame it appears
+(one or both). When the cell leaves or dies, all three are invisible.
+
+:func:`encode` builds these trajectories (with which of them are supervised) from ground-truth
+centres and a lineage; :func:`read_window` reads predicted ones back into point tracks, which is
+also what rolling-window inference does frame by frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from celltrail.core.lineage import Lineage, Track
+from celltrail.models.cap import POINTS
+
+#: Positions by track label, then by frame: (y, x).
+Positions = Mapping[int, Mapping[int, np.ndarray]]
+
+
+@dataclass
+class Trajectories:
+    """Targets for one window of T frames and N query cells.
+
+    ``points`` (T, N, 3, 2) and ``visible`` (T, N, 3); ``point_valid`` and ``visible_valid``
+    say which entries are supervised (no point target once a cell is gone or during an
+    annotation gap, and no target at all during a gap).
+    """
+
+    points: np.ndarray
+    point_valid: np.ndarray
+    visible: np.ndarray
+    visible_valid: np.ndarray
+
+
+def _continuation(lineage: Lineage) -> dict[int, int]:
+    """Parent → child for parents with exactly one child: the same cell under a new label (a
+    gap in the annotation, or a relabelling)."""
+    return {parent: kids[0] for parent, kids in lineage.children().items() if len(kids) == 1}
+
+
+def _chain(label: int, following: Mapping[int, int]) -> list[int]:
+    chain = [label]
+    while chain[-1] in following:
+        chain.append(following[chain[-1]])
+    return chain
+
+
+def _where(chain: Sequence[int], positions: Positions, t: int) -> np.ndarray | None:
+    for label in chain:
+        if t in positions.get(label, {}):
+            return np.asarray(positions[label][t], dtype=np.float32)
+    return None
+
+
+def encode(positions: Positions, lineage: Lineage, cells: Sequence[int], start: int,
+           length: int) -> Trajectories:
+    """Trajectories of ``cells`` (labels present at frame ``start``) over frames
+    ``start .. start + length − 1``. Daughters are the first two children of the cell's last
+    label (labels that continue a cell with a single child count as the same cell)."""
+    following = _continuation(lineage)
+    children = lineage.children()
+    n = len(cells)
+    points = np.zeros((length, n, POINTS, 2), np.float32)
+    point_valid = np.zeros((length, n, POINTS), bool)
+    visible = np.zeros((length, n, POINTS), bool)
+    visible_valid = np.zeros((length, n, POINTS), bool)
+    for i, cell in enumerate(cells):
+        chain = _chain(cell, following)
+        end = lineage[chain[-1]].end
+        kids = sorted(children.get(chain[-1], []))[:2]
+        daughters = [_chain(kid, following) for kid in kids] if len(kids) == 2 else []
+        for dt in range(length):
+            t = start + dt
+            mother = _where(chain, positions, t)
+            if mother is not None:
+                points[dt, i] = mother
+                point_valid[dt, i] = visible_valid[dt, i] = True
+                visible[dt, i, 0] = True
+                continue
+            if t <= end:  # a gap in the annotation: nothing is known
+                continue
+            visible_valid[dt, i] = True
+            seen = []
+            for k, daughter in enumerate(daughters, start=1):
+                where = _where(daughter, positions, t)
+                if where is not None:
+                    points[dt, i, k], point_valid[dt, i, k], visible[dt, i, k] = where, True, True
+                    seen.append(where)
+            if seen:  # the mother's point follows its daughters
+                points[dt, i, 0], point_valid[dt, i, 0] = np.mean(seen, axis=0), True
+    return Trajectories(points, point_valid, visible, visible_valid)
+
+
+@dataclass
+class PointTrack:
+    """One track of the result: its parent (0 for none) and its centre in each frame."""
+
+    parent: int = 0
+    positions: dict[int, np.ndarray] = field(default_factory=dict)
+
+
+class PointTracks(dict[int, PointTrack]):
+    """Point tracks by label (1, 2, … in order of creation)."""
+
+    def new(self, parent: int, t: int, where: np.ndarray) -> int:
+        """Start a track at frame ``t``; returns its label."""
+        label = len(self) + 1
+        self[label] = PointTrack(parent, {t: np.asarray(where, dtype=np.float32)})
+        return label
+
+    def lineage(self) -> Lineage:
+        """The CTC lineage of the tracks; tracks without positions are left out (their
+        daughters then have no parent)."""
+        kept = {label for label, track in self.items() if track.positions}
+        return Lineage(Track(label, min(track.positions), max(track.positions),
+                             track.parent if track.parent in kept else 0)
+                       for label, track in self.items() if label in kept)
+
+
+def read_window(points: np.ndarray, visible: np.ndarray, labels: Sequence[int], start: int,
+                tracks: PointTracks, stop_at_division: bool = True) -> tuple[int, list[int]]:
+    """Extend ``tracks`` with a window's predictions: ``points`` (T, N, 3, 2) and boolean
+    ``visible`` (T, N, 3) for the query tracks ``labels``, whose frame 0 is ``start``.
+
+    Frame by frame: a visible mother continues its track; an invisible mother with a visible
+    daughter ends, and each visible daughter starts a track with it as parent (a division); an
+    all-invisible cell ends. With ``stop_at_division`` reading stops after the first frame with
+    a division (the next window starts there, Algorithm 1); otherwise daughters are followed
+    on their own points. Returns the last frame read and the labels alive in it.
+    """
+    alive = dict(enumerate(labels))  # query index -> label of its mother
+    born: dict[tuple[int, int], int] = {}  # (query index, daughter point) -> label
+    last = start
+    for dt in range(1, points.shape[0]):
+        t = start + dt
+        last = t
+        for (i, k), label in list(born.items()):
+            if visible[dt, i, k]:
+                tracks[label].positions[t] = points[dt, i, k]
+            else:
+                del born[(i, k)]
+        divided = False
+        for i, label in list(alive.items()):
+            if visible[dt, i, 0]:
+                tracks[label].positions[t] = points[dt, i, 0]
+                continue
+            del alive[i]
+            for k in range(1, POINTS):
+                if visible[dt, i, k]:
+                    born[(i, k)] = tracks.new(label, t, points[dt, i, k])
+                    divided = True
+        if divided and stop_at_division:
+            break
+    return last, [*alive.values(), *born.values()]

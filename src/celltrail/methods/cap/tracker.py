@@ -1,0 +1,192 @@
+"""CAP inference: query cells in the first frame, track them as points with rolling windows, and
+write a small disc per cell and frame so the CTC and MOT metrics can score the tracks.
+
+The first frame's queries come from the CTC ground truth's TRA markers (``queries_from_gt``, as
+in the paper's evaluation) or, by default, from the classical detector. Frames are resized so
+that neighbouring queries lie :data:`~celltrail.models.cap.SPACING` pixels apart, the scale the
+model was trained at. Each frame's features are computed once and kept while a window needs
+them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage as ndi
+from scipy.spatial import cKDTree
+
+from celltrail.core.errors import InputError
+from celltrail.core.lineage import lineage_from_presence
+from celltrail.core.result import MaskStore, TrackingResult
+from celltrail.core.sequence import ImageSequence, normalise
+from celltrail.io.ctc import read_tracking_gt
+from celltrail.methods.cap.model import model_path
+from celltrail.methods.cap.points import PointTracks
+from celltrail.methods.cap.raw import rolling_windows
+from celltrail.models.cap import PERCENTILES, SPACING, load_checkpoint, network_from
+from celltrail.segmentation import Segmenter
+
+#: A point is visible when its predicted visibility exceeds this.
+VISIBLE = 0.5
+
+
+def objects(labels: np.ndarray) -> tuple[np.ndarray, float]:
+    """Centres (N, 2) (y, x) of the objects of a label image and their median equivalent
+    radius."""
+    ids = np.unique(labels[labels > 0])
+    if not len(ids):
+        return np.zeros((0, 2), np.float32), 0.0
+    centres = np.array(ndi.center_of_mass(labels > 0, labels, ids), dtype=np.float32)
+    areas = ndi.sum_labels(np.ones(labels.shape), labels, ids)
+    return centres.reshape(-1, 2), float(np.median(np.sqrt(areas / np.pi)))
+
+
+def spacing(centres: np.ndarray, radius: float) -> float:
+    """Median distance from each centre to its nearest neighbour (four radii for one cell)."""
+    if len(centres) < 2:
+        return 4.0 * max(radius, 1.0)
+    distances, _ = cKDTree(centres).query(centres, 2)
+    return float(np.median(distances[:, 1]))
+
+
+def paint_discs(shape: tuple[int, int], centres: np.ndarray, labels: np.ndarray,
+                radius: float) -> np.ndarray:
+    """(H, W) uint32 image with a disc of ``radius`` per centre; a pixel in several discs goes
+    to the nearest centre."""
+    out = np.zeros(shape, np.uint32)
+    best = np.full(shape, np.inf)
+    r = int(np.ceil(radius))
+    for (y, x), label in zip(centres, labels, strict=True):
+        y0, y1 = max(int(y) - r, 0), min(int(y) + r + 2, shape[0])
+        x0, x1 = max(int(x) - r, 0), min(int(x) + r + 2, shape[1])
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        d2 = (yy - y) ** 2 + (xx - x) ** 2
+        win = (d2 <= radius**2) & (d2 < best[y0:y1, x0:x1])
+        best[y0:y1, x0:x1][win] = d2[win]
+        out[y0:y1, x0:x1][win] = label
+    return out
+
+
+class CAPTracker:
+    """Track cells as points with a trained CAP model (a shipped name or a checkpoint path).
+
+    ``queries_from_gt`` is a CTC ground-truth folder (``NN_GT``) whose first TRA frame gives the
+    queries; without it the classical detector (``preset``, ``diameter``) finds them.
+    ``window`` is the number of frames per window (default: the training window).
+    """
+
+    name = "cap"
+
+    def __init__(self, model: str | Path = "DIC-C2DH-HeLa+Fluo-N2DH-SIM+",
+                 queries_from_gt: str | Path | None = None, preset: str = "fluo-nuclei",
+                 diameter: float | None = None, window: int | None = None) -> None:
+        state = load_checkpoint(model_path(model))
+        self.net = network_from(state)
+        self.window = int(window or state["window"])
+        self.gt = None if queries_from_gt is None else Path(queries_from_gt)
+        self.preset, self.diameter = preset, diameter
+        self._features: dict[int, torch.Tensor] = {}
+
+    def queries(self, images: ImageSequence) -> tuple[np.ndarray, float]:
+        """First-frame cell centres (N, 2) and the radius of the discs to draw."""
+        first = np.asarray(images[0])
+        if self.gt is not None:
+            markers = np.asarray(read_tracking_gt(self.gt).masks[0])
+            if markers.shape != first.shape:
+                raise InputError(self.gt, f"TRA markers have shape {markers.shape}, the images "
+                                          f"{first.shape}")
+        else:
+            markers = Segmenter(self.preset, self.diameter)(first)
+        centres, radius = objects(markers)
+        if not len(centres):
+            raise InputError(self.gt or images.name, "no cell found in the first frame to track")
+        return centres, radius
+
+    def _working(self, image: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+        """(1, h, w) normalised frame resized to ``size``, padded to the network's multiple."""
+        x = torch.from_numpy(normalise(image, PERCENTILES))[None, None]
+        x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+        m = self.net.multiple()
+        return F.pad(x, (0, -size[1] % m, 0, -size[0] % m), mode="replicate")[0]
+
+    def track(
+        self,
+        images: ImageSequence,
+        store: MaskStore | None = None,
+        on_frame: Callable[[int], None] | None = None,
+    ) -> TrackingResult:
+        """Track every frame; disc masks go to ``store`` frame by frame."""
+        store = MaskStore() if store is None else store
+        centres, radius = self.queries(images)
+        height, width = images.shape
+        scale = SPACING / spacing(centres, radius)
+        size = (max(8, round(height * scale)), max(8, round(width * scale)))
+        factor = np.array([size[0] / height, size[1] / width], np.float32)
+        self._features.clear()
+
+        def features(start: int, stop: int) -> torch.Tensor:
+            for t in [t for t in self._features if t < start]:
+                del self._features[t]
+            todo = [t for t in range(start, stop) if t not in self._features]
+            if todo:
+                frames = torch.stack([self._working(np.asarray(images[t]), size) for t in todo])
+                self._features.update(zip(todo, self.net.features(frames), strict=True))
+            return torch.stack([self._features[t] for t in range(start, stop)])
+
+        def predict(start: int, stop: int, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            with torch.no_grad():
+                q = torch.from_numpy((queries + 0.5) * factor - 0.5)
+                out = self.net(None, q, features=features(start, stop))
+            points = (out.points[-1].numpy() + 0.5) / factor - 0.5
+            return points, torch.sigmoid(out.visibility).numpy() > VISIBLE
+
+        done = [0]
+
+        def report(t: int) -> None:
+            while on_frame is not None and done[0] <= t:
+                on_frame(done[0])
+                done[0] += 1
+
+        tracks = rolling_windows(predict, len(images), centres, self.window, report)
+        report(len(images) - 1)
+        self._features.clear()
+        _leave_at_border(tracks, (height, width))
+
+        def paint(t: int) -> np.ndarray:
+            here = [(label, track.positions[t]) for label, track in tracks.items()
+                    if t in track.positions]
+            where = np.array([p for _, p in here], np.float32).reshape(-1, 2)
+            return paint_discs((height, width), where, np.array([lab for lab, _ in here]),
+                               radius)
+
+        # A disc can vanish under its neighbours' (centres closer than the radius): paint once
+        # to see where each track is visible, declare such gaps the CTC way, then paint again.
+        presence: dict[int, list[int]] = {}
+        for t in range(len(images)):
+            for label in np.unique(paint(t)).tolist():
+                if label:
+                    presence.setdefault(label, []).append(t)
+        parents = {label: track.parent for label, track in tracks.items()}
+        lineage, mapping = lineage_from_presence(presence, parents)
+        for t in range(len(images)):
+            mask = paint(t)
+            lut = np.zeros(int(mask.max(initial=0)) + 1, np.uint32)
+            for label in np.unique(mask[mask > 0]).tolist():
+                lut[label] = mapping[(label, t)]
+            store.append(lut[mask])
+        return TrackingResult(store, lineage)
+
+
+def _leave_at_border(tracks: PointTracks, shape: tuple[int, int]) -> None:
+    """End each track at the first frame its point lies off the image (the cell left)."""
+    for track in tracks.values():
+        for t in sorted(track.positions):
+            y, x = track.positions[t]
+            if not (0 <= y < shape[0] and 0 <= x < shape[1]):
+                for later in [s for s in track.positions if s >= t]:
+                    del track.positions[later]
+                break

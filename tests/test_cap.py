@@ -1,0 +1,293 @@
+"""CAP: the point representation and its round trip, rolling-window inference, the correlation
+lookup, losses with known values, training windows, a tiny model overfitting a window, saving,
+resuming, the CLI, and a shipped model on the bundled sample."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from celltrail.cli import app
+from celltrail.core.lineage import Lineage, Track
+from celltrail.core.sequence import open_sequence
+from celltrail.io.ctc import read_result
+from celltrail.methods.cap import CAPTracker, shipped_models
+from celltrail.methods.cap.points import PointTracks, Trajectories, encode, read_window
+from celltrail.methods.cap.raw import rolling_windows
+from celltrail.methods.cap.tracker import paint_discs
+from celltrail.metrics import evaluate_result
+from celltrail.models.cap import CAPConfig, CAPNet, load_checkpoint, network_from
+from celltrail.models.checkpoint import save_checkpoint
+from celltrail.simulate import SimParams, simulate
+from celltrail.training.cap import SampleParams, Sampler, TrainParams, load_sequence, train
+from celltrail.training.cap import loop as cap_loop
+from celltrail.training.cap.data import _turn, relief
+from celltrail.training.cap.loop import window_loss
+from celltrail.training.cap.losses import match_daughters, trajectory_loss, visibility_loss
+
+TINY = CAPConfig(channels=(8, 16), feature_dim=16, hidden=32, heads=2, depth=1, iterations=2,
+                 levels=2, radius=1)
+runner = CliRunner()
+
+
+def run(*args: object):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def _hand_made() -> tuple[dict[int, dict[int, np.ndarray]], Lineage]:
+    """Cell 1 moves for frames 0–3 and divides into 2 and 3 (frames 4–7); cell 4 lives
+    throughout; cell 5 dies after frame 2."""
+    f32 = np.float32
+    positions = {
+        1: {t: np.array([10 + t, 10], f32) for t in range(4)},
+        2: {t: np.array([14 + t, 5], f32) for t in range(4, 8)},
+        3: {t: np.array([14 + t, 16], f32) for t in range(4, 8)},
+        4: {t: np.array([40, 10 + 2 * t], f32) for t in range(8)},
+        5: {t: np.array([60, 60 - t], f32) for t in range(3)},
+    }
+    lineage = Lineage([Track(1, 0, 3), Track(2, 4, 7, 1), Track(3, 4, 7, 1), Track(4, 0, 7),
+                       Track(5, 0, 2)])
+    return positions, lineage
+
+
+def test_encoding_follows_figure_2() -> None:
+    positions, lineage = _hand_made()
+    target = encode(positions, lineage, [1, 4, 5], 0, 8)
+    # (a) before the division: M visible, daughters invisible on the mother
+    assert target.visible[3, 0].tolist() == [True, False, False]
+    np.testing.assert_array_equal(target.points[3, 0], [[13, 10]] * 3)
+    # (c) after it: both daughters visible, M invisible at their mean
+    assert target.visible[4, 0].tolist() == [False, True, True]
+    np.testing.assert_array_equal(target.points[4, 0], [[18, 10.5], [18, 5], [18, 16]])
+    # a dead cell: all invisible, no point target
+    assert target.visible[5, 2].tolist() == [False] * 3
+    assert target.visible_valid[5, 2].all() and not target.point_valid[5, 2].any()
+
+
+def test_encoding_round_trips_a_lineage_with_a_division_exactly() -> None:
+    positions, lineage = _hand_made()
+    target = encode(positions, lineage, [1, 4, 5], 0, 8)
+    tracks = PointTracks()
+    labels = [tracks.new(0, 0, target.points[0, i, 0]) for i in range(3)]
+    last, alive = read_window(target.points, target.visible, labels, 0, tracks,
+                              stop_at_division=False)
+    assert last == 7
+    # new labels: 1, 4, 5 -> 1, 2, 3; daughters 2, 3 -> 4, 5
+    rename = {1: 1, 4: 2, 5: 3, 2: 4, 3: 5}
+    assert sorted(alive) == [2, 4, 5]
+    expected = Lineage(Track(rename[t.label], t.begin, t.end, rename.get(t.parent, 0))
+                       for t in lineage.values())
+    np.testing.assert_array_equal(tracks.lineage().to_array(), expected.to_array())
+    for old, new in rename.items():
+        assert tracks[new].positions.keys() == positions[old].keys()
+        for t, where in positions[old].items():
+            np.testing.assert_array_equal(tracks[new].positions[t], where)
+
+
+def test_encoding_treats_a_single_child_as_the_same_cell_and_skips_gaps() -> None:
+    f32 = np.float32
+    positions = {1: {0: np.array([5, 5], f32), 1: np.array([6, 5], f32)},
+                 2: {3: np.array([8, 5], f32)}}
+    lineage = Lineage([Track(1, 0, 1), Track(2, 3, 3, 1)])  # a gap at frame 2
+    target = encode(positions, lineage, [1], 0, 4)
+    assert target.visible[:, 0, 0].tolist() == [True, True, False, True]
+    assert not target.visible_valid[2, 0].any() and not target.point_valid[2, 0].any()
+    np.testing.assert_array_equal(target.points[3, 0, 0], [8, 5])
+
+
+def test_raw_adds_the_daughters_as_queries_and_restarts_at_the_division() -> None:
+    calls = []
+
+    def predict(start: int, stop: int, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        calls.append((start, stop, len(queries)))
+        steps = stop - start
+        points = np.repeat(queries[None, :, None], 3, axis=2).repeat(steps, 0)
+        visible = np.zeros((steps, len(queries), 3), bool)
+        visible[:, :, 0] = True
+        if start == 0:  # the first query divides at frame 5
+            dt = 5 - start
+            visible[dt:, 0] = [False, True, True]
+            points[dt:, 0, 1] += [0, -5]
+            points[dt:, 0, 2] += [0, 5]
+        return points.astype(np.float32), visible
+
+    queries = np.array([[20, 20], [50, 50]], np.float32)
+    tracks = rolling_windows(predict, 20, queries, 8)
+    assert calls == [(0, 8, 2), (5, 13, 3), (12, 20, 3)]
+    lineage = tracks.lineage()
+    assert lineage.to_array().tolist() == [[1, 0, 4, 0], [2, 0, 19, 0], [3, 5, 19, 1],
+                                           [4, 5, 19, 1]]
+    np.testing.assert_array_equal(tracks[3].positions[5], [20, 15])
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        rolling_windows(predict, 20, queries, 1)
+
+
+def test_correlation_is_the_inner_product_at_each_offset() -> None:
+    torch.manual_seed(0)
+    net = CAPNet(TINY)
+    fmap = torch.randn(1, 16, 8, 8)
+    feature = torch.randn(1, 1, 16)
+    # the centre of feature pixel (2, 3) at stride 4 is image position (9.5, 13.5)
+    points = torch.tensor([9.5, 13.5]).expand(1, 1, 3, 2)
+    corr = net.correlation(net.pyramid(fmap), feature, points, (32, 32))
+    assert corr.shape == (1, 1, 3 * 2 * 9)
+    scale = math.sqrt(16)
+    for index, (y, x) in ((4, (2, 3)), (1, (1, 3)), (5, (2, 4))):  # centre, up, right
+        expected = float(feature[0, 0] @ fmap[0, :, y, x]) / scale
+        assert float(corr[0, 0, index]) == pytest.approx(expected, abs=1e-5)
+
+
+def test_losses_known_values() -> None:
+    target = torch.zeros(1, 1, 3, 2)
+    valid = torch.tensor([[[True, True, False]]])
+    points = target.clone()
+    points[0, 0, 0] = torch.tensor([3.0, 4.0])  # 5 px off: 1.25 feature pixels
+    assert float(trajectory_loss([points], target, valid)) == pytest.approx(0.625)
+    assert float(trajectory_loss([points, points], target, valid)) == pytest.approx(0.625 * 1.8)
+    logits = torch.zeros(1, 1, 3)
+    visible = torch.tensor([[[True, False, True]]])
+    assert float(visibility_loss(logits, visible, torch.ones(1, 1, 3, dtype=torch.bool))) \
+        == pytest.approx(math.log(2))
+    target = torch.tensor([[[[0.0, 0], [0, 0], [0, 10]]]])
+    swapped = torch.tensor([[[[0.0, 0], [0, 10], [0, 0]]]])
+    everywhere = torch.ones(1, 1, 3, dtype=torch.bool)
+    assert match_daughters(swapped, target, everywhere).tolist() == [True]
+    assert match_daughters(target, target, everywhere).tolist() == [False]
+
+
+def test_paint_discs_gives_overlaps_to_the_nearest_centre() -> None:
+    out = paint_discs((30, 30), np.array([[10, 10], [10, 16], [0, 29]], np.float32),
+                      np.array([1, 2, 3]), 5.0)
+    assert out[10, 12] == 1 and out[10, 14] == 2 and out[10, 21] == 2
+    assert out[10, 22] == 0 and out[0, 29] == 3
+    ys, xs = np.nonzero(out == 1)
+    assert np.all((ys - 10) ** 2 + (xs - 10) ** 2 <= (ys - 10) ** 2 + (xs - 16) ** 2)
+    assert (out == 3).sum() == sum(1 for y in range(30) for x in range(30)
+                                   if y**2 + (x - 29) ** 2 <= 25)
+
+
+@pytest.mark.parametrize("turns", range(4))
+@pytest.mark.parametrize("flip", [False, True])
+def test_turning_a_crop_moves_its_points_with_it(turns: int, flip: bool) -> None:
+    frames = torch.zeros(1, 1, 16, 16)
+    frames[0, 0, 3, 12] = 1.0
+    points = np.array([[[[3, 12]] * 3]], np.float32)
+    target = Trajectories(points, np.ones((1, 1, 3), bool), np.ones((1, 1, 3), bool),
+                          np.ones((1, 1, 3), bool))
+    frames, target = _turn(frames, target, turns, flip)
+    y, x = target.points[0, 0, 0].astype(int)
+    assert frames[0, 0, y, x] == 1.0
+
+
+def test_relief_is_the_derivative_along_the_angle() -> None:
+    ramp = torch.arange(10.0).expand(1, 1, 10, 10).clone()  # rises by 1 per column
+    along = relief(ramp, 0.0)[0, 0, 1:-1, 1:-1]
+    assert torch.allclose(along, torch.ones_like(along))  # derivative 1, scaled to 1
+    across = relief(ramp, math.pi / 2)[0, 0]
+    assert torch.allclose(across, torch.full_like(across, 0.5), atol=1e-5)  # flat: background
+
+
+@pytest.fixture(scope="module")
+def sim_sequence(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("sim")
+    params = SimParams(frames=16, size=96, cells=8, cell_diameter=18.0, displacement=0.2,
+                       division_rate=0.1, mitosis_frames=2)
+    simulate(root, params, seed=3)  # 5 divisions
+    return root / "01"
+
+
+def test_aeg_windows_hold_a_whole_division(sim_sequence: Path) -> None:
+    sequence = load_sequence(sim_sequence)
+    assert sequence.divisions
+    sampler = Sampler([sequence], SampleParams(length=8, crop=96, aeg=1.0, zoom=1.0),
+                      np.random.default_rng(0))
+    for _ in range(5):
+        window = sampler.sample()
+        mothers = window.target.visible[0, :, 0]
+        daughters = window.target.visible[:, :, 1:].any(axis=(0, 2))
+        assert (mothers & daughters).any()  # a query that divides inside the window
+        assert window.frames.shape == (8, 1, 96, 96)
+
+
+def test_tiny_model_overfits_one_window(sim_sequence: Path) -> None:
+    torch.manual_seed(0)
+    sampler = Sampler([load_sequence(sim_sequence)],
+                      SampleParams(length=12, crop=96, aeg=1.0), np.random.default_rng(1))
+    window = sampler.sample()
+    net = CAPNet(TINY)
+    optimiser = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(150):
+        loss, _ = window_loss(net, window)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0] / 10
+
+
+def test_saved_model_reloads_with_weights_only_and_gives_identical_outputs(tmp_path: Path
+                                                                          ) -> None:
+    torch.manual_seed(0)
+    net = CAPNet(TINY).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(p.half().float())  # the finished model is saved in half precision
+    path = tmp_path / "m.pt"
+    save_checkpoint(net, path, {"kind": "cap", "window": 8, "spacing": 40.0})
+    again = network_from(load_checkpoint(path))
+    frames, queries = torch.randn(6, 1, 32, 32), torch.tensor([[10.0, 12.0], [20.0, 5.0]])
+    with torch.no_grad():
+        a, b = net(frames, queries), again(frames, queries)
+    assert torch.equal(a.points[-1], b.points[-1]) and torch.equal(a.visibility, b.visibility)
+
+
+def test_training_resumes_after_an_interruption(sim_sequence: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cap_loop, "CHECKPOINT_EVERY", 2)
+    params = TrainParams(steps=4, sample=SampleParams(length=8, crop=64), config=TINY)
+    sequence = load_sequence(sim_sequence)
+
+    def stop(step: int, _: float) -> None:
+        if step == 2:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "m.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train([sequence], out, params, progress=stop)
+    assert load_checkpoint(out)["step"] == 2 and "optimiser" in load_checkpoint(out)
+    train([sequence], out, params, resume=out)
+    state = load_checkpoint(out)
+    assert state["step"] == 4 and [h[0] for h in state["history"]] == [2, 4]
+    assert "optimiser" not in state
+
+
+def test_cli_train_then_track(sim_sequence: Path, tmp_path: Path) -> None:
+    model = tmp_path / "m.pt"
+    result = run("train", "cap", "--data", sim_sequence, "--out", model, "--steps", "2",
+                 "--no-simulated")
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(model)["step"] == 2
+    out = tmp_path / "res"
+    result = run("track", sim_sequence, "--out", out, "--method", "cap", "--model", model,
+                 "--queries-from-gt", sim_sequence.with_name("01_GT"))
+    assert result.exit_code == 0, result.output
+    assert read_result(out).errors() == []
+    result = run("track", sim_sequence, "--out", tmp_path / "x", "--queries-from-gt",
+                 sim_sequence.with_name("01_GT"))
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "error: --queries-from-gt applies to --method cap only"
+
+
+def test_shipped_model_tracks_the_sample(sample: Path) -> None:
+    """The default model was not trained on GOWT1: the sample is unseen data."""
+    assert len(shipped_models()) == 3
+    tracker = CAPTracker(queries_from_gt=sample / "01_GT")
+    result = tracker.track(open_sequence(sample / "01"))
+    scores = evaluate_result(result, sample / "01_GT", threads=1)
+    assert scores["TRA"] > 0.8  # 0.821 measured
