@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
 from celltrail.core.errors import InputError
@@ -24,6 +23,7 @@ from celltrail.core.lineage import lineage_from_presence
 from celltrail.core.result import MaskStore, TrackingResult
 from celltrail.core.sequence import ImageSequence, normalise
 from celltrail.io.ctc import read_tracking_gt
+from celltrail.linking import equivalent_diameters, measure
 from celltrail.methods.cap.model import model_path
 from celltrail.methods.cap.points import PointTracks
 from celltrail.methods.cap.raw import rolling_windows
@@ -37,12 +37,11 @@ VISIBLE = 0.5
 def objects(labels: np.ndarray) -> tuple[np.ndarray, float]:
     """Centres (N, 2) (y, x) of the objects of a label image and their median equivalent
     radius."""
-    ids = np.unique(labels[labels > 0])
-    if not len(ids):
+    found = measure(np.asarray(labels))
+    if not len(found):
         return np.zeros((0, 2), np.float32), 0.0
-    centres = np.array(ndi.center_of_mass(labels > 0, labels, ids), dtype=np.float32)
-    areas = ndi.sum_labels(np.ones(labels.shape), labels, ids)
-    return centres.reshape(-1, 2), float(np.median(np.sqrt(areas / np.pi)))
+    return (found.centroids.astype(np.float32),
+            float(np.median(equivalent_diameters(found.areas))) / 2)
 
 
 def spacing(centres: np.ndarray, radius: float) -> float:

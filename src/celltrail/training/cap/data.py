@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage as ndi
 
 from celltrail.core.errors import InputError
 from celltrail.core.lineage import Lineage
 from celltrail.core.sequence import normalise, open_sequence
 from celltrail.io.ctc import read_tracking_gt
+from celltrail.linking import measure
 from celltrail.methods.cap.points import Trajectories, encode
 from celltrail.methods.cap.tracker import spacing
 from celltrail.models.cap import PERCENTILES, SPACING
@@ -67,9 +67,8 @@ def load_sequence(seq_dir: str | Path) -> TrainingSequence:
     positions: dict[int, dict[int, np.ndarray]] = {}
     gaps = []
     for t, markers in enumerate(truth.masks):
-        markers = np.asarray(markers)
-        ids = np.unique(markers[markers > 0])
-        centres = np.array(ndi.center_of_mass(markers > 0, markers, ids)).reshape(-1, 2)
+        found = measure(np.asarray(markers))
+        ids, centres = found.labels, found.centroids
         for label, centre in zip(ids.tolist(), centres, strict=True):
             positions.setdefault(label, {})[t] = centre
         if len(ids) >= 2:
