@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -18,10 +19,15 @@ from skimage.segmentation import watershed
 
 from celltrail.core.lineage import Lineage, Track
 from celltrail.core.result import TrackingResult
-from celltrail.core.sequence import read_tiff
-from celltrail.io.ctc import read_segmentation_gt, read_tracking_gt
+from celltrail.core.sequence import open_sequence, read_tiff
+from celltrail.io.ctc import numbered_files, read_segmentation_gt, read_tracking_gt
 from celltrail.linking import equivalent_diameters, measure
 from celltrail.metrics import evaluate_result
+from celltrail.simulate import subsample
+from celltrail.training.embedtrack.data import split_index
+
+#: The shared real sequences, reached from the repo root.
+SHARED = Path("../shared/data/ctc")
 
 #: The shared sequences and the preset of their modality (chosen by modality, not by sequence).
 SEQUENCES = {
@@ -146,3 +152,23 @@ def score_result(result: TrackingResult, gt_dir: Path) -> dict:
     """py-ctcmetrics scores of a valid result (raises on an invalid one)."""
     result.validate()
     return evaluate_result(result, gt_dir, threads=1)
+
+
+def tail(name: str, out: Path) -> tuple[Path, str]:
+    """The last 10% of ``name``'s sequence 01 with its GT; which truth SEG is scored on."""
+    seq = SHARED / name / "01"
+    n = len(open_sequence(seq))
+    split = split_index(n)
+    images = subsample(seq, seq.with_name("01_GT"), out, step=1, start=split)
+    seg = images.with_name("01_GT") / "SEG"
+    if seg.is_dir():
+        return images, "GT"
+    silver = numbered_files(seq.with_name("01_ST") / "SEG", "man_seg") \
+        if seq.with_name("01_ST").is_dir() else {}
+    kept = {t - split: path for t, path in silver.items() if t >= split}
+    if not kept:
+        return images, "none"
+    seg.mkdir()
+    for t, path in kept.items():
+        shutil.copyfile(path, seg / f"man_seg{t:03d}.tif")
+    return images, "ST"

@@ -14,45 +14,19 @@ the 512 x 512 frames of DIC-C2DH-HeLa (measure on an idle machine).
 from __future__ import annotations
 
 import argparse
-import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from common import SEQUENCES
+from common import SEQUENCES, tail
 
 from celltrail.core.sequence import ArraySequence, open_sequence
-from celltrail.io.ctc import numbered_files
 from celltrail.methods.embedtrack import EmbedTracker
 from celltrail.methods.embedtrack.model import model_path
 from celltrail.metrics import evaluate_result
 from celltrail.models.embedtrack import load_checkpoint
-from celltrail.simulate import subsample
-from celltrail.training.embedtrack.data import split_index
-
-SHARED = Path("../shared/data/ctc")
-
-
-def tail(name: str, out: Path) -> tuple[Path, str]:
-    """The last 10% of ``name``'s sequence 01 with its GT; which truth SEG is scored on."""
-    seq = SHARED / name / "01"
-    n = len(open_sequence(seq))
-    split = split_index(n)
-    images = subsample(seq, seq.with_name("01_GT"), out, step=1, start=split)
-    seg = images.with_name("01_GT") / "SEG"
-    if seg.is_dir():
-        return images, "GT"
-    silver = numbered_files(seq.with_name("01_ST") / "SEG", "man_seg") \
-        if seq.with_name("01_ST").is_dir() else {}
-    kept = {t - split: path for t, path in silver.items() if t >= split}
-    if not kept:
-        return images, "none"
-    seg.mkdir()
-    for t, path in kept.items():
-        shutil.copyfile(path, seg / f"man_seg{t:03d}.tif")
-    return images, "ST"
 
 
 def accuracy(names: list[str]) -> None:

@@ -254,7 +254,8 @@ def test_boxes_need_boxtrack(sample: Path, tmp_path: Path) -> None:
                        "--boxes-from-gt", sample / "01_GT"),
                    "--boxes and --boxes-from-gt apply to --method boxtrack only")
     one_error_line(run("track", sample / "01", "--out", tmp_path / "o", "--model", "x.pt"),
-                   "--model applies to --method boxtrack, embedtrack or cap only")
+                   "--model applies to --method boxtrack, embedtrack, cap or "
+                   "cellboxify only")
 
 
 def test_boxtrack_gt_larger_than_images(sample: Path, tmp_path: Path) -> None:

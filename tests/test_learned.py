@@ -71,20 +71,22 @@ def test_decoder_outputs(sim_sequence) -> None:
     assert out.tokens.shape == (2, K, net.config.decoder_width)
 
 
-def test_loss_falls_when_fitting_one_batch(sim_sequence) -> None:
+@pytest.mark.parametrize("supervision", ["mask", "box"])
+def test_loss_falls_when_fitting_one_batch(sim_sequence, supervision: str) -> None:
     torch.manual_seed(0)
-    params = TrainParams(batch=2, crop=96, prompts=4)
+    params = TrainParams(batch=2, crop=96, prompts=4, supervision=supervision)
     batch = _Sampler([sim_sequence], params, np.random.default_rng(0)).sample()
     net = PromptSegNet()
     optimiser = torch.optim.Adam(net.parameters(), lr=3e-3)
     first = None
     for _ in range(40):
-        loss = losses(net, batch)["total"]
+        loss = losses(net, batch, supervision)["total"]
         first = float(loss.detach()) if first is None else first
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-    assert float(loss.detach()) < first / 2
+    # box-only losses keep a floor: the best split of a real crop still has Chan–Vese energy
+    assert float(loss.detach()) < first * (0.5 if supervision == "mask" else 0.6)
 
 
 def test_train_save_reload_and_resume(sim_sequence, tmp_path: Path) -> None:

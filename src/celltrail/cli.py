@@ -15,6 +15,7 @@ from typing import Annotated, TypeVar
 
 import numpy as np
 import pandas as pd
+import tifffile
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -33,6 +34,7 @@ from celltrail.pipeline import (
     box_prompts,
     boxtrack_tracker,
     cap_tracker,
+    cellboxify_tracker,
     check_out,
     embedtrack_tracker,
     save_result,
@@ -100,7 +102,7 @@ def track(
     out: Annotated[Path, typer.Option(help="Result folder (maskTTT.tif, res_track.txt, tables; "
                                            "boxtrack adds MOT lines, tracking_results.txt).")],
     method: Annotated[str, typer.Option(help="Tracking method: classical, boxtrack, "
-                                             "embedtrack or cap.")]
+                                             "embedtrack, cap or cellboxify.")]
     = "classical",
     preset: Annotated[str, typer.Option(help="Modality: fluo-nuclei, dic, phase.")] = "fluo-nuclei",
     diameter: Annotated[float | None, typer.Option(help="Cell diameter in pixels (estimated "
@@ -120,10 +122,10 @@ def track(
                                                      "--boxes (1 for MOT-style bbox.txt).")] = 0,
     backend: Annotated[str, typer.Option(help="boxtrack: segmenter, learned or classical (with "
                                               "--preset).")] = "learned",
-    model: Annotated[str | None, typer.Option(help="boxtrack, embedtrack, cap: the model, a "
-                                                   "shipped name (the data it was trained on, "
-                                                   "e.g. Fluo-N2DH-GOWT1) or a checkpoint "
-                                                   "path.")] = None,
+    model: Annotated[str | None, typer.Option(help="boxtrack, embedtrack, cap, cellboxify: the "
+                                                   "model, a shipped name (the data it was "
+                                                   "trained on, e.g. Fluo-N2DH-GOWT1) or a "
+                                                   "checkpoint path.")] = None,
     tta: Annotated[bool, typer.Option(help="embedtrack: test-time augmentation (8 rotations "
                                            "and flips; about 8x slower).")] = False,
     new_cells: Annotated[bool | None, typer.Option(help="boxtrack: start tracks for cells "
@@ -140,7 +142,8 @@ def track(
 
     --method boxtrack follows the cells given by one box each (--boxes or --boxes-from-gt);
     --method embedtrack needs a trained model (--model); --method cap tracks the cells of
-    the first frame (found by the classical detector, or --queries-from-gt) as points.
+    the first frame (found by the classical detector, or --queries-from-gt) as points;
+    --method cellboxify segments with a CellBoxify model (--model) and links the masks.
     """
     from celltrail.methods import get_tracker
 
@@ -149,10 +152,12 @@ def track(
     if movie is not None and movie.suffix.lower() not in MOVIE_SUFFIXES:
         raise InputError(movie, "a movie must be written as .gif or .mp4")
     boxtrack, embedtrack, cap = method == "boxtrack", method == "embedtrack", method == "cap"
+    cellboxify = method == "cellboxify"
     if not boxtrack and any(v is not None for v in (boxes, boxes_from_gt)):
         raise InputError(None, "--boxes and --boxes-from-gt apply to --method boxtrack only")
-    if model is not None and not (boxtrack or embedtrack or cap):
-        raise InputError(None, "--model applies to --method boxtrack, embedtrack or cap only")
+    if model is not None and not (boxtrack or embedtrack or cap or cellboxify):
+        raise InputError(None, "--model applies to --method boxtrack, embedtrack, cap or "
+                               "cellboxify only")
     if queries_from_gt is not None and not cap:
         raise InputError(None, "--queries-from-gt applies to --method cap only")
     if tta and not embedtrack:
@@ -162,6 +167,8 @@ def track(
             tracker = embedtrack_tracker(model, tta)
         elif cap:
             tracker = cap_tracker(model, queries_from_gt, preset, diameter)
+        elif cellboxify:
+            tracker = cellboxify_tracker(model)
         elif boxtrack:
             prompts, origin = box_prompts(images, frame_step, boxes, boxes_from_gt,
                                           box_frame_base)
@@ -212,6 +219,12 @@ def training_sequences(data: list[Path], out: Path, load: Callable[[Path], T],
         yield sequences
 
 
+def check_supervision(supervision: str) -> None:
+    """Refuse a --supervision other than box or mask."""
+    if supervision not in ("box", "mask"):
+        raise InputError(None, f"--supervision must be box or mask, not {supervision!r}")
+
+
 @train_app.command("prompt-segmenter")
 @reports_errors
 def train_prompt_segmenter(
@@ -224,13 +237,18 @@ def train_prompt_segmenter(
                                                  "modality.")] = True,
     resume: Annotated[Path | None, typer.Option(help="Checkpoint to continue from.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    supervision: Annotated[str, typer.Option(help="mask: learn from the cells' masks; box: "
+                                                  "from their boxes alone (CellBoxify's "
+                                                  "losses).")] = "mask",
 ) -> None:
     """Retrain BoxTrack's learned backend (use it with --model PATH)."""
     from celltrail.training.prompt_segmenter import TrainParams, load_sequence, train
 
+    check_supervision(supervision)
     with training_sequences(data, out, load_sequence, simulated) as sequences, \
             progress_bar(steps, "training") as on_step:
-        train(sequences, out, TrainParams(steps=steps, seed=seed), resume=resume,
+        train(sequences, out, TrainParams(steps=steps, seed=seed, supervision=supervision),
+              resume=resume,
               progress=lambda step, _: on_step(step))
     console.print(f"wrote {out}")
 
@@ -292,6 +310,38 @@ def train_cap(
     console.print(f"wrote {out}")
 
 
+@train_app.command("cellboxify")
+@reports_errors
+def train_cellboxify(
+    coco: Annotated[Path, typer.Option(help="COCO JSON of the training images (LIVECell "
+                                            "layout; `celltrail coco` makes one from CTC "
+                                            "data).")],
+    images: Annotated[Path, typer.Option(help="Folder the JSON's file names are relative to.")],
+    out: Annotated[Path, typer.Option(help="Model file to write (.pt); a checkpoint is saved "
+                                           "there every 100 steps.")],
+    supervision: Annotated[str, typer.Option(help="box: learn masks from the boxes alone "
+                                                  "(CellBoxify's losses); mask: from full "
+                                                  "masks.")] = "box",
+    steps: Annotated[int, typer.Option(min=1, help="Optimisation steps (one image each).")]
+    = 1600,
+    resume: Annotated[Path | None, typer.Option(help="Checkpoint to continue from, or a "
+                                                     "model to fine-tune.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Train a CellBoxify instance segmenter; use it by `celltrail segment --method cellboxify
+    --model PATH` or `celltrail track --method cellboxify --model PATH`."""
+    from celltrail.training.cellboxify import TrainParams, train, training_images
+
+    check_supervision(supervision)
+    check_out(out, coco, images)
+    with console.status("reading training images"):
+        found = training_images(coco, images, supervision)
+    with progress_bar(steps, "training") as on_step:
+        train(found, out, TrainParams(steps=steps, supervision=supervision, seed=seed),
+              resume=resume, progress=lambda step, _: on_step(step), trained_on=[coco.name])
+    console.print(f"wrote {out}")
+
+
 @contextmanager
 def epoch_bar(steps: int, per_epoch: int) -> Iterator[Callable[[int], None]]:
     """Two progress bars: epochs, and steps within the epoch."""
@@ -311,6 +361,49 @@ def epoch_bar(steps: int, per_epoch: int) -> Iterator[Callable[[int], None]]:
                 progress.update(inner, completed=within)
 
         yield update
+
+
+@app.command()
+@reports_errors
+def segment(
+    input: Annotated[Path, typer.Argument(help="CTC image folder (tTTT.tif) or a TIFF stack.")],
+    out: Annotated[Path, typer.Option(help="Folder of label images, maskTTT.tif.")],
+    method: Annotated[str, typer.Option(help="cellboxify or classical.")] = "cellboxify",
+    model: Annotated[str | None, typer.Option(help="cellboxify: a shipped model's name or a "
+                                                   "checkpoint path.")] = None,
+    preset: Annotated[str, typer.Option(help="classical: modality, fluo-nuclei, dic, phase.")]
+    = "fluo-nuclei",
+    diameter: Annotated[float | None, typer.Option(help="classical: cell diameter in pixels "
+                                                         "(estimated if not given).")] = None,
+) -> None:
+    """Segment every frame of INPUT into label images, without tracking (`celltrail link`
+    tracks them later)."""
+    from celltrail.methods.cellboxify import SHIPPED, CellBoxifySegmenter
+    from celltrail.segmentation import Segmenter
+
+    images = open_sequence(input)
+    check_out(out, input)
+    if method == "cellboxify":
+        if model is None:
+            raise InputError(None, f"--method cellboxify needs --model: a checkpoint path or a "
+                                   f"shipped model ({', '.join(SHIPPED.names())})")
+        segmenter: Callable[[np.ndarray], np.ndarray] = CellBoxifySegmenter(model)
+    elif method == "classical":
+        if model is not None:
+            raise InputError(None, "--model applies to --method cellboxify only")
+        segmenter = Segmenter(preset, diameter=diameter)
+    else:
+        raise InputError(None, f"unknown segmentation method {method!r}; choose cellboxify or "
+                               f"classical")
+    digits = frame_digits(len(images))
+    with atomic_dir(out) as tmp, progress_bar(len(images), "segmenting") as on_frame:
+        for t, image in enumerate(images):
+            labels = segmenter(np.asarray(image))
+            tifffile.imwrite(tmp / f"mask{t:0{digits}d}.tif",
+                             labels.astype(np.uint16 if labels.max() < 65536 else np.uint32),
+                             compression="zlib")
+            on_frame(t)
+    console.print(f"wrote {len(images)} label images to {out}")
 
 
 @app.command()
@@ -368,6 +461,37 @@ def convert(
     else:
         write_result(result, out)
     console.print(f"wrote {len(result.lineage)} tracks over {len(result.masks)} frames to {out}")
+
+
+@app.command()
+@reports_errors
+def coco(
+    seq: Annotated[Path, typer.Argument(help="CTC image folder NN (tTTT.tif) with NN_GT/SEG "
+                                             "and/or NN_ST/SEG beside it.")],
+    out: Annotated[Path, typer.Option(help="COCO JSON file to write (image file names "
+                                           "relative to SEQ).")],
+    truth: Annotated[str, typer.Option(help="Masks of gt (NN_GT/SEG) or st (NN_ST/SEG), or "
+                                            "boxes: their boxes only (GT if present, else "
+                                            "ST).")] = "gt",
+    frames: Annotated[str | None, typer.Option(help="Only frames A:B, a half-open range as in "
+                                                    "Python (0:58 is frames 0 to 57; A: and :B "
+                                                    "leave an end open).")] = None,
+) -> None:
+    """Write the segmented frames of a CTC sequence as a COCO instance dataset (LIVECell
+    layout), e.g. to train or score a cell detector."""
+    from celltrail.io.coco import ctc_to_coco, load_coco
+
+    selected = None
+    if frames is not None:
+        start, colon, stop = frames.partition(":")
+        if not colon or not all(part.isdigit() for part in (start, stop) if part):
+            raise InputError(None, f"--frames must be A:B, a half-open range of frame numbers, "
+                                   f"found {frames!r}")
+        selected = range(int(start or 0), int(stop) if stop else sys.maxsize)
+    check_out(out, seq)
+    data = load_coco(ctc_to_coco(seq, out, truth, selected))
+    console.print(f"wrote {len(data['images'])} images, {len(data['annotations'])} "
+                  f"annotations to {out}")
 
 
 def batch_table(summary: pd.DataFrame) -> Table:

@@ -114,3 +114,15 @@ def cap_tracker(model: str | None, queries_from_gt: Path | None, preset: str,
     if model is not None:
         options["model"] = model
     return get_tracker("cap", **options)
+
+
+def cellboxify_tracker(model: str | None) -> Tracker:
+    """CellBoxify's masks linked by the classical linker, with a shipped model or a checkpoint."""
+    from celltrail.methods import get_tracker
+    from celltrail.methods.cellboxify import SHIPPED
+
+    if model is None:
+        names = ", ".join(SHIPPED.names())
+        raise InputError(None, f"--method cellboxify needs --model: a checkpoint path or a "
+                               f"shipped model ({names})")
+    return get_tracker("cellboxify", model=model)

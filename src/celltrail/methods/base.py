@@ -56,11 +56,12 @@ def prefetch_map(
 def _registry() -> dict[str, Callable[..., Tracker]]:
     from celltrail.methods.boxtrack import BoxTracker
     from celltrail.methods.cap import CAPTracker
+    from celltrail.methods.cellboxify import CellBoxifyTracker
     from celltrail.methods.classical import ClassicalTracker
     from celltrail.methods.embedtrack import EmbedTracker
 
-    return {"boxtrack": BoxTracker, "cap": CAPTracker, "classical": ClassicalTracker,
-            "embedtrack": EmbedTracker}
+    return {"boxtrack": BoxTracker, "cap": CAPTracker, "cellboxify": CellBoxifyTracker,
+            "classical": ClassicalTracker, "embedtrack": EmbedTracker}
 
 
 def get_tracker(name: str, **options: object) -> Tracker:

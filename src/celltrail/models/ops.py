@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -28,3 +29,40 @@ def roi_align(features: torch.Tensor, boxes: torch.Tensor, batch_index: torch.Te
                                 mode="bilinear", padding_mode="zeros", align_corners=False)
         out[rows] = sampled.reshape(-1, len(rows), size, size).transpose(0, 1)
     return out
+
+
+def box_area(boxes: torch.Tensor) -> torch.Tensor:
+    """Areas of ``(x0, y0, x1, y1)`` boxes (N, 4); empty boxes have area 0."""
+    return (boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)
+
+
+def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Intersection over union of every box in ``a`` (N, 4) with every box in ``b`` (M, 4).
+
+    Written with in-place (N, M) operations: this runs over every anchor of an image."""
+    width = (torch.minimum(a[:, None, 2], b[None, :, 2])
+             - torch.maximum(a[:, None, 0], b[None, :, 0])).clamp_(min=0)
+    height = (torch.minimum(a[:, None, 3], b[None, :, 3])
+              - torch.maximum(a[:, None, 1], b[None, :, 1])).clamp_(min=0)
+    inter = width.mul_(height)
+    union = box_area(a)[:, None] + box_area(b)[None, :] - inter
+    return inter.div_(union.clamp_(min=1e-9))
+
+
+def nms(boxes: torch.Tensor, scores: torch.Tensor, iou: float) -> torch.Tensor:
+    """Greedy non-maximum suppression: indices of the boxes kept, best score first.
+
+    A box is dropped when its IoU with a better-scoring kept box exceeds ``iou``.
+    """
+    if len(boxes) == 0:
+        return torch.zeros(0, dtype=torch.long)
+    order = torch.argsort(scores, descending=True, stable=True)
+    boxes = boxes[order]
+    overlaps = (box_iou(boxes, boxes) > iou).numpy()
+    suppressed = np.zeros(len(boxes), dtype=bool)
+    keep = []
+    for i in range(len(boxes)):  # each kept box silences the later ones it overlaps
+        if not suppressed[i]:
+            keep.append(i)
+            suppressed |= overlaps[i]
+    return order[torch.tensor(keep, dtype=torch.long)]

@@ -24,7 +24,7 @@ from celltrail.core.sequence import normalise, open_sequence, read_tiff
 from celltrail.io.ctc import relabel_by_markers, training_truth
 from celltrail.linking.objects import equivalent_diameters
 from celltrail.models.checkpoint import Optimiser, resume_training, save_checkpoint
-from celltrail.models.ops import roi_align
+from celltrail.models.ops import box_iou, roi_align
 from celltrail.models.prompt_segmenter import (
     CANONICAL_DIAMETER,
     K,
@@ -32,6 +32,7 @@ from celltrail.models.prompt_segmenter import (
     PromptSegNet,
     crop_boxes,
 )
+from celltrail.training.cellboxify.losses import box_mask_terms, mask_box
 
 
 @dataclass
@@ -53,6 +54,9 @@ class TrainParams:
     prompts: int = 8
     lr: float = 2e-3
     seed: int = 0
+    #: "mask" learns from the cells' masks; "box" from their boxes alone, with CellBoxify's
+    #: box-only losses (the foreground head then learns the boxes' interiors).
+    supervision: str = "mask"
 
 
 def load_sequence(seq_dir: str | Path) -> TrainSequence:
@@ -112,7 +116,7 @@ class _Sampler:
             img = img * rng.uniform(0.7, 1.3) + rng.uniform(-0.1, 0.1)
             img = img + rng.normal(0, rng.uniform(0, 0.05), img.shape)
             images.append(img.astype(np.float32))
-            fgs.append(lab > 0)
+            fgs.append(lab > 0 if p.supervision == "mask" else _box_interiors(lab))
             cells = [c for c in np.unique(lab) if c]
             rng.shuffle(cells)
             for cell in cells[:p.prompts]:
@@ -154,6 +158,15 @@ class _Sampler:
         }
 
 
+def _box_interiors(labels: np.ndarray) -> np.ndarray:
+    """Where some cell's bounding box lies: the foreground that box annotation gives."""
+    inside = np.zeros(labels.shape, dtype=bool)
+    for box in ndi.find_objects(labels):
+        if box is not None:
+            inside[box] = True
+    return inside
+
+
 def _orient(array: np.ndarray, k: int, flip: bool) -> np.ndarray:
     array = np.rot90(array, k)
     return np.ascontiguousarray(array[:, ::-1] if flip else array)
@@ -188,8 +201,11 @@ def _jitter_mask(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return moved.astype(np.float64)
 
 
-def losses(net: PromptSegNet, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The training losses of one batch (their sum is ``"total"``)."""
+def losses(net: PromptSegNet, batch: dict[str, torch.Tensor], supervision: str = "mask"
+           ) -> dict[str, torch.Tensor]:
+    """The training losses of one batch (their sum is ``"total"``). With ``supervision="box"``
+    each candidate mask learns only from its cell's box (CellBoxify's unary and pairwise terms),
+    and the predicted IoU is that of the mask's box with the cell's."""
     s = net.config.mask_size
     features = net.encode(batch["image"])
     crops = crop_boxes(batch["boxes"])
@@ -201,7 +217,18 @@ def losses(net: PromptSegNet, batch: dict[str, torch.Tensor]) -> dict[str, torch
     fg_target = F.avg_pool2d(batch["foreground"], 4)
     result["foreground"] = F.binary_cross_entropy_with_logits(net.foreground(features), fg_target)
     result["objectness"] = F.binary_cross_entropy_with_logits(out.objectness, pos.float())
-    if pos.any():
+    if pos.any() and supervision == "box":
+        logits = out.masks[pos]
+        boxes = mask_box(target[pos][:, 0]).repeat_interleave(K, dim=0)
+        grey = roi_align(batch["image"], crops[pos], batch["index"][pos], s)[:, 0]
+        terms = box_mask_terms(torch.sigmoid(logits.flatten(0, 1)),
+                               grey.repeat_interleave(K, dim=0), boxes)
+        result["mask"] = terms["mask"].reshape(-1, K).min(dim=1).values.mean()
+        with torch.no_grad():
+            hard = mask_box((logits.flatten(0, 1) > 0).float())
+            iou = box_iou(hard, boxes).diagonal().reshape(-1, K)
+        result["quality"] = F.mse_loss(out.quality[pos], iou)
+    elif pos.any():
         logits, tgt = out.masks[pos], target[pos].expand(-1, K, -1, -1)
         bce = F.binary_cross_entropy_with_logits(logits, tgt, reduction="none").mean(dim=(2, 3))
         prob = torch.sigmoid(logits)
@@ -245,7 +272,7 @@ def train(
     net.train()
     names = [s.name for s in sequences]
     for step in range(start, params.steps):
-        loss = losses(net, sampler.sample())["total"]
+        loss = losses(net, sampler.sample(), params.supervision)["total"]
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -261,5 +288,6 @@ def train(
 def _save(net: PromptSegNet, path: str | Path, trained_on: list[str], step: int,
           params: TrainParams, optimiser: Optimiser | None = None) -> None:
     """A checkpoint; the final one (no optimiser) in half precision, to ship."""
-    meta = {"trained_on": trained_on, "step": step, "seed": params.seed, "steps": params.steps}
+    meta = {"trained_on": trained_on, "step": step, "seed": params.seed, "steps": params.steps,
+            "supervision": params.supervision}
     save_checkpoint(net, path, meta, optimiser)

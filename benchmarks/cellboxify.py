@@ -1,0 +1,119 @@
+"""CellBoxify on the shared sequences: box-only against full-mask training, the README's table.
+
+Each shipped model was trained on the first 90% of frames of its sequence ``01``
+(``tools/train_cellboxify.py``, both supervisions with the same frames, cells and steps); here
+it segments the last 10%. Mask and box AP, AP50, AP75 use COCO's protocol with LIVECell's limits
+(``celltrail.metrics.coco``); SEG, DET and TRA come from py-ctcmetrics after the classical
+linker tracked the masks. The reference is the GT segmentation where it covers those frames,
+else the silver truth (``01_ST``), as for DIC-C2DH-HeLa. The last row per sequence is the ratio
+box-only / full-mask (the paper: 0.834 on LIVECell).
+
+    python benchmarks/cellboxify.py [--only NAME] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import SHARED, tail
+from pycocotools import mask as mask_util
+
+from celltrail.core.sequence import open_sequence
+from celltrail.io.coco import ctc_to_coco, read_coco
+from celltrail.methods.cellboxify import SHIPPED, CellBoxifyTracker, instance_masks
+from celltrail.metrics import evaluate_result
+from celltrail.metrics.coco import coco_ap
+from celltrail.models.cellboxify import load_checkpoint
+from celltrail.training.embedtrack.data import split_index
+
+DATASETS = ("Fluo-N2DH-SIM+", "DIC-C2DH-HeLa")
+
+
+def coco_scores(tracker: CellBoxifyTracker, gt_json: Path, images_dir: Path
+                ) -> dict[str, dict[str, float | None]]:
+    """Mask and box AP of every detection (scored, overlapping) on the images of ``gt_json``."""
+    results = []
+    for entry in read_coco(gt_json, images_dir):
+        image = entry.load()
+        found = tracker.segmenter.detect(image)
+        for (score, mask), box in zip(instance_masks(found, image.shape), found.boxes,
+                                      strict=True):
+            rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
+            rle["counts"] = rle["counts"].decode()
+            x0, y0, x1, y1 = box.tolist()
+            results.append({"image_id": entry.image_id, "category_id": 1, "score": score,
+                            "segmentation": rle, "bbox": [x0, y0, x1 - x0, y1 - y0]})
+    return {kind: coco_ap(gt_json, results, kind) for kind in ("segm", "bbox")}
+
+
+def evaluate(name: str) -> list[dict[str, object]]:
+    """Scores of the box-only and full-mask models of one sequence."""
+    seq = SHARED / name / "01"
+    n = len(open_sequence(seq))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        images_dir, truth = tail(name, Path(tmp) / "tail")
+        gt_json = ctc_to_coco(seq, Path(tmp) / "eval.json", truth.lower(),
+                              range(split_index(n), n))
+        for supervision in ("mask", "box"):
+            model = f"{name}_{supervision}"
+            tracker = CellBoxifyTracker(model)
+            scores = coco_scores(tracker, gt_json, seq)
+            ctc = evaluate_result(tracker.track(open_sequence(images_dir)),
+                                  images_dir.with_name("01_GT"), threads=1)
+            state = load_checkpoint(SHIPPED.path(model))
+            rows.append({"supervision": supervision, "truth": truth,
+                         "frames": n - split_index(n), "minutes": float(state["seconds"]) / 60,
+                         "steps": int(state["step"]), **scores, "ctc": ctc})
+    return rows
+
+
+def _value(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return "n/a" if a is None or not b else f"{a / b:.3f}"
+
+
+KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=DATASETS, action="append")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    results = {name: evaluate(name) for name in args.only or DATASETS}
+    print("Masks:\n")
+    print("| sequence | training | AP | AP50 | AP75 | APs | APm | APl | SEG | DET | TRA "
+          "| training time |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, (full, box) in results.items():
+        for row in (full, box):
+            ctc = row["ctc"]
+            print(f"| {name} ({row['frames']} frames, vs {row['truth']}) | {row['supervision']} "
+                  + "".join(f"| {_value(row['segm'][k])} " for k in KEYS)
+                  + f"| {ctc['SEG']:.3f} | {ctc['DET']:.3f} | {ctc['TRA']:.3f} "
+                  f"| {row['steps']} steps, {row['minutes']:.0f} min |")
+        print(f"| {name} | **box / mask** "
+              + "".join(f"| {_ratio(box['segm'][k], full['segm'][k])} " for k in KEYS)
+              + f"| {_ratio(box['ctc']['SEG'], full['ctc']['SEG'])} | | | |")
+    print("\nBoxes:\n")
+    print("| sequence | training | AP | AP50 | AP75 | APs | APm | APl |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, (full, box) in results.items():
+        for row in (full, box):
+            print(f"| {name} | {row['supervision']} "
+                  + "".join(f"| {_value(row['bbox'][k])} " for k in KEYS) + "|")
+        print(f"| {name} | **box / mask** "
+              + "".join(f"| {_ratio(box['bbox'][k], full['bbox'][k])} " for k in KEYS) + "|")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,12 @@
+"""CellBoxify (instance segmentation learnt from bounding boxes), and its masks linked into
+tracks by the classical linker."""
+
+from celltrail.methods.cellboxify.segmenter import (
+    SHIPPED,
+    CellBoxifySegmenter,
+    instance_masks,
+    paint,
+)
+from celltrail.methods.cellboxify.tracker import CellBoxifyTracker
+
+__all__ = ["SHIPPED", "CellBoxifySegmenter", "CellBoxifyTracker", "instance_masks", "paint"]

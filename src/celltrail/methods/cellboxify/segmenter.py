@@ -1,0 +1,94 @@
+"""Segmenting frames with a CellBoxify model: detections in, label images and instance masks
+out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from celltrail.core.errors import InputError
+from celltrail.models.cellboxify import (
+    TEST_SIDE,
+    Detections,
+    load_checkpoint,
+    network_from,
+    prepare,
+)
+from celltrail.models.shipped import ShippedWeights
+
+#: Shipped models, ``<training data>_<box|mask>.pt``.
+SHIPPED = ShippedWeights("cellboxify")
+#: Detections at least this confident become cells in label images.
+MIN_SCORE = 0.5
+#: A cell that keeps less than this share of its mask after better cells took theirs is dropped.
+MIN_KEPT = 0.5
+
+
+class CellBoxifySegmenter:
+    """``CellBoxifySegmenter(model)(frame)`` is the frame's int32 label image."""
+
+    def __init__(self, model: str | Path, min_score: float = MIN_SCORE) -> None:
+        state = load_checkpoint(SHIPPED.path(model))
+        self.net = network_from(state)
+        self.supervision = str(state.get("supervision", "?"))
+        self.min_score = min_score
+
+    def detect(self, image: np.ndarray) -> Detections:
+        """Cells of a 2D image, boxes in its pixels; the network sees it at a short side of
+        :data:`TEST_SIDE` pixels."""
+        if image.ndim != 2:
+            raise InputError(None, f"CellBoxify segments 2D frames, not shape {image.shape}")
+        scale = TEST_SIDE / min(image.shape)
+        x = torch.from_numpy(prepare(image))[None, None]
+        size = (round(image.shape[0] * scale), round(image.shape[1] * scale))
+        x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+        found = self.net.detect(x)
+        factor = torch.tensor([image.shape[1] / size[1], image.shape[0] / size[0]] * 2)
+        return Detections(found.boxes * factor, found.scores, found.masks)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        return paint(self.detect(image), image.shape, self.min_score)
+
+
+def _paste(mask: torch.Tensor, box: torch.Tensor, shape: tuple[int, int]
+           ) -> tuple[tuple[slice, slice], np.ndarray]:
+    """A box's mask probabilities resampled onto the image pixels it covers: (window, values)."""
+    x0, y0, x1, y1 = box.tolist()
+    rows = slice(max(0, int(np.floor(y0))), min(shape[0], int(np.ceil(y1))))
+    cols = slice(max(0, int(np.floor(x0))), min(shape[1], int(np.ceil(x1))))
+    ys = (torch.arange(rows.start, rows.stop) + 0.5 - y0) / max(y1 - y0, 1e-6) * 2 - 1
+    xs = (torch.arange(cols.start, cols.stop) + 0.5 - x0) / max(x1 - x0, 1e-6) * 2 - 1
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)[None].float()
+    values = F.grid_sample(mask[None, None].float(), grid, mode="bilinear",
+                           padding_mode="border", align_corners=False)
+    return (rows, cols), values[0, 0].numpy()
+
+
+def instance_masks(found: Detections, shape: tuple[int, int]
+                   ) -> Iterator[tuple[float, np.ndarray]]:
+    """Each detection's score and binary mask (probability ≥ 0.5) on the whole image."""
+    for box, score, mask in zip(found.boxes, found.scores, found.masks, strict=True):
+        window, values = _paste(mask, box, shape)
+        full = np.zeros(shape, dtype=bool)
+        full[window] = values >= 0.5
+        yield float(score), full
+
+
+def paint(found: Detections, shape: tuple[int, int], min_score: float = MIN_SCORE
+          ) -> np.ndarray:
+    """A label image of the detections scored at least ``min_score``: the better cell keeps a
+    contested pixel, and a cell left with less than :data:`MIN_KEPT` of its mask is dropped."""
+    labels = np.zeros(shape, dtype=np.int32)
+    for box, score, mask in zip(found.boxes, found.scores, found.masks, strict=True):
+        if score < min_score:
+            continue
+        window, values = _paste(mask, box, shape)
+        mine = values >= 0.5
+        free = mine & (labels[window] == 0)
+        if mine.any() and free.sum() >= MIN_KEPT * mine.sum():
+            labels[window][free] = labels.max() + 1
+    return labels

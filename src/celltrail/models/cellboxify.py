@@ -1,0 +1,276 @@
+"""CellBoxify's detector: Mask R-CNN in plain torch, sized for a CPU.
+
+A small residual backbone (ResNet-style basic blocks, group norm since a batch is one image) with
+a feature pyramid P2–P6, a region proposal network with the paper's anchors (sizes 8–128, one per
+level; aspect ratios 0.5–4), a box head and a mask head on RoIAlign crops. The mask head is the
+same whether it learnt from masks or from boxes only; how it learnt is in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from celltrail.models.checkpoint import load_weights, read_checkpoint
+from celltrail.models.ops import nms, roi_align
+
+#: Anchor side (pixels) on P2…P6 (section 5 of the paper).
+ANCHOR_SIZES = (8.0, 16.0, 32.0, 64.0, 128.0)
+#: Anchor aspect ratios, height / width (section 5).
+ASPECT_RATIOS = (0.5, 1.0, 2.0, 3.0, 4.0)
+#: Strides of P2…P6.
+STRIDES = (4, 8, 16, 32, 64)
+#: Training short sides (multi-scale augmentation, section 5); inference uses the middle one.
+TRAIN_SIDES = (440, 480, 520, 580, 620)
+TEST_SIDE = 520
+#: Weights of the box deltas (dx, dy, dw, dh), as in Faster R-CNN's heads.
+BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
+RPN_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
+#: Largest log size change a delta may ask for (Detectron's clamp).
+MAX_LOG_SCALE = math.log(1000.0 / 16)
+BOX_POOL, MASK_POOL, MASK_SIZE = 7, 14, 28
+
+
+@dataclass(frozen=True)
+class CellBoxifyConfig:
+    """Architecture sizes, saved with the weights."""
+
+    widths: tuple[int, ...] = (32, 64, 128, 192)  #: channels of C2…C5
+    blocks: tuple[int, ...] = (1, 2, 2, 1)  #: residual blocks per stage
+    fpn: int = 64  #: pyramid channels
+    fc: int = 256  #: box head width
+    mask_convs: int = 4
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> CellBoxifyConfig:
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def _norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(8, channels)
+
+
+class _Block(nn.Module):
+    """ResNet's basic block."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, cout, 3, stride, 1, bias=False), _norm(cout), nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, 1, 1, bias=False), _norm(cout))
+        self.skip = nn.Identity() if cin == cout and stride == 1 else nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride, bias=False), _norm(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.body(x) + self.skip(x))
+
+
+@dataclass
+class Detections:
+    """Detected cells of one image, in its pixel coordinates."""
+
+    boxes: torch.Tensor  #: (N, 4) x0, y0, x1, y1
+    scores: torch.Tensor  #: (N,)
+    masks: torch.Tensor  #: (N, MASK_SIZE, MASK_SIZE) probabilities over each box
+
+
+class CellBoxifyNet(nn.Module):
+    """Backbone + FPN + RPN + box head + mask head."""
+
+    def __init__(self, config: CellBoxifyConfig | None = None) -> None:
+        super().__init__()
+        self.config = c = config or CellBoxifyConfig()
+        self.stem = nn.Sequential(
+            nn.Conv2d(1, 16, 3, 2, 1, bias=False), _norm(16), nn.ReLU(inplace=True),
+            nn.Conv2d(16, c.widths[0], 3, 2, 1, bias=False), _norm(c.widths[0]),
+            nn.ReLU(inplace=True))
+        stages, cin = [], c.widths[0]
+        for i, (width, blocks) in enumerate(zip(c.widths, c.blocks, strict=True)):
+            layers = [_Block(cin if b == 0 else width, width, 2 if i > 0 and b == 0 else 1)
+                      for b in range(blocks)]
+            stages.append(nn.Sequential(*layers))
+            cin = width
+        self.stages = nn.ModuleList(stages)
+        self.lateral = nn.ModuleList(nn.Conv2d(w, c.fpn, 1) for w in c.widths)
+        self.smooth = nn.ModuleList(nn.Conv2d(c.fpn, c.fpn, 3, 1, 1) for _ in c.widths)
+        anchors = len(ASPECT_RATIOS)
+        self.rpn_conv = nn.Conv2d(c.fpn, c.fpn, 3, 1, 1)
+        self.rpn_logits = nn.Conv2d(c.fpn, anchors, 1)
+        self.rpn_deltas = nn.Conv2d(c.fpn, 4 * anchors, 1)
+        self.box_fc = nn.Sequential(
+            nn.Flatten(), nn.Linear(c.fpn * BOX_POOL**2, c.fc), nn.ReLU(inplace=True),
+            nn.Linear(c.fc, c.fc), nn.ReLU(inplace=True))
+        self.box_logit = nn.Linear(c.fc, 1)
+        self.box_deltas = nn.Linear(c.fc, 4)
+        convs: list[nn.Module] = []
+        for _ in range(c.mask_convs):
+            convs += [nn.Conv2d(c.fpn, c.fpn, 3, 1, 1), nn.ReLU(inplace=True)]
+        self.mask_convs = nn.Sequential(*convs)
+        self.mask_up = nn.ConvTranspose2d(c.fpn, c.fpn, 2, 2)
+        self.mask_logit = nn.Conv2d(c.fpn, 1, 1)
+        for layer in (self.rpn_logits, self.rpn_deltas, self.box_logit, self.mask_logit):
+            nn.init.normal_(layer.weight, std=0.01)
+            nn.init.zeros_(layer.bias)
+        nn.init.normal_(self.box_deltas.weight, std=0.001)
+        nn.init.zeros_(self.box_deltas.bias)
+
+    def pyramid(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """P2…P6 of a (1, 1, H, W) image."""
+        x, feats = self.stem(image), []
+        for stage in self.stages:
+            x = stage(x)
+            feats.append(x)
+        levels = [self.lateral[-1](feats[-1])]
+        for lateral, feat in zip(self.lateral[-2::-1], feats[-2::-1], strict=True):
+            top = F.interpolate(levels[0], size=feat.shape[-2:], mode="nearest")
+            levels.insert(0, lateral(feat) + top)
+        levels = [smooth(p) for smooth, p in zip(self.smooth, levels, strict=True)]
+        return [*levels, F.max_pool2d(levels[-1], 1, 2)]
+
+    def rpn(self, levels: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Objectness logits (H·W·A,) and deltas (H·W·A, 4) per level, anchor order as
+        :func:`anchors`."""
+        logits, deltas = [], []
+        for p in levels:
+            h = F.relu(self.rpn_conv(p))
+            logits.append(self.rpn_logits(h)[0].permute(1, 2, 0).reshape(-1))
+            deltas.append(self.rpn_deltas(h)[0].permute(1, 2, 0).reshape(-1, 4))
+        return logits, deltas
+
+    def box_head(self, levels: list[torch.Tensor], boxes: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cell logit (N,) and box deltas (N, 4) of each RoI."""
+        x = self.box_fc(pool(levels, boxes, BOX_POOL))
+        return self.box_logit(x)[:, 0], self.box_deltas(x)
+
+    def mask_head(self, levels: list[torch.Tensor], boxes: torch.Tensor) -> torch.Tensor:
+        """Mask logits (N, MASK_SIZE, MASK_SIZE) over each box."""
+        x = self.mask_convs(pool(levels, boxes, MASK_POOL))
+        return self.mask_logit(F.relu(self.mask_up(x)))[:, 0]
+
+    def proposals(self, levels: list[torch.Tensor], logits: list[torch.Tensor],
+                  deltas: list[torch.Tensor], size: tuple[int, int], pre: int, post: int
+                  ) -> torch.Tensor:
+        """RPN proposals (K, 4): the ``pre`` best anchors per level decoded, NMS at 0.7 per
+        level, then the ``post`` best overall."""
+        boxes, scores = [], []
+        for level, (p, logit, delta) in enumerate(zip(levels, logits, deltas, strict=True)):
+            top = torch.topk(logit, min(pre, len(logit))).indices
+            grid = anchors(level, p.shape[-2:])[top]
+            decoded = clip(decode(delta[top], grid, RPN_WEIGHTS), size)
+            wide = ((decoded[:, 2:] - decoded[:, :2]) > 1).all(dim=1)
+            keep = nms(decoded[wide], logit[top][wide], 0.7)
+            boxes.append(decoded[wide][keep])
+            scores.append(logit[top][wide][keep])
+        all_boxes, all_scores = torch.cat(boxes), torch.cat(scores)
+        return all_boxes[torch.topk(all_scores, min(post, len(all_scores))).indices]
+
+    @torch.no_grad()
+    def detect(self, image: torch.Tensor, min_score: float = 0.05, max_cells: int = 2000
+               ) -> Detections:
+        """Cells in a (1, 1, H, W) prepared image (see :func:`prepare`), best first: boxes
+        scored above ``min_score`` after NMS at 0.5, at most ``max_cells``."""
+        size = tuple(image.shape[-2:])
+        levels = self.pyramid(image)
+        logits, deltas = self.rpn(levels)
+        rois = self.proposals(levels, logits, deltas, size, 1000, 1000)
+        logit, delta = self.box_head(levels, rois)
+        scores = torch.sigmoid(logit)
+        boxes = clip(decode(delta, rois, BOX_WEIGHTS), size)
+        good = (scores > min_score) & ((boxes[:, 2:] - boxes[:, :2]) > 1).all(dim=1)
+        boxes, scores = boxes[good], scores[good]
+        keep = nms(boxes, scores, 0.5)[:max_cells]
+        boxes, scores = boxes[keep], scores[keep]
+        masks = torch.sigmoid(self.mask_head(levels, boxes)) if len(boxes) else \
+            image.new_zeros((0, MASK_SIZE, MASK_SIZE))
+        return Detections(boxes, scores, masks)
+
+
+def anchors(level: int, shape: tuple[int, int]) -> torch.Tensor:
+    """Anchors (H·W·A, 4) of pyramid ``level`` (0 = P2) on an (H, W) map, centred on its
+    pixels, ordered (y, x, aspect ratio) like the RPN's outputs."""
+    stride, side = STRIDES[level], ANCHOR_SIZES[level]
+    ratios = torch.tensor(ASPECT_RATIOS)
+    half = torch.stack([side / ratios.sqrt(), side * ratios.sqrt()], dim=1) / 2  # (A, 2) w, h
+    ys = (torch.arange(shape[0], dtype=torch.float32) + 0.5) * stride
+    xs = (torch.arange(shape[1], dtype=torch.float32) + 0.5) * stride
+    centre = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)  # (H, W, 2) x, y
+    centre = centre[:, :, None, :]
+    return torch.cat([centre - half, centre + half], dim=-1).reshape(-1, 4)
+
+
+def encode(boxes: torch.Tensor, reference: torch.Tensor,
+           weights: tuple[float, ...]) -> torch.Tensor:
+    """Deltas (dx, dy, dw, dh) taking ``reference`` boxes to ``boxes``."""
+    rw, rh = reference[:, 2] - reference[:, 0], reference[:, 3] - reference[:, 1]
+    bw, bh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    dx = ((boxes[:, 0] + boxes[:, 2]) - (reference[:, 0] + reference[:, 2])) / 2 / rw
+    dy = ((boxes[:, 1] + boxes[:, 3]) - (reference[:, 1] + reference[:, 3])) / 2 / rh
+    deltas = torch.stack([dx, dy, torch.log(bw / rw), torch.log(bh / rh)], dim=1)
+    return deltas * torch.tensor(weights)
+
+
+def decode(deltas: torch.Tensor, reference: torch.Tensor,
+           weights: tuple[float, ...]) -> torch.Tensor:
+    """Boxes that ``deltas`` make of ``reference`` boxes (inverse of :func:`encode`)."""
+    d = deltas / torch.tensor(weights)
+    rw, rh = reference[:, 2] - reference[:, 0], reference[:, 3] - reference[:, 1]
+    cx = (reference[:, 0] + reference[:, 2]) / 2 + d[:, 0] * rw
+    cy = (reference[:, 1] + reference[:, 3]) / 2 + d[:, 1] * rh
+    w = rw * torch.exp(d[:, 2].clamp(max=MAX_LOG_SCALE))
+    h = rh * torch.exp(d[:, 3].clamp(max=MAX_LOG_SCALE))
+    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=1)
+
+
+def clip(boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Boxes clipped to an (H, W) image."""
+    limit = torch.tensor([size[1], size[0], size[1], size[0]], dtype=boxes.dtype)
+    return torch.minimum(boxes.clamp(min=0), limit)
+
+
+def roi_levels(boxes: torch.Tensor) -> torch.Tensor:
+    """The pyramid level (0 = P2 … 3 = P5) whose anchor size is nearest each box's size."""
+    side = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).clamp(min=1).sqrt()
+    return torch.round(torch.log2(side / ANCHOR_SIZES[0])).clamp(0, 3).long()
+
+
+def pool(levels: list[torch.Tensor], boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """RoIAlign (N, C, size, size) of each box from the pyramid level that suits its size."""
+    out = levels[0].new_zeros((len(boxes), levels[0].shape[1], size, size))
+    which = roi_levels(boxes)
+    for level in torch.unique(which).tolist():
+        rows = torch.nonzero(which == level).flatten()
+        out[rows] = roi_align(levels[level], boxes[rows], torch.zeros_like(rows), size,
+                              stride=float(STRIDES[level]))
+    return out
+
+
+def prepare(image: np.ndarray) -> np.ndarray:
+    """The network's input: CLAHE (section 5) of the percentile-normalised image, standardised."""
+    from skimage.exposure import equalize_adapthist
+
+    from celltrail.core.sequence import normalise
+
+    equalised = equalize_adapthist(np.clip(normalise(image), 0, 1)).astype(np.float32)
+    return (equalised - equalised.mean()) / max(float(equalised.std()), 1e-6)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """A saved CellBoxify checkpoint (tensors and plain values only)."""
+    return read_checkpoint(path, "CellBoxify", kind="cellboxify")
+
+
+def network_from(state: dict) -> CellBoxifyNet:
+    """The network of a checkpoint, in float32 and eval mode."""
+    net = CellBoxifyNet(CellBoxifyConfig.from_dict(state["config"]))
+    load_weights(net, state)
+    return net.eval()

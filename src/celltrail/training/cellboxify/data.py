@@ -1,0 +1,90 @@
+"""CellBoxify's training images: COCO datasets read once (CLAHE applied), then drawn at a random
+short side of 440–620 pixels with random horizontal flips (section 5 of the paper)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pycocotools import mask as mask_util
+
+from celltrail.core.errors import InputError
+from celltrail.io.coco import read_coco
+from celltrail.models.cellboxify import TRAIN_SIDES, prepare
+
+
+@dataclass
+class TrainImage:
+    """One annotated image, prepared for the network at its own resolution."""
+
+    name: str
+    image: np.ndarray  #: (H, W) float32, CLAHE and standardised
+    boxes: np.ndarray  #: (M, 4) float32 x0, y0, x1, y1
+    rles: list[dict] | None  #: the cells' masks as COCO RLE, None for box-only annotation
+
+    @property
+    def masks(self) -> np.ndarray | None:
+        """The cells' masks (M, H, W) bool, decoded anew: a dataset's masks would not all fit
+        in memory."""
+        if self.rles is None:
+            return None
+        return np.moveaxis(mask_util.decode(self.rles), -1, 0).astype(bool)
+
+
+@dataclass
+class Sample:
+    """A training image at its drawn scale."""
+
+    image: torch.Tensor  #: (1, 1, h, w)
+    boxes: torch.Tensor  #: (M, 4) at the drawn scale
+    masks: torch.Tensor | None  #: (M, 1, H, W) float at the original resolution
+    scale: float  #: drawn size / original size
+
+
+def training_images(json_path: str | Path, images_dir: str | Path, supervision: str
+                    ) -> list[TrainImage]:
+    """The annotated images of a COCO dataset; ``supervision="mask"`` needs its masks,
+    ``"box"`` reads only the boxes (even where masks exist)."""
+    entries = read_coco(json_path, images_dir)
+    if supervision == "mask" and any(e.rles is None for e in entries):
+        raise InputError(json_path, "--supervision mask needs a segmentation for every "
+                                    "annotation; this dataset has boxes only")
+    images = []
+    for entry in entries:
+        if len(entry.boxes) == 0:
+            continue  # an image without cells teaches the box head little; skip it
+        rles = entry.rles if supervision == "mask" else None
+        images.append(TrainImage(entry.path.name, prepare(entry.load()),
+                                 entry.boxes.astype(np.float32), rles))
+    if not images:
+        raise InputError(json_path, "no annotated cells to train on")
+    return images
+
+
+class Sampler:
+    """Random images at a random training short side, flipped half of the time."""
+
+    def __init__(self, images: list[TrainImage], rng: np.random.Generator) -> None:
+        self.images, self.rng = images, rng
+
+    def sample(self) -> Sample:
+        item = self.images[int(self.rng.integers(len(self.images)))]
+        height, width = item.image.shape
+        scale = float(self.rng.choice(TRAIN_SIDES)) / min(height, width)
+        size = (round(height * scale), round(width * scale))
+        image = torch.from_numpy(item.image)[None, None]
+        boxes = torch.from_numpy(item.boxes) * torch.tensor(
+            [size[1] / width, size[0] / height] * 2)
+        decoded = item.masks
+        masks = None if decoded is None else torch.from_numpy(decoded)[:, None].float()
+        if self.rng.random() < 0.5:
+            image = image.flip(-1)
+            boxes = torch.stack([size[1] - boxes[:, 2], boxes[:, 1], size[1] - boxes[:, 0],
+                                 boxes[:, 3]], dim=1)
+            masks = None if masks is None else masks.flip(-1)
+        image = F.interpolate(image, size=size, mode="bilinear", antialias=True,
+                              align_corners=False)
+        return Sample(image, boxes, masks, scale)

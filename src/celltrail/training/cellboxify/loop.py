@@ -1,0 +1,172 @@
+"""CellBoxify's training loop: Mask R-CNN's RPN and box-head losses plus a mask loss that learns
+from full masks or, the point of the method, from boxes only; Adam, one image per step,
+resumable."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from celltrail.models.cellboxify import (
+    BOX_WEIGHTS,
+    MASK_SIZE,
+    RPN_WEIGHTS,
+    CellBoxifyConfig,
+    CellBoxifyNet,
+    anchors,
+    encode,
+)
+from celltrail.models.ops import box_iou, roi_align
+from celltrail.training.cellboxify.data import Sample, Sampler, TrainImage
+from celltrail.training.cellboxify.losses import JOINT_WEIGHTS, box_mask_loss, full_mask_loss
+from celltrail.training.steps import resume_run, run_steps
+
+#: Checkpoint every this many steps.
+CHECKPOINT_EVERY = 100
+#: Anchors sampled per image for the RPN loss, at most half positive (Faster R-CNN).
+RPN_BATCH = 256
+#: RoIs sampled per image for the box head, at most a quarter positive (Mask R-CNN).
+ROI_BATCH, ROI_POSITIVE = 512, 0.25
+#: Positive RoIs per image that train the mask head (bounds the mask head's cost on a CPU).
+MASK_ROIS = 64
+#: The pairwise terms are brought in linearly over this share of the steps, as BoxInst warms
+#: its pairwise loss up (10k of 90k iterations): a mask first learns to fill its box, else the
+#: pairwise terms can drive it to nothing before it has a shape.
+PAIRWISE_WARMUP = 0.1
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """Optimisation settings. The paper fine-tunes a pretrained ResNet-50 with Adam at 1e-4; our
+    smaller network starts from scratch, so it warms up to a higher rate and anneals."""
+
+    steps: int = 2000
+    lr: float = 1e-3
+    supervision: str = "box"  #: "box" (box-only losses) or "mask" (full masks)
+    loss_weights: tuple[float, float, float] = JOINT_WEIGHTS  #: α, β, γ of the joint loss
+    seed: int = 0
+
+
+def _sample(labels: torch.Tensor, count: int, positive: float) -> tuple[torch.Tensor, ...]:
+    """Random positives (label 1) up to ``positive · count``, negatives (label 0) for the rest."""
+    pos = torch.nonzero(labels == 1).flatten()
+    neg = torch.nonzero(labels == 0).flatten()
+    pos = pos[torch.randperm(len(pos))[:int(count * positive)]]
+    neg = neg[torch.randperm(len(neg))[:count - len(pos)]]
+    return pos, neg
+
+
+def _rpn_losses(net: CellBoxifyNet, levels: list[torch.Tensor], logits: list[torch.Tensor],
+                deltas: list[torch.Tensor], gt: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Objectness and box regression of sampled anchors: positive at IoU ≥ 0.7 with a cell (or
+    a cell's best anchor), negative below 0.3."""
+    grid = torch.cat([anchors(level, p.shape[-2:]) for level, p in enumerate(levels)])
+    logit, delta = torch.cat(logits), torch.cat(deltas)
+    iou = box_iou(grid, gt)
+    best, match = iou.max(dim=1)
+    labels = torch.full_like(best, -1)
+    labels[best < 0.3] = 0
+    labels[best >= 0.7] = 1
+    best_for_cell = iou.max(dim=0).values
+    labels[((iou == best_for_cell[None]) & (best_for_cell[None] > 0)).any(dim=1)] = 1
+    pos, neg = _sample(labels, RPN_BATCH, 0.5)
+    chosen = torch.cat([pos, neg])
+    target = encode(gt[match[pos]], grid[pos], RPN_WEIGHTS)
+    return {"rpn_class": F.binary_cross_entropy_with_logits(logit[chosen], labels[chosen]),
+            "rpn_box": F.smooth_l1_loss(delta[pos], target, beta=1 / 9, reduction="sum")
+            / max(len(chosen), 1)}
+
+
+def in_frame(boxes: torch.Tensor, frames: torch.Tensor, size: int = MASK_SIZE) -> torch.Tensor:
+    """Image-pixel ``boxes`` in the coordinates of a ``size`` x ``size`` grid over ``frames``."""
+    origin = frames[:, :2].repeat(1, 2)
+    extent = (frames[:, 2:] - frames[:, :2]).repeat(1, 2)
+    return (boxes - origin) / extent * size
+
+
+def detector_losses(net: CellBoxifyNet, sample: Sample, params: TrainParams,
+                    warmup: float = 1.0) -> dict[str, torch.Tensor]:
+    """All losses of one image; their sum is ``"total"``. ``warmup`` (0–1) scales the box-only
+    pairwise terms."""
+    image, gt = sample.image, sample.boxes
+    size = tuple(image.shape[-2:])
+    levels = net.pyramid(image)
+    logits, deltas = net.rpn(levels)
+    result = _rpn_losses(net, levels, logits, deltas, gt)
+    with torch.no_grad():
+        rois = net.proposals(levels, [v.detach() for v in logits],
+                             [v.detach() for v in deltas], size, 2000, 1000)
+    rois = torch.cat([rois, gt])
+    best, match = box_iou(rois, gt).max(dim=1)
+    pos, neg = _sample((best >= 0.5).float(), ROI_BATCH, ROI_POSITIVE)
+    chosen = torch.cat([pos, neg])
+    logit, delta = net.box_head(levels, rois[chosen])
+    labels = torch.cat([torch.ones(len(pos)), torch.zeros(len(neg))])
+    result["box_class"] = F.binary_cross_entropy_with_logits(logit, labels)
+    target = encode(gt[match[pos]], rois[pos], BOX_WEIGHTS)
+    result["box"] = F.smooth_l1_loss(delta[:len(pos)], target, beta=0.0,
+                                     reduction="sum") / len(chosen)
+    masked = pos[torch.randperm(len(pos))[:MASK_ROIS]]
+    boxes, cells = rois[masked], match[masked]
+    logits_mask = net.mask_head(levels, boxes)
+    if params.supervision == "mask":
+        assert sample.masks is not None
+        targets = roi_align(sample.masks, boxes, cells, MASK_SIZE, stride=sample.scale)[:, 0]
+        result.update(full_mask_loss(logits_mask, targets))
+    else:
+        crops = roi_align(image, boxes, torch.zeros_like(cells), MASK_SIZE)[:, 0]
+        alpha, beta, gamma = params.loss_weights
+        terms = box_mask_loss(torch.sigmoid(logits_mask), crops, in_frame(gt[cells], boxes),
+                              (alpha, beta * warmup, gamma * warmup))
+        result.update({f"mask_{k}": v for k, v in terms.items() if k != "mask"})
+        result["mask"] = terms["mask"]
+    result["total"] = sum(v for k, v in result.items()
+                          if k in ("rpn_class", "rpn_box", "box_class", "box", "mask"))
+    return result
+
+
+def train(
+    images: Sequence[TrainImage],
+    out: str | Path,
+    params: TrainParams | None = None,
+    resume: str | Path | None = None,
+    progress: Callable[[int, float], None] | None = None,
+    config: CellBoxifyConfig | None = None,
+    trained_on: Sequence[str] = (),
+) -> Path:
+    """Train a :class:`CellBoxifyNet` and save it at ``out``, checkpointing as it goes.
+
+    ``resume`` continues an interrupted run from its last checkpoint, or fine-tunes a finished
+    model (such as a shipped one) for ``params.steps`` steps.
+    """
+    params = params or TrainParams()
+    if params.supervision not in ("box", "mask"):
+        raise ValueError(f"supervision must be 'box' or 'mask', not {params.supervision!r}")
+    torch.set_flush_denormal(True)
+    torch.manual_seed(params.seed)
+    net = CellBoxifyNet(config)
+    optimiser = torch.optim.Adam(net.parameters(), lr=params.lr, betas=(0.9, 0.999))
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, params.lr, total_steps=params.steps, pct_start=0.05,
+        anneal_strategy="linear", cycle_momentum=False)
+    run = resume_run(net, (optimiser, schedule), resume, "CellBoxify", "cellboxify",
+                     params.seed)
+    sampler = Sampler(list(images), np.random.default_rng([params.seed, run.start]))
+    meta = {"kind": "cellboxify", "supervision": params.supervision,
+            "trained_on": list(trained_on),
+            "params": {"steps": params.steps, "lr": params.lr, "seed": params.seed,
+                       "loss_weights": list(params.loss_weights)}}
+    steps = itertools.count(run.start)
+
+    def step_loss() -> torch.Tensor:
+        warmup = min(1.0, next(steps) / (PAIRWISE_WARMUP * params.steps))
+        return detector_losses(net, sampler.sample(), params, warmup)["total"]
+
+    return run_steps(net, (optimiser, schedule), step_loss, params.steps, run, out, meta,
+                     CHECKPOINT_EVERY, progress, clip=10.0)

@@ -1,0 +1,82 @@
+"""Train the CellBoxify weights that ship with celltrail: one model per shared sequence and
+supervision, on the first 90% of frames of its sequence ``01``.
+
+Box-only and full-mask models see the same frames and cells (GT masks, or the silver truth where
+the GT segments only a few frames, as for DIC-C2DH-HeLa) and the same number of steps; the
+box-only one reads only the boxes. ``benchmarks/cellboxify.py`` scores them on the last 10%.
+Run from the repo root:
+
+    python tools/train_cellboxify.py --dataset Fluo-N2DH-SIM+ --supervision box [--steps 1600]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from celltrail.core.sequence import open_sequence
+from celltrail.io.coco import ctc_to_coco
+from celltrail.methods.cellboxify import SHIPPED
+from celltrail.training.cellboxify import TrainParams, train, training_images
+from celltrail.training.embedtrack.data import split_index
+
+SHARED = Path("../shared/data/ctc")
+SEQUENCES = ("DIC-C2DH-HeLa", "Fluo-N2DH-SIM+", "Fluo-N2DH-GOWT1")
+
+
+def truth_of(seq: Path) -> str:
+    """The reference masks: the GT where it segments at least half the frames, else the
+    silver truth."""
+    gt = list((seq.with_name(f"{seq.name}_GT") / "SEG").glob("man_seg*.tif"))
+    return "gt" if len(gt) >= len(open_sequence(seq)) / 2 else "st"
+
+
+def training_coco(name: str, folder: Path) -> Path:
+    """The COCO file of a sequence's first 90% of frames (written once)."""
+    seq = SHARED / name / "01"
+    out = folder / f"{name}-train.json"
+    if not out.exists():
+        ctc_to_coco(seq, out, truth_of(seq), range(split_index(len(open_sequence(seq)))))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", choices=SEQUENCES, required=True)
+    parser.add_argument("--supervision", choices=("box", "mask"), required=True)
+    parser.add_argument("--steps", type=int, default=1600)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    cache = Path(".cache/cellboxify")
+    cache.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    seq = SHARED / args.dataset / "01"
+    split = split_index(len(open_sequence(seq)))
+    coco = training_coco(args.dataset, cache)
+    images = training_images(coco, seq, args.supervision)
+    loaded = time.perf_counter() - start
+    name = f"{args.dataset}_{args.supervision}"
+
+    def report(step: int, loss: float) -> None:
+        if step % 50 == 0:
+            print(f"{name} step {step} loss {loss:.3f} {time.perf_counter() - start:.0f} s",
+                  flush=True)
+
+    out = cache / f"{name}.pt"
+    params = TrainParams(steps=args.steps, supervision=args.supervision)
+    train(images, out, params, resume=out if args.resume and out.exists() else None,
+          progress=report, trained_on=[f"{args.dataset}/01 frames 0-{split - 1}"])
+    SHIPPED.folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(out, SHIPPED.folder / f"{name}.pt")
+    print(f"{name}: {len(images)} images loaded in {loaded:.0f} s, {args.steps} steps, "
+          f"{time.perf_counter() - start:.0f} s in all", flush=True)
+
+
+if __name__ == "__main__":
+    main()
