@@ -32,9 +32,7 @@ class CellBoxifySegmenter:
     """``CellBoxifySegmenter(model)(frame)`` is the frame's int32 label image."""
 
     def __init__(self, model: str | Path, min_score: float = MIN_SCORE) -> None:
-        state = load_checkpoint(SHIPPED.path(model))
-        self.net = network_from(state)
-        self.supervision = str(state.get("supervision", "?"))
+        self.net = network_from(load_checkpoint(SHIPPED.path(model)))
         self.min_score = min_score
 
     def detect(self, image: np.ndarray) -> Detections:
