@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -34,12 +35,15 @@ DATASETS = ("Fluo-N2DH-SIM+", "DIC-C2DH-HeLa")
 
 
 def coco_scores(tracker: CellBoxifyTracker, gt_json: Path, images_dir: Path
-                ) -> dict[str, dict[str, float | None]]:
-    """Mask and box AP of every detection (scored, overlapping) on the images of ``gt_json``."""
-    results = []
+                ) -> tuple[dict[str, dict[str, float | None]], float]:
+    """Mask and box AP of every detection (scored, overlapping) on the images of ``gt_json``,
+    and the mean seconds per image of detection (from the raw image to masks on their boxes)."""
+    results, seconds = [], []
     for entry in read_coco(gt_json, images_dir):
         image = entry.load()
+        start = time.perf_counter()
         found = tracker.segmenter.detect(image)
+        seconds.append(time.perf_counter() - start)
         for (score, mask), box in zip(instance_masks(found, image.shape), found.boxes,
                                       strict=True):
             rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
@@ -47,7 +51,8 @@ def coco_scores(tracker: CellBoxifyTracker, gt_json: Path, images_dir: Path
             x0, y0, x1, y1 = box.tolist()
             results.append({"image_id": entry.image_id, "category_id": 1, "score": score,
                             "segmentation": rle, "bbox": [x0, y0, x1 - x0, y1 - y0]})
-    return {kind: coco_ap(gt_json, results, kind) for kind in ("segm", "bbox")}
+    return ({kind: coco_ap(gt_json, results, kind) for kind in ("segm", "bbox")},
+            float(np.mean(seconds)))
 
 
 def evaluate(name: str) -> list[dict[str, object]]:
@@ -62,13 +67,14 @@ def evaluate(name: str) -> list[dict[str, object]]:
         for supervision in ("mask", "box"):
             model = f"{name}_{supervision}"
             tracker = CellBoxifyTracker(model)
-            scores = coco_scores(tracker, gt_json, seq)
+            scores, seconds = coco_scores(tracker, gt_json, seq)
             ctc = evaluate_result(tracker.track(open_sequence(images_dir)),
                                   images_dir.with_name("01_GT"), threads=1)
             state = load_checkpoint(SHIPPED.path(model))
             rows.append({"supervision": supervision, "truth": truth,
                          "frames": n - split_index(n), "minutes": float(state["seconds"]) / 60,
-                         "steps": int(state["step"]), **scores, "ctc": ctc})
+                         "steps": int(state["step"]), **scores, "ctc": ctc,
+                         "seconds": seconds, "size": open_sequence(seq).shape})
     return rows
 
 
@@ -92,18 +98,19 @@ def main() -> None:
     results = {name: evaluate(name) for name in args.only or DATASETS}
     print("Masks:\n")
     print("| sequence | training | AP | AP50 | AP75 | APs | APm | APl | SEG | DET | TRA "
-          "| training time |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| training time | s/frame |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, (full, box) in results.items():
         for row in (full, box):
             ctc = row["ctc"]
             print(f"| {name} ({row['frames']} frames, vs {row['truth']}) | {row['supervision']} "
                   + "".join(f"| {_value(row['segm'][k])} " for k in KEYS)
                   + f"| {ctc['SEG']:.3f} | {ctc['DET']:.3f} | {ctc['TRA']:.3f} "
-                  f"| {row['steps']} steps, {row['minutes']:.0f} min |")
+                  f"| {row['steps']} steps, {row['minutes']:.0f} min "
+                  f"| {row['seconds']:.2f} ({row['size'][0]} x {row['size'][1]}) |")
         print(f"| {name} | **box / mask** "
               + "".join(f"| {_ratio(box['segm'][k], full['segm'][k])} " for k in KEYS)
-              + f"| {_ratio(box['ctc']['SEG'], full['ctc']['SEG'])} | | | |")
+              + f"| {_ratio(box['ctc']['SEG'], full['ctc']['SEG'])} | | | | |")
     print("\nBoxes:\n")
     print("| sequence | training | AP | AP50 | AP75 | APs | APm | APl |")
     print("|---|---|---|---|---|---|---|---|")

@@ -16,6 +16,7 @@ from celltrail.batch import BatchJob, read_manifest, run_batch, run_job
 from celltrail.cli import app
 from celltrail.core.errors import InputError
 from celltrail.io.ctc import read_result
+from celltrail.methods.cellboxify import SHIPPED as CELLBOXIFY
 from celltrail.methods.embedtrack import shipped_models
 from celltrail.simulate import SimParams, simulate
 
@@ -80,8 +81,8 @@ def test_manifest_models_are_shipped_names_or_paths(tmp_path: Path) -> None:
     ("input,out,frame_step\na,b,1.5\n",
      "line 2: frame_step must be an integer >= 1, not '1.5'"),
     ("input,out,boxes,model\na,b,a.csv,m.pt\n",
-     "line 2: boxes (boxtrack only), model (boxtrack, embedtrack or cap only) do not apply to "
-     "method 'classical'"),
+     "line 2: boxes (boxtrack only), model (boxtrack, embedtrack, cap or cellboxify only) do not "
+     "apply to method 'classical'"),
     ("input,out,queries_from_gt\na,b,01_GT\n",
      "line 2: queries_from_gt (cap only) does not apply to method 'classical'"),
     ("input,out,method,tta\na,b,boxtrack,true\n",
@@ -101,6 +102,19 @@ def test_manifest_errors(tmp_path: Path, text: str, problem: str) -> None:
         read_manifest(manifest)
     shipped = ", ".join(shipped_models()) or "none"
     assert str(err.value) == f"{manifest}: {problem.format(folder=tmp_path, shipped=shipped)}"
+
+
+def test_cellboxify_rows_need_a_model(tmp_path: Path) -> None:
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("input,out,method,model\na,b,cellboxify,\nc,d,cellboxify,"
+                        "Fluo-N2DH-SIM+_box\n")
+    with pytest.raises(InputError) as err:
+        read_manifest(manifest)
+    assert str(err.value) == (
+        f"{manifest}: line 2: method cellboxify needs a model: a checkpoint path or a shipped "
+        f"model ({', '.join(CELLBOXIFY.names())})")
+    manifest.write_text("input,out,method,model\nc,d,cellboxify,Fluo-N2DH-SIM+_box\n")
+    assert read_manifest(manifest)[0].model == "Fluo-N2DH-SIM+_box"
 
 
 def test_manifest_not_found(tmp_path: Path) -> None:

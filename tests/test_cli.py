@@ -124,8 +124,8 @@ def test_track_refuses_output_inside_input(sample: Path, tmp_path: Path) -> None
 
 def test_track_unknown_method(sample: Path, tmp_path: Path) -> None:
     one_error_line(run("track", sample / "01", "--out", tmp_path / "o", "--method", "magic"),
-                   "unknown method 'magic'; choose one of boxtrack, cap, classical, "
-                   "embedtrack")
+                   "unknown method 'magic'; choose one of boxtrack, cap, cellboxify, "
+                   "classical, embedtrack")
 
 
 def test_link_refuses_float_masks(tmp_path: Path) -> None:

@@ -3,12 +3,12 @@
 A manifest is a CSV file with one sequence per row: the columns ``input`` and ``out`` (relative
 paths are resolved against the manifest's folder) and, optionally, the options of
 ``celltrail track``: ``method``, ``preset``, ``diameter``, ``frame_step``; for boxtrack
-``boxes``, ``boxes_from_gt``, ``box_frame_base``, ``backend``; for boxtrack, embedtrack and cap
-``model`` (a shipped model's name, else a checkpoint path; embedtrack needs one); for embedtrack
-``tta`` (true or false); for cap ``queries_from_gt``. An empty cell takes the default; an
-option of another method is an error. Each sequence is tracked as ``celltrail track`` would
-and written atomically, so a complete output folder is a finished sequence: a rerun skips it
-and does the rest.
+``boxes``, ``boxes_from_gt``, ``box_frame_base``, ``backend``; for boxtrack, embedtrack, cap and
+cellboxify ``model`` (a shipped model's name, else a checkpoint path; embedtrack and cellboxify
+need one); for embedtrack ``tta`` (true or false); for cap ``queries_from_gt``. An empty cell
+takes the default; an option of another method is an error. Each sequence is tracked as
+``celltrail track`` would and written atomically, so a complete output folder is a finished
+sequence: a rerun skips it and does the rest.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from celltrail.pipeline import (
     box_prompts,
     boxtrack_tracker,
     cap_tracker,
+    cellboxify_tracker,
     check_out,
     embedtrack_tracker,
     save_result,
@@ -76,7 +77,7 @@ COLUMNS = tuple(f.name for f in fields(BatchJob))
 #: The methods that method-specific columns apply to; the other columns apply to all.
 APPLIES_TO = {"boxes": ("boxtrack",), "boxes_from_gt": ("boxtrack",),
               "box_frame_base": ("boxtrack",), "backend": ("boxtrack",),
-              "model": ("boxtrack", "embedtrack", "cap"), "tta": ("embedtrack",),
+              "model": ("boxtrack", "embedtrack", "cap", "cellboxify"), "tta": ("embedtrack",),
               "queries_from_gt": ("cap",)}
 #: How a ``tta`` cell may say yes or no.
 FLAGS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
@@ -101,6 +102,10 @@ def _shipped_models(method: str) -> list[str]:
         from celltrail.methods.embedtrack import shipped_models
     elif method == "cap":
         from celltrail.methods.cap import shipped_models
+    elif method == "cellboxify":
+        from celltrail.methods.cellboxify import SHIPPED
+
+        return SHIPPED.names()
     else:
         from celltrail.methods.boxtrack.learned import shipped_models
     return shipped_models()
@@ -112,16 +117,17 @@ def _either(names: tuple[str, ...]) -> str:
 
 
 def _check_options(manifest: Path, line: int, method: str, given: dict[str, str]) -> None:
-    """Refuse options of other methods, and an embedtrack row without its model."""
+    """Refuse options of other methods, and an embedtrack or cellboxify row without its
+    model."""
     stray = [f"{c} ({_either(APPLIES_TO[c])} only)" for c in given
              if method not in APPLIES_TO.get(c, (method,))]
     if stray:
         verb = "does" if len(stray) == 1 else "do"
         raise InputError(manifest, f"line {line}: {', '.join(stray)} {verb} not apply to "
                                    f"method {method!r}")
-    if method == "embedtrack" and "model" not in given:
+    if method in ("embedtrack", "cellboxify") and "model" not in given:
         names = ", ".join(_shipped_models(method)) or "none"
-        raise InputError(manifest, f"line {line}: method embedtrack needs a model: a "
+        raise InputError(manifest, f"line {line}: method {method} needs a model: a "
                                    f"checkpoint path or a shipped model ({names})")
 
 
@@ -231,6 +237,8 @@ def track_job(job: BatchJob, images: ImageSequence) -> int:
         tracker = embedtrack_tracker(job.model, job.tta)
     elif job.method == "cap":
         tracker = cap_tracker(job.model, job.queries_from_gt, job.preset, job.diameter)
+    elif job.method == "cellboxify":
+        tracker = cellboxify_tracker(job.model)
     else:
         tracker = get_tracker(job.method, preset=job.preset, diameter=job.diameter)
     remove_leftovers(job.out)
