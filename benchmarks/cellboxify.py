@@ -25,7 +25,8 @@ from pycocotools import mask as mask_util
 
 from celltrail.core.sequence import open_sequence
 from celltrail.io.coco import ctc_to_coco, read_coco
-from celltrail.methods.cellboxify import SHIPPED, CellBoxifyTracker, instance_masks
+from celltrail.linking import link
+from celltrail.methods.cellboxify import SHIPPED, CellBoxifySegmenter, instance_masks, paint
 from celltrail.metrics import evaluate_result
 from celltrail.metrics.coco import coco_ap
 from celltrail.models.cellboxify import load_checkpoint
@@ -34,16 +35,18 @@ from celltrail.training.embedtrack.data import split_index
 DATASETS = ("Fluo-N2DH-SIM+", "DIC-C2DH-HeLa")
 
 
-def coco_scores(tracker: CellBoxifyTracker, gt_json: Path, images_dir: Path
-                ) -> tuple[dict[str, dict[str, float | None]], float]:
-    """Mask and box AP of every detection (scored, overlapping) on the images of ``gt_json``,
-    and the mean seconds per image of detection (from the raw image to masks on their boxes)."""
-    results, seconds = [], []
+def detect_all(segmenter: CellBoxifySegmenter, gt_json: Path, images_dir: Path
+               ) -> tuple[list[dict], list[np.ndarray], float]:
+    """Every detection (scored, overlapping) on the images of ``gt_json`` as COCO results,
+    their label images in image order, and the mean seconds per image of detection (from the
+    raw image to masks on their boxes)."""
+    results, labels, seconds = [], [], []
     for entry in read_coco(gt_json, images_dir):
         image = entry.load()
         start = time.perf_counter()
-        found = tracker.segmenter.detect(image)
+        found = segmenter.detect(image)
         seconds.append(time.perf_counter() - start)
+        labels.append(paint(found, image.shape))
         for (score, mask), box in zip(instance_masks(found, image.shape), found.boxes,
                                       strict=True):
             rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
@@ -51,12 +54,12 @@ def coco_scores(tracker: CellBoxifyTracker, gt_json: Path, images_dir: Path
             x0, y0, x1, y1 = box.tolist()
             results.append({"image_id": entry.image_id, "category_id": 1, "score": score,
                             "segmentation": rle, "bbox": [x0, y0, x1 - x0, y1 - y0]})
-    return ({kind: coco_ap(gt_json, results, kind) for kind in ("segm", "bbox")},
-            float(np.mean(seconds)))
+    return results, labels, float(np.mean(seconds))
 
 
 def evaluate(name: str) -> list[dict[str, object]]:
-    """Scores of the box-only and full-mask models of one sequence."""
+    """Scores of the box-only and full-mask models of one sequence: COCO AP of the detections,
+    and the CTC metrics of their label images linked as `celltrail track` links them."""
     seq = SHARED / name / "01"
     n = len(open_sequence(seq))
     rows = []
@@ -66,15 +69,14 @@ def evaluate(name: str) -> list[dict[str, object]]:
                               range(split_index(n), n))
         for supervision in ("mask", "box"):
             model = f"{name}_{supervision}"
-            tracker = CellBoxifyTracker(model)
-            scores, seconds = coco_scores(tracker, gt_json, seq)
-            ctc = evaluate_result(tracker.track(open_sequence(images_dir)),
-                                  images_dir.with_name("01_GT"), threads=1)
+            results, labels, seconds = detect_all(CellBoxifySegmenter(model), gt_json, seq)
+            ctc = evaluate_result(link(labels), images_dir.with_name("01_GT"), threads=1)
             state = load_checkpoint(SHIPPED.path(model))
             rows.append({"supervision": supervision, "truth": truth,
                          "frames": n - split_index(n), "minutes": float(state["seconds"]) / 60,
-                         "steps": int(state["step"]), **scores, "ctc": ctc,
-                         "seconds": seconds, "size": open_sequence(seq).shape})
+                         "steps": int(state["step"]), "ctc": ctc, "seconds": seconds,
+                         "size": open_sequence(seq).shape,
+                         **{kind: coco_ap(gt_json, results, kind) for kind in ("segm", "bbox")}})
     return rows
 
 

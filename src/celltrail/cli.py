@@ -15,7 +15,6 @@ from typing import Annotated, TypeVar
 
 import numpy as np
 import pandas as pd
-import tifffile
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -395,13 +394,10 @@ def segment(
     else:
         raise InputError(None, f"unknown segmentation method {method!r}; choose cellboxify or "
                                f"classical")
-    digits = frame_digits(len(images))
     with atomic_dir(out) as tmp, progress_bar(len(images), "segmenting") as on_frame:
+        store = MaskStore(tmp, digits=frame_digits(len(images)))
         for t, image in enumerate(images):
-            labels = segmenter(np.asarray(image))
-            tifffile.imwrite(tmp / f"mask{t:0{digits}d}.tif",
-                             labels.astype(np.uint16 if labels.max() < 65536 else np.uint32),
-                             compression="zlib")
+            store.append(segmenter(np.asarray(image)))
             on_frame(t)
     console.print(f"wrote {len(images)} label images to {out}")
 
