@@ -61,7 +61,8 @@ def evaluate(name: str) -> list[dict[str, object]]:
     """Scores of the box-only and full-mask models of one sequence: COCO AP of the detections,
     and the CTC metrics of their label images linked as `celltrail track` links them."""
     seq = SHARED / name / "01"
-    n = len(open_sequence(seq))
+    frames = open_sequence(seq)
+    n = len(frames)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         images_dir, truth = tail(name, Path(tmp) / "tail")
@@ -75,7 +76,7 @@ def evaluate(name: str) -> list[dict[str, object]]:
             rows.append({"supervision": supervision, "truth": truth,
                          "frames": n - split_index(n), "minutes": float(state["seconds"]) / 60,
                          "steps": int(state["step"]), "ctc": ctc, "seconds": seconds,
-                         "size": open_sequence(seq).shape,
+                         "size": frames.shape,
                          **{kind: coco_ap(gt_json, results, kind) for kind in ("segm", "bbox")}})
     return rows
 

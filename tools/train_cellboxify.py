@@ -28,19 +28,17 @@ SHARED = Path("../shared/data/ctc")
 SEQUENCES = ("DIC-C2DH-HeLa", "Fluo-N2DH-SIM+", "Fluo-N2DH-GOWT1")
 
 
-def truth_of(seq: Path) -> str:
-    """The reference masks: the GT where it segments at least half the frames, else the
+def truth_of(seq: Path, frames: int) -> str:
+    """The reference masks: the GT where it segments at least half the ``frames``, else the
     silver truth."""
     gt = list((seq.with_name(f"{seq.name}_GT") / "SEG").glob("man_seg*.tif"))
-    return "gt" if len(gt) >= len(open_sequence(seq)) / 2 else "st"
+    return "gt" if len(gt) >= frames / 2 else "st"
 
 
-def training_coco(name: str, folder: Path) -> Path:
-    """The COCO file of a sequence's first 90% of frames (written once)."""
-    seq = SHARED / name / "01"
-    out = folder / f"{name}-train.json"
+def training_coco(seq: Path, frames: int, out: Path) -> Path:
+    """The COCO file of a sequence's first 90% of ``frames`` (written once)."""
     if not out.exists():
-        ctc_to_coco(seq, out, truth_of(seq), range(split_index(len(open_sequence(seq)))))
+        ctc_to_coco(seq, out, truth_of(seq, frames), range(split_index(frames)))
     return out
 
 
@@ -57,8 +55,9 @@ def main() -> None:
     cache.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     seq = SHARED / args.dataset / "01"
-    split = split_index(len(open_sequence(seq)))
-    coco = training_coco(args.dataset, cache)
+    frames = len(open_sequence(seq))
+    split = split_index(frames)
+    coco = training_coco(seq, frames, cache / f"{args.dataset}-train.json")
     images = training_images(coco, seq, args.supervision)
     loaded = time.perf_counter() - start
     name = f"{args.dataset}_{args.supervision}"

@@ -178,7 +178,7 @@ class CellBoxifyNet(nn.Module):
     def detect(self, image: torch.Tensor, min_score: float = 0.05, max_cells: int = 2000
                ) -> Detections:
         """Cells in a (1, 1, H, W) prepared image (see :func:`prepare`), best first: boxes
-        scored above ``min_score`` after NMS at 0.5, at most ``max_cells``."""
+        scored at least ``min_score`` after NMS at 0.5, at most ``max_cells``."""
         size = tuple(image.shape[-2:])
         levels = self.pyramid(image)
         logits, deltas = self.rpn(levels)
@@ -186,7 +186,7 @@ class CellBoxifyNet(nn.Module):
         logit, delta = self.box_head(levels, rois)
         scores = torch.sigmoid(logit)
         boxes = clip(decode(delta, rois, BOX_WEIGHTS), size)
-        good = (scores > min_score) & ((boxes[:, 2:] - boxes[:, :2]) > 1).all(dim=1)
+        good = (scores >= min_score) & ((boxes[:, 2:] - boxes[:, :2]) > 1).all(dim=1)
         boxes, scores = boxes[good], scores[good]
         keep = nms(boxes, scores, 0.5)[:max_cells]
         boxes, scores = boxes[keep], scores[keep]

@@ -35,21 +35,22 @@ class CellBoxifySegmenter:
         self.net = network_from(load_checkpoint(SHIPPED.path(model)))
         self.min_score = min_score
 
-    def detect(self, image: np.ndarray) -> Detections:
-        """Cells of a 2D image, boxes in its pixels; the network sees it at a short side of
-        :data:`TEST_SIDE` pixels."""
+    def detect(self, image: np.ndarray, min_score: float = 0.05) -> Detections:
+        """Cells of a 2D image scored at least ``min_score``, boxes in its pixels; the network
+        sees it at a short side of :data:`TEST_SIDE` pixels."""
         if image.ndim != 2:
             raise InputError(None, f"CellBoxify segments 2D frames, not shape {image.shape}")
         scale = TEST_SIDE / min(image.shape)
         x = torch.from_numpy(prepare(image))[None, None]
         size = (round(image.shape[0] * scale), round(image.shape[1] * scale))
         x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-        found = self.net.detect(x)
+        found = self.net.detect(x, min_score)
         factor = torch.tensor([image.shape[1] / size[1], image.shape[0] / size[0]] * 2)
         return Detections(found.boxes * factor, found.scores, found.masks)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        return paint(self.detect(image), image.shape, self.min_score)
+        # the mask head runs only on the cells that will be painted
+        return paint(self.detect(image, self.min_score), image.shape, self.min_score)
 
 
 def _paste(mask: torch.Tensor, box: torch.Tensor, shape: tuple[int, int]
@@ -81,6 +82,7 @@ def paint(found: Detections, shape: tuple[int, int], min_score: float = MIN_SCOR
     """A label image of the detections scored at least ``min_score``: the better cell keeps a
     contested pixel, and a cell left with less than :data:`MIN_KEPT` of its mask is dropped."""
     labels = np.zeros(shape, dtype=np.int32)
+    cells = 0
     for box, score, mask in zip(found.boxes, found.scores, found.masks, strict=True):
         if score < min_score:
             continue
@@ -88,5 +90,6 @@ def paint(found: Detections, shape: tuple[int, int], min_score: float = MIN_SCOR
         mine = values >= 0.5
         free = mine & (labels[window] == 0)
         if mine.any() and free.sum() >= MIN_KEPT * mine.sum():
-            labels[window][free] = labels.max() + 1
+            cells += 1
+            labels[window][free] = cells
     return labels
