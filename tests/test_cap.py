@@ -127,6 +127,32 @@ def test_raw_adds_the_daughters_as_queries_and_restarts_at_the_division() -> Non
         rolling_windows(predict, 20, queries, 1)
 
 
+def test_a_daughter_on_another_cell_is_that_cell() -> None:
+    # query 0 (a newborn at (20, 20)) "divides" at frame 1: one daughter stays on it, the other
+    # lands on query 1 (at (20, 28)), which stays visible. Within radius 5 that daughter is query
+    # 1 itself, so query 0 just moves on (no new track); with radius 0 it is a division.
+    points = np.zeros((3, 2, 3, 2), np.float32)
+    points[:, 0] = [20, 20]
+    points[:, 1] = [20, 28]
+    points[1:, 0, 2] = [20, 27]
+    points[1:, 0, 1] = [21, 20]
+    visible = np.zeros((3, 2, 3), bool)
+    visible[:, 1, 0] = visible[0, 0, 0] = True
+    visible[1:, 0, 1:] = True
+    for radius, expected in ((5.0, [[1, 0, 2, 0], [2, 0, 2, 0]]),
+                             (0.0, [[1, 0, 0, 0], [2, 0, 1, 0], [3, 1, 1, 1], [4, 1, 1, 1]])):
+        tracks = PointTracks()
+        labels = [tracks.new(0, 0, points[0, i, 0]) for i in range(2)]
+        last, alive = read_window(points, visible, labels, 0, tracks, radius=radius)
+        assert tracks.lineage().to_array().tolist() == expected
+    # the division stopped the read at frame 1; without it, query 0 follows its daughter
+    assert (last, alive) == (1, [2, 3, 4])
+    tracks = PointTracks()
+    labels = [tracks.new(0, 0, points[0, i, 0]) for i in range(2)]
+    read_window(points, visible, labels, 0, tracks, radius=5.0)
+    np.testing.assert_array_equal(tracks[1].positions[2], [21, 20])
+
+
 def test_correlation_is_the_inner_product_at_each_offset() -> None:
     torch.manual_seed(0)
     net = CAPNet(TINY)
@@ -153,6 +179,14 @@ def test_losses_known_values() -> None:
     visible = torch.tensor([[[True, False, True]]])
     assert float(visibility_loss(logits, visible, torch.ones(1, 1, 3, dtype=torch.bool))) \
         == pytest.approx(math.log(2))
+    # balanced: mother (log 2) and daughters count half each; among the daughters the visible
+    # D1 (logit 1) and the two invisible D2 entries (logits 0 and 2) count half each
+    logits = torch.tensor([[[0.0, 1.0, 0.0]], [[0.0, 1.0, 2.0]]])
+    visible = torch.tensor([[[True, True, False]], [[True, True, False]]])
+    valid = torch.tensor([[[True, True, True]], [[True, False, True]]])
+    shown, hidden = math.log1p(math.exp(-1)), (math.log(2) + math.log1p(math.exp(2))) / 2
+    assert float(visibility_loss(logits, visible, valid)) == pytest.approx(
+        (math.log(2) + (shown + hidden) / 2) / 2)
     target = torch.tensor([[[[0.0, 0], [0, 0], [0, 10]]]])
     swapped = torch.tensor([[[[0.0, 0], [0, 10], [0, 0]]]])
     everywhere = torch.ones(1, 1, 3, dtype=torch.bool)
@@ -222,7 +256,7 @@ def test_tiny_model_overfits_one_window(sim_sequence: Path) -> None:
     net = CAPNet(TINY)
     optimiser = torch.optim.AdamW(net.parameters(), lr=1e-3)
     losses = []
-    for _ in range(150):
+    for _ in range(200):
         loss, _ = window_loss(net, window)
         optimiser.zero_grad()
         loss.backward()

@@ -126,13 +126,17 @@ class PointTracks(dict[int, PointTrack]):
 
 
 def read_window(points: np.ndarray, visible: np.ndarray, labels: Sequence[int], start: int,
-                tracks: PointTracks, stop_at_division: bool = True) -> tuple[int, list[int]]:
+                tracks: PointTracks, stop_at_division: bool = True, radius: float = 0.0
+                ) -> tuple[int, list[int]]:
     """Extend ``tracks`` with a window's predictions: ``points`` (T, N, 3, 2) and boolean
     ``visible`` (T, N, 3) for the query tracks ``labels``, whose frame 0 is ``start``.
 
-    Frame by frame: a visible mother continues its track; an invisible mother with a visible
-    daughter ends, and each visible daughter starts a track with it as parent (a division); an
-    all-invisible cell ends. With ``stop_at_division`` reading stops after the first frame with
+    Frame by frame: a visible mother continues its track; an invisible mother with two visible
+    daughters ends, and each daughter starts a track with it as parent (a division); with one
+    visible daughter the mother's track follows that point (no division); an all-invisible
+    cell ends. A daughter point within ``radius`` of another track's point in that frame is
+    that cell, not a new one (so a query put on a newborn daughter that "divides" onto her
+    sister adds no track). With ``stop_at_division`` reading stops after the first frame with
     a division (the next window starts there, Algorithm 1); otherwise daughters are followed
     on their own points. Returns the last frame read and the labels alive in it.
     """
@@ -147,16 +151,32 @@ def read_window(points: np.ndarray, visible: np.ndarray, labels: Sequence[int], 
                 tracks[label].positions[t] = points[dt, i, k]
             else:
                 del born[(i, k)]
-        divided = False
+        ended = []
         for i, label in list(alive.items()):
             if visible[dt, i, 0]:
                 tracks[label].positions[t] = points[dt, i, 0]
-                continue
-            del alive[i]
-            for k in range(1, POINTS):
-                if visible[dt, i, k]:
+            else:
+                ended.append((i, label))
+                del alive[i]
+        taken = [track.positions[t] for track in tracks.values() if t in track.positions]
+        divided = False
+        for i, label in ended:
+            daughters = [k for k in range(1, POINTS) if visible[dt, i, k]
+                         and not _near(points[dt, i, k], taken, radius)]
+            if len(daughters) == 1:
+                born[(i, daughters[0])] = label
+                tracks[label].positions[t] = points[dt, i, daughters[0]]
+            elif daughters:
+                for k in daughters:
                     born[(i, k)] = tracks.new(label, t, points[dt, i, k])
-                    divided = True
+                divided = True
+            taken += [points[dt, i, k] for k in daughters]
         if divided and stop_at_division:
             break
     return last, [*alive.values(), *born.values()]
+
+
+def _near(point: np.ndarray, others: Sequence[np.ndarray], radius: float) -> bool:
+    """Whether ``point`` lies within ``radius`` of one of ``others``."""
+    return bool(radius > 0 and others
+                and np.min(np.linalg.norm(np.asarray(others) - point, axis=1)) < radius)

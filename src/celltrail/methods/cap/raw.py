@@ -14,14 +14,16 @@ Predict = Callable[[int, int, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 def rolling_windows(predict: Predict, frames: int, queries: np.ndarray, window: int,
-                    on_window: Callable[[int], None] | None = None) -> PointTracks:
+                    on_window: Callable[[int], None] | None = None, radius: float = 0.0
+                    ) -> PointTracks:
     """Track ``queries`` (N, 2), given in frame 0, through ``frames`` frames in windows of
     ``window`` frames.
 
     Each window's predictions are read frame by frame; at the first frame where a cell divides,
     its daughters join the queries (eq. 6) and the next window starts at that frame. A window
     without division is read to its end and the next one starts at its last frame.
-    ``on_window(t)`` is told each time frames up to ``t`` are final.
+    ``on_window(t)`` is told each time frames up to ``t`` are final. A daughter within
+    ``radius`` of another cell is that cell (see :func:`read_window`).
     """
     if window < 2:
         raise ValueError(f"a window needs at least 2 frames, not {window}")
@@ -32,7 +34,7 @@ def rolling_windows(predict: Predict, frames: int, queries: np.ndarray, window: 
         stop = min(start + window, frames)
         current = np.stack([tracks[label].positions[start] for label in labels])
         points, visible = predict(start, stop, current)
-        start, labels = read_window(points, visible, labels, start, tracks)
+        start, labels = read_window(points, visible, labels, start, tracks, radius=radius)
         if on_window is not None:
             on_window(start)
     return tracks

@@ -150,7 +150,7 @@ class CAPTracker:
                 on_frame(done[0])
                 done[0] += 1
 
-        tracks = rolling_windows(predict, len(images), centres, self.window, report)
+        tracks = rolling_windows(predict, len(images), centres, self.window, report, radius)
         report(len(images) - 1)
         self._features.clear()
         _leave_at_border(tracks, (height, width))
