@@ -8,7 +8,7 @@ linker tracked the masks. The reference is the GT segmentation where it covers t
 else the silver truth (``01_ST``), as for DIC-C2DH-HeLa. The last row per sequence is the ratio
 box-only / full-mask (the paper: 0.834 on LIVECell).
 
-    python benchmarks/cellboxify.py [--only NAME] [--threads 2]
+    python benchmarks/cellboxify.py [--only NAME] [--threads 2] [--box-head polygon]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from celltrail.linking import link
 from celltrail.methods.cellboxify import SHIPPED, CellBoxifySegmenter, instance_masks, paint
 from celltrail.metrics import evaluate_result
 from celltrail.metrics.coco import coco_ap
-from celltrail.models.cellboxify import load_checkpoint
+from celltrail.models.cellboxify import CellBoxifyConfig, load_checkpoint
 from celltrail.training.embedtrack.data import split_index
 
 DATASETS = ("Fluo-N2DH-SIM+", "DIC-C2DH-HeLa")
@@ -57,9 +57,11 @@ def detect_all(segmenter: CellBoxifySegmenter, gt_json: Path, images_dir: Path
     return results, labels, float(np.mean(seconds))
 
 
-def evaluate(name: str) -> list[dict[str, object]]:
+def evaluate(name: str, box_head: str = "mask") -> list[dict[str, object]]:
     """Scores of the box-only and full-mask models of one sequence: COCO AP of the detections,
-    and the CTC metrics of their label images linked as `celltrail track` links them."""
+    and the CTC metrics of their label images linked as `celltrail track` links them. The
+    box-only model is the shipped one (mask head) or, with ``box_head="polygon"``, the
+    polygon-head model ``tools/train_cellboxify.py --head polygon`` left in the cache."""
     seq = SHARED / name / "01"
     frames = open_sequence(seq)
     n = len(frames)
@@ -69,11 +71,15 @@ def evaluate(name: str) -> list[dict[str, object]]:
         gt_json = ctc_to_coco(seq, Path(tmp) / "eval.json", truth.lower(),
                               range(split_index(n), n))
         for supervision in ("mask", "box"):
-            model = f"{name}_{supervision}"
+            model = SHIPPED.path(f"{name}_{supervision}")
+            if supervision == "box" and box_head == "polygon":
+                model = Path(".cache/cellboxify") / f"{name}_box-polygon.pt"
             results, labels, seconds = detect_all(CellBoxifySegmenter(model), gt_json, seq)
             ctc = evaluate_result(link(labels), images_dir.with_name("01_GT"), threads=1)
-            state = load_checkpoint(SHIPPED.path(model))
-            rows.append({"supervision": supervision, "truth": truth,
+            state = load_checkpoint(model)
+            head = CellBoxifyConfig.from_dict(state["config"]).head
+            rows.append({"supervision": f"{supervision} ({head} head)",
+                         "truth": truth,
                          "frames": n - split_index(n), "minutes": float(state["seconds"]) / 60,
                          "steps": int(state["step"]), "ctc": ctc, "seconds": seconds,
                          "size": frames.shape,
@@ -96,9 +102,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=DATASETS, action="append")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--box-head", choices=("mask", "polygon"), default="mask")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    results = {name: evaluate(name) for name in args.only or DATASETS}
+    results = {name: evaluate(name, args.box_head) for name in args.only or DATASETS}
     print("Masks:\n")
     print("| sequence | training | AP | AP50 | AP75 | APs | APm | APl | SEG | DET | TRA "
           "| training time | s/frame |")

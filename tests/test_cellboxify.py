@@ -29,7 +29,12 @@ from celltrail.models.cellboxify import (
     anchors,
     decode,
     encode,
+    load_checkpoint,
+    polygon_box,
     pool,
+    rasterise,
+    reframe,
+    vertices,
 )
 from celltrail.models.ops import box_iou, nms, roi_align
 from celltrail.simulate import SimParams, simulate
@@ -210,15 +215,43 @@ def test_sampler_keeps_boxes_on_their_masks(simulated: Path) -> None:
     assert flips == {True, False}
 
 
+def test_polygon_rasterises_to_its_shape() -> None:
+    # four rays of 0.26 from the grid's centre: the diamond |x| + |y| < 0.26 (grid units)
+    centres = torch.tensor([[0.5, 0.5]])
+    coords = (torch.arange(16) + 0.5) / 16 - 0.5
+    inside = coords.abs()[None, :] + coords.abs()[:, None] < 0.26
+    diamond = vertices(centres, torch.full((1, 4), 0.26))
+    assert torch.equal(rasterise(centres, diamond, 16)[0] > 0, inside)
+    # the logit is the distance to the edge along the ray from the centre, in grid pixels:
+    # pixel (8, 8) lies 0.03125·√2 out on the diagonal, whose edge is 0.25/√2 away
+    corners = vertices(centres, torch.full((1, 4), 0.25))
+    assert rasterise(centres, corners, 16)[0, 8, 8].item() == pytest.approx(
+        (0.25 / math.sqrt(2) - 0.03125 * math.sqrt(2)) * 16, abs=1e-4)
+    assert polygon_box(corners, 16)[0].tolist() == pytest.approx([4.0, 4.0, 12.0, 12.0])
+    # a 32-ray circle of radius 0.3 covers close to its area
+    circle = vertices(centres, torch.full((1, 32), 0.3))
+    assert (rasterise(centres, circle, 28) > 0).sum().item() == pytest.approx(
+        math.pi * (0.3 * 28) ** 2, rel=0.03)
+    # on a frame twice the box's width and as high, the circle becomes an ellipse of half
+    # the width: semi-axes 0.15 and 0.3 of the frame, centred at (0.25, 0.5)
+    box, frame = torch.tensor([[0.0, 0.0, 10.0, 10.0]]), torch.tensor([[0.0, 0.0, 20.0, 10.0]])
+    assert reframe(centres, box, frame).tolist() == [[0.25, 0.5]]
+    ellipse = rasterise(reframe(centres, box, frame), reframe(circle, box, frame), 40) > 0
+    xs, ys = (torch.arange(40) + 0.5) / 40 - 0.25, (torch.arange(40) + 0.5) / 40 - 0.5
+    exact = (xs[None, :] / 0.15) ** 2 + (ys[:, None] / 0.3) ** 2 <= 1
+    assert (ellipse ^ exact).sum().item() <= 0.05 * exact.sum().item()
+
+
 @pytest.mark.parametrize("supervision", ["mask", "box"])
-def test_tiny_model_loss_falls(simulated: Path, supervision: str) -> None:
+@pytest.mark.parametrize("head", ["mask", "polygon"])
+def test_tiny_model_loss_falls(simulated: Path, supervision: str, head: str) -> None:
     torch.manual_seed(0)
     images = training_images(simulated.parent / "train.json", simulated, supervision)
     item = images[0]  # at its own 128 x 128 size, to keep the test fast
     masks = None if item.masks is None else torch.from_numpy(item.masks)[:, None].float()
     sample = Sample(torch.from_numpy(item.image)[None, None], torch.from_numpy(item.boxes),
                     masks, 1.0)
-    net = CellBoxifyNet(TINY)
+    net = CellBoxifyNet(CellBoxifyConfig(**{**TINY.to_dict(), "head": head}))
     optimiser = torch.optim.Adam(net.parameters(), lr=3e-3)
     params = TrainParams(supervision=supervision)
     history, mask = [], []
@@ -245,9 +278,10 @@ def test_mask_supervision_needs_masks(simulated: Path, tmp_path: Path) -> None:
 def test_cli_train_segment_track(simulated: Path, tmp_path: Path) -> None:
     model = tmp_path / "model.pt"
     result = run("train", "cellboxify", "--coco", simulated.parent / "train.json", "--images",
-                 simulated, "--supervision", "box", "--steps", "2", "--out", model)
+                 simulated, "--supervision", "box", "--head", "polygon", "--steps", "2", "--out",
+                 model)
     assert result.exit_code == 0, result.output
-    assert model.is_file()
+    assert load_checkpoint(model)["config"]["head"] == "polygon"
     masks = tmp_path / "masks"
     result = run("segment", simulated, "--model", model, "--out", masks)
     assert result.exit_code == 0, result.output
@@ -271,6 +305,9 @@ def test_cli_errors(simulated: Path, tmp_path: Path) -> None:
     one_error_line(run("train", "cellboxify", "--coco", tmp_path / "none.json", "--images",
                        simulated, "--out", tmp_path / "m.pt"),
                    f"{tmp_path / 'none.json'}: COCO file not found")
+    one_error_line(run("train", "cellboxify", "--coco", simulated.parent / "train.json",
+                       "--images", simulated, "--head", "star", "--out", tmp_path / "m.pt"),
+                   "--head must be one of mask, polygon, not 'star'")
 
 
 def test_shipped_models() -> None:

@@ -4,7 +4,8 @@ supervision, on the first 90% of frames of its sequence ``01``.
 Box-only and full-mask models see the same frames and cells (GT masks, or the silver truth where
 the GT segments only a few frames, as for DIC-C2DH-HeLa) and the same number of steps; the
 box-only one reads only the boxes. ``benchmarks/cellboxify.py`` scores them on the last 10%.
-Run from the repo root:
+The shipped models have Mask R-CNN's mask head; ``--head polygon`` trains the paper's polygon
+head instead, into ``.cache/cellboxify/<name>-polygon.pt`` only. Run from the repo root:
 
     python tools/train_cellboxify.py --dataset Fluo-N2DH-SIM+ --supervision box [--steps 1600]
 """
@@ -21,6 +22,7 @@ import torch
 from celltrail.core.sequence import open_sequence
 from celltrail.io.coco import ctc_to_coco
 from celltrail.methods.cellboxify import SHIPPED
+from celltrail.models.cellboxify import CellBoxifyConfig
 from celltrail.training.cellboxify import TrainParams, train, training_images
 from celltrail.training.embedtrack.data import split_index
 
@@ -47,6 +49,7 @@ def main() -> None:
     parser.add_argument("--dataset", choices=SEQUENCES, required=True)
     parser.add_argument("--supervision", choices=("box", "mask"), required=True)
     parser.add_argument("--steps", type=int, default=1600)
+    parser.add_argument("--head", choices=("mask", "polygon"), default="mask")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args()
@@ -67,12 +70,14 @@ def main() -> None:
             print(f"{name} step {step} loss {loss:.3f} {time.perf_counter() - start:.0f} s",
                   flush=True)
 
-    out = cache / f"{name}.pt"
+    out = cache / f"{name}-{args.head}.pt"
     params = TrainParams(steps=args.steps, supervision=args.supervision)
     train(images, out, params, resume=out if args.resume and out.exists() else None,
-          progress=report, trained_on=[f"{args.dataset}/01 frames 0-{split - 1}"])
-    SHIPPED.folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(out, SHIPPED.folder / f"{name}.pt")
+          progress=report, config=CellBoxifyConfig(head=args.head),
+          trained_on=[f"{args.dataset}/01 frames 0-{split - 1}"])
+    if args.head == "mask":  # the shipped models; polygon ones stay in the cache
+        SHIPPED.folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out, SHIPPED.folder / f"{name}.pt")
     print(f"{name}: {len(images)} images loaded in {loaded:.0f} s, {args.steps} steps, "
           f"{time.perf_counter() - start:.0f} s in all", flush=True)
 

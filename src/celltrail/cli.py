@@ -321,6 +321,9 @@ def train_cellboxify(
     supervision: Annotated[str, typer.Option(help="box: learn masks from the boxes alone "
                                                   "(CellBoxify's losses); mask: from full "
                                                   "masks.")] = "box",
+    head: Annotated[str, typer.Option(help="mask: Mask R-CNN's mask head (as the shipped "
+                                           "models); polygon: the paper's polygon head.")]
+    = "mask",
     steps: Annotated[int, typer.Option(min=1, help="Optimisation steps (one image each).")]
     = 1600,
     resume: Annotated[Path | None, typer.Option(help="Checkpoint to continue from, or a "
@@ -329,15 +332,19 @@ def train_cellboxify(
 ) -> None:
     """Train a CellBoxify instance segmenter; use it by `celltrail segment --method cellboxify
     --model PATH` or `celltrail track --method cellboxify --model PATH`."""
+    from celltrail.models.cellboxify import HEADS, CellBoxifyConfig
     from celltrail.training.cellboxify import TrainParams, train, training_images
 
     check_supervision(supervision)
+    if head not in HEADS:
+        raise InputError(None, f"--head must be one of {', '.join(HEADS)}, not {head!r}")
     check_out(out, coco, images)
     with console.status("reading training images"):
         found = training_images(coco, images, supervision)
     with progress_bar(steps, "training") as on_step:
         train(found, out, TrainParams(steps=steps, supervision=supervision, seed=seed),
-              resume=resume, progress=lambda step, _: on_step(step), trained_on=[coco.name])
+              resume=resume, progress=lambda step, _: on_step(step),
+              config=CellBoxifyConfig(head=head), trained_on=[coco.name])
     console.print(f"wrote {out}")
 
 

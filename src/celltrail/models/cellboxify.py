@@ -2,8 +2,10 @@
 
 A small residual backbone (ResNet-style basic blocks, group norm since a batch is one image) with
 a feature pyramid P2–P6, a region proposal network with the paper's anchors (sizes 8–128, one per
-level; aspect ratios 0.5–4), a box head and a mask head on RoIAlign crops. The mask head is the
-same whether it learnt from masks or from boxes only; how it learnt is in the checkpoint.
+level; aspect ratios 0.5–4), a box head and a shape head on RoIAlign crops. The shape head is
+either Mask R-CNN's mask head (28 x 28 logits) or, as in the paper, a polygon head: a star-shaped
+polygon (a centre and ray lengths) rasterised softly onto the same grid, so either can be trained
+from masks or from boxes only; the head and how it learnt are in the checkpoint.
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ RPN_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
 #: Largest log size change a delta may ask for (Detectron's clamp).
 MAX_LOG_SCALE = math.log(1000.0 / 16)
 BOX_POOL, MASK_POOL, MASK_SIZE = 7, 14, 28
+#: Shape heads: Mask R-CNN's mask head, the paper's polygon head.
+HEADS = ("mask", "polygon")
+#: Longest ray of a polygon, in box widths: a polygon centred in its box reaches its corners.
+POLYGON_REACH = 0.75
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,8 @@ class CellBoxifyConfig:
     fpn: int = 64  #: pyramid channels
     fc: int = 256  #: box head width
     mask_convs: int = 4
+    head: str = "mask"  #: "mask" (Mask R-CNN's) or "polygon" (the paper's)
+    rays: int = 32  #: vertices of the polygon head's polygons
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -115,9 +123,18 @@ class CellBoxifyNet(nn.Module):
         for _ in range(c.mask_convs):
             convs += [nn.Conv2d(c.fpn, c.fpn, 3, 1, 1), nn.ReLU(inplace=True)]
         self.mask_convs = nn.Sequential(*convs)
-        self.mask_up = nn.ConvTranspose2d(c.fpn, c.fpn, 2, 2)
-        self.mask_logit = nn.Conv2d(c.fpn, 1, 1)
-        for layer in (self.rpn_logits, self.rpn_deltas, self.box_logit, self.mask_logit):
+        if c.head == "polygon":
+            self.polygon_fc = nn.Sequential(
+                nn.Conv2d(c.fpn, c.fpn, 3, 2, 1), nn.ReLU(inplace=True), nn.Flatten(),
+                nn.Linear(c.fpn * (MASK_POOL // 2) ** 2, c.fc), nn.ReLU(inplace=True))
+            self.polygon_out = nn.Linear(c.fc, 2 + c.rays)
+            last = self.polygon_out
+        elif c.head == "mask":
+            self.mask_up = nn.ConvTranspose2d(c.fpn, c.fpn, 2, 2)
+            self.mask_logit = last = nn.Conv2d(c.fpn, 1, 1)
+        else:
+            raise ValueError(f"head must be one of {HEADS}, not {c.head!r}")
+        for layer in (self.rpn_logits, self.rpn_deltas, self.box_logit, last):
             nn.init.normal_(layer.weight, std=0.01)
             nn.init.zeros_(layer.bias)
         nn.init.normal_(self.box_deltas.weight, std=0.001)
@@ -152,8 +169,18 @@ class CellBoxifyNet(nn.Module):
         x = self.box_fc(pool(levels, boxes, BOX_POOL))
         return self.box_logit(x)[:, 0], self.box_deltas(x)
 
+    def polygons(self, levels: list[torch.Tensor], boxes: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The polygon head: each box's polygon as a centre (N, 2) and ray lengths (N, rays),
+        in units of the box (0–1 across it); rays start at angle 0 (+x) and turn towards +y."""
+        out = self.polygon_out(self.polygon_fc(self.mask_convs(pool(levels, boxes, MASK_POOL))))
+        return 0.5 + 0.25 * torch.tanh(out[:, :2]), POLYGON_REACH * torch.sigmoid(out[:, 2:])
+
     def mask_head(self, levels: list[torch.Tensor], boxes: torch.Tensor) -> torch.Tensor:
-        """Mask logits (N, MASK_SIZE, MASK_SIZE) over each box."""
+        """Mask logits (N, MASK_SIZE, MASK_SIZE) over each box, from either head."""
+        if self.config.head == "polygon":
+            centres, radii = self.polygons(levels, boxes)
+            return rasterise(centres, vertices(centres, radii), MASK_SIZE)
         x = self.mask_convs(pool(levels, boxes, MASK_POOL))
         return self.mask_logit(F.relu(self.mask_up(x)))[:, 0]
 
@@ -193,6 +220,52 @@ class CellBoxifyNet(nn.Module):
         masks = torch.sigmoid(self.mask_head(levels, boxes)) if len(boxes) else \
             image.new_zeros((0, MASK_SIZE, MASK_SIZE))
         return Detections(boxes, scores, masks)
+
+
+def vertices(centres: torch.Tensor, radii: torch.Tensor) -> torch.Tensor:
+    """Vertices (N, rays, 2) (x, y) of star-shaped polygons: ray ``k`` at angle ``2πk/rays``
+    from the +x axis towards +y, ``radii`` long."""
+    angles = torch.arange(radii.shape[1], dtype=radii.dtype) * (2 * math.pi / radii.shape[1])
+    return centres[:, None, :] + radii[..., None] * torch.stack([angles.cos(), angles.sin()], 1)
+
+
+def rasterise(centres: torch.Tensor, corners: torch.Tensor, size: int) -> torch.Tensor:
+    """Logits (N, size, size) of star-shaped polygons (centres (N, 2), vertices (N, R, 2) in
+    order of angle, starting on the +x axis; 0–1 across the grid) on a ``size`` grid: the
+    distance, in grid pixels, from each pixel centre to the polygon's edge along the ray from
+    the centre (positive inside). Its sigmoid is a mask soft over about a pixel whose
+    gradients reach the vertices: the paper's polygon made a mask for the pairwise losses."""
+    coords = (torch.arange(size, dtype=corners.dtype) + 0.5) / size
+    dx = (coords[None, None, :] - centres[:, 0, None, None]).expand(-1, size, -1)
+    dy = (coords[None, :, None] - centres[:, 1, None, None]).expand(-1, -1, size)
+    dist = torch.sqrt(dx**2 + dy**2 + 1e-12).flatten(1)
+    angle = torch.remainder(torch.atan2(dy, dx), 2 * math.pi).flatten(1)
+    rel = corners - centres[:, None, :]
+    corner_angle = torch.remainder(torch.atan2(rel[..., 1], rel[..., 0]), 2 * math.pi)
+    rays = corners.shape[1]
+    k = (torch.searchsorted(corner_angle.detach().contiguous(), angle.detach().contiguous(),
+                            right=True) - 1) % rays
+    a = rel.gather(1, k[..., None].expand(-1, -1, 2))
+    b = rel.gather(1, ((k + 1) % rays)[..., None].expand(-1, -1, 2))
+    ux, uy = dx.flatten(1) / dist, dy.flatten(1) / dist
+    # the ray u meets the edge a -> b at rho: rho (u x (b - a)) = a x b
+    across = ux * (b[..., 1] - a[..., 1]) - uy * (b[..., 0] - a[..., 0])
+    edge = (a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]) / across.clamp(min=1e-6)
+    return ((edge - dist) * size).view(-1, size, size)
+
+
+def polygon_box(corners: torch.Tensor, size: int) -> torch.Tensor:
+    """The box (N, 4) that polygons' vertices (0–1 across a grid) span, in pixels of a
+    ``size`` grid: what the paper's point-based unary loss compares with the ground truth."""
+    return torch.cat([corners.amin(1), corners.amax(1)], dim=1) * size
+
+
+def reframe(points: torch.Tensor, boxes: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+    """Points (N, ..., 2) given 0–1 across ``boxes`` (N, 4), made 0–1 across ``frames``."""
+    shape = (-1,) + (1,) * (points.dim() - 2) + (2,)
+    origin, extent = boxes[:, :2].view(shape), (boxes[:, 2:] - boxes[:, :2]).view(shape)
+    f_origin, f_extent = frames[:, :2].view(shape), (frames[:, 2:] - frames[:, :2]).view(shape)
+    return (origin + points * extent - f_origin) / f_extent
 
 
 def anchors(level: int, shape: tuple[int, int]) -> torch.Tensor:

@@ -21,6 +21,11 @@ from celltrail.models.cellboxify import (
     CellBoxifyNet,
     anchors,
     encode,
+    load_checkpoint,
+    polygon_box,
+    rasterise,
+    reframe,
+    vertices,
 )
 from celltrail.models.ops import box_iou, roi_align
 from celltrail.training.cellboxify.data import Sample, Sampler, TrainImage
@@ -39,6 +44,9 @@ MASK_ROIS = 64
 #: its pairwise loss up (10k of 90k iterations): a mask first learns to fill its box, else the
 #: pairwise terms can drive it to nothing before it has a shape.
 PAIRWISE_WARMUP = 0.1
+#: Grid pixels of context on each side of a ground-truth box when a polygon's box-only losses
+#: are computed (the box itself spans MASK_SIZE pixels).
+POLYGON_MARGIN = 4
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,33 @@ def in_frame(boxes: torch.Tensor, frames: torch.Tensor, size: int = MASK_SIZE) -
     return (boxes - origin) / extent * size
 
 
+def _box_only_losses(net: CellBoxifyNet, levels: list[torch.Tensor], image: torch.Tensor,
+                     rois: torch.Tensor, gt: torch.Tensor, params: TrainParams, warmup: float
+                     ) -> dict[str, torch.Tensor]:
+    """The box-only shape loss of RoIs matched to ground-truth boxes ``gt`` (image pixels).
+
+    A mask head's masks are scored on the RoI's grid. A polygon is rasterised onto a frame of
+    the ground-truth box widened by :data:`POLYGON_MARGIN` on each side, so a polygon that fills
+    its box pays for its whole outline in the local term, where a grid ending at the box would
+    hide it; the unary term takes the box of its vertices."""
+    alpha, beta, gamma = params.loss_weights
+    weights = (alpha, beta * warmup, gamma * warmup)
+    if net.config.head == "polygon":
+        size = MASK_SIZE + 2 * POLYGON_MARGIN
+        margin = (gt[:, 2:] - gt[:, :2]) * POLYGON_MARGIN / MASK_SIZE
+        frames = torch.cat([gt[:, :2] - margin, gt[:, 2:] + margin], dim=1)
+        centres, radii = net.polygons(levels, rois)
+        corners = reframe(vertices(centres, radii), rois, frames)
+        masks = torch.sigmoid(rasterise(reframe(centres, rois, frames), corners, size))
+        spans = polygon_box(corners, size)
+    else:
+        size, frames, spans = MASK_SIZE, rois, None
+        masks = torch.sigmoid(net.mask_head(levels, rois))
+    crops = roi_align(image, frames, torch.zeros(len(frames), dtype=torch.long), size)[:, 0]
+    terms = box_mask_loss(masks, crops, in_frame(gt, frames, size), weights, spans)
+    return {"mask": terms.pop("mask"), **{f"mask_{k}": v for k, v in terms.items()}}
+
+
 def detector_losses(net: CellBoxifyNet, sample: Sample, params: TrainParams,
                     warmup: float = 1.0) -> dict[str, torch.Tensor]:
     """All losses of one image; their sum is ``"total"``. ``warmup`` (0–1) scales the box-only
@@ -114,18 +149,12 @@ def detector_losses(net: CellBoxifyNet, sample: Sample, params: TrainParams,
                                      reduction="sum") / len(chosen)
     masked = pos[torch.randperm(len(pos))[:MASK_ROIS]]
     boxes, cells = rois[masked], match[masked]
-    logits_mask = net.mask_head(levels, boxes)
     if params.supervision == "mask":
         assert sample.masks is not None
         targets = roi_align(sample.masks, boxes, cells, MASK_SIZE, stride=sample.scale)[:, 0]
-        result.update(full_mask_loss(logits_mask, targets))
+        result.update(full_mask_loss(net.mask_head(levels, boxes), targets))
     else:
-        crops = roi_align(image, boxes, torch.zeros_like(cells), MASK_SIZE)[:, 0]
-        alpha, beta, gamma = params.loss_weights
-        terms = box_mask_loss(torch.sigmoid(logits_mask), crops, in_frame(gt[cells], boxes),
-                              (alpha, beta * warmup, gamma * warmup))
-        result.update({f"mask_{k}": v for k, v in terms.items() if k != "mask"})
-        result["mask"] = terms["mask"]
+        result.update(_box_only_losses(net, levels, image, boxes, gt[cells], params, warmup))
     result["total"] = sum(v for k, v in result.items()
                           if k in ("rpn_class", "rpn_box", "box_class", "box", "mask"))
     return result
@@ -143,13 +172,16 @@ def train(
     """Train a :class:`CellBoxifyNet` and save it at ``out``, checkpointing as it goes.
 
     ``resume`` continues an interrupted run from its last checkpoint, or fine-tunes a finished
-    model (such as a shipped one) for ``params.steps`` steps.
+    model (such as a shipped one) for ``params.steps`` steps; either keeps its architecture
+    (``config`` applies to new networks).
     """
     params = params or TrainParams()
     if params.supervision not in ("box", "mask"):
         raise ValueError(f"supervision must be 'box' or 'mask', not {params.supervision!r}")
     torch.set_flush_denormal(True)
     torch.manual_seed(params.seed)
+    if resume is not None:  # the architecture is the checkpoint's
+        config = CellBoxifyConfig.from_dict(load_checkpoint(resume)["config"])
     net = CellBoxifyNet(config)
     optimiser = torch.optim.Adam(net.parameters(), lr=params.lr, betas=(0.9, 0.999))
     schedule = torch.optim.lr_scheduler.OneCycleLR(

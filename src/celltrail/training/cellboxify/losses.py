@@ -115,17 +115,20 @@ def global_pairwise(masks: torch.Tensor, images: torch.Tensor,
 
 
 def box_mask_terms(masks: torch.Tensor, images: torch.Tensor, boxes: torch.Tensor,
-                   weights: tuple[float, float, float] = JOINT_WEIGHTS
-                   ) -> dict[str, torch.Tensor]:
+                   weights: tuple[float, float, float] = JOINT_WEIGHTS,
+                   spans: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Per mask (N,): the unary, local and global terms of mask probabilities (N, S, S) given
     the image crops (N, S, S) on the same grid and the ground-truth boxes in grid coordinates,
-    and their joint loss ``α L_u + β L_lp + γ L_gp`` as ``"mask"``.
+    and their joint loss ``α L_u + β L_lp + γ L_gp`` as ``"mask"``. The unary term compares
+    ``spans``, the boxes of the predicted shapes (a polygon's vertices), with the ground truth;
+    without them, the boxes the masks span (:func:`mask_box`).
 
     The grid should reach beyond the box: the local term counts every neighbour pair of the
     grid, so a mask that simply fills its box pays for cutting through the image where it has
     no edge, while the global term (Chan–Vese) looks inside the box only."""
     region = box_region(boxes, masks.shape[-1])
-    terms = {"unary": 1 - ciou(mask_box(masks), boxes),
+    spans = mask_box(masks) if spans is None else spans
+    terms = {"unary": 1 - ciou(spans, boxes),
              "local": local_pairwise(masks, images, torch.ones_like(masks)),
              "global": global_pairwise(masks, images, region)}
     terms["mask"] = sum(w * t for w, t in zip(weights, terms.values(), strict=True))
@@ -133,10 +136,11 @@ def box_mask_terms(masks: torch.Tensor, images: torch.Tensor, boxes: torch.Tenso
 
 
 def box_mask_loss(masks: torch.Tensor, images: torch.Tensor, boxes: torch.Tensor,
-                  weights: tuple[float, float, float] = JOINT_WEIGHTS
-                  ) -> dict[str, torch.Tensor]:
+                  weights: tuple[float, float, float] = JOINT_WEIGHTS,
+                  spans: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """:func:`box_mask_terms` averaged over the masks."""
-    return {k: v.mean() for k, v in box_mask_terms(masks, images, boxes, weights).items()}
+    return {k: v.mean()
+            for k, v in box_mask_terms(masks, images, boxes, weights, spans).items()}
 
 
 def full_mask_loss(logits: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
