@@ -48,21 +48,7 @@ def trajectory_loss(history: list[torch.Tensor], target: torch.Tensor, valid: to
 
 def visibility_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor
                     ) -> torch.Tensor:
-    """Eq. (5): binary cross-entropy of the supervised visibilities (T, N, 3), class-balanced
-    for the daughters: the mothers' mean and the daughters' count half each, and among the
-    daughters the visible and the invisible targets count half each. A daughter is visible
-    only after a division, about one supervised daughter entry in a hundred, so with a plain
-    mean a model learns that daughters never appear (and CAP finds no division)."""
+    """Eq. (5): binary cross-entropy of the supervised visibilities."""
+    weight = valid.float()
     loss = F.binary_cross_entropy_with_logits(logits, target.float(), reduction="none")
-    mother, daughters = loss[..., 0], loss[..., 1:]
-    mothers = _mean(mother, valid[..., 0])
-    shown, hidden = valid[..., 1:] & target[..., 1:], valid[..., 1:] & ~target[..., 1:]
-    if not shown.any():
-        return (mothers + _mean(daughters, hidden)) / 2
-    return (mothers + (_mean(daughters, shown) + _mean(daughters, hidden)) / 2) / 2
-
-
-def _mean(values: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
-    """Mean of ``values`` where ``where`` is set (0 if nowhere)."""
-    weight = where.float()
-    return (values * weight).sum() / weight.sum().clamp(min=1.0)
+    return (loss * weight).sum() / weight.sum().clamp(min=1.0)
