@@ -29,7 +29,7 @@ from celltrail.linking import link
 from celltrail.methods.cellboxify import SHIPPED, CellBoxifySegmenter, instance_masks, paint
 from celltrail.metrics import evaluate_result
 from celltrail.metrics.coco import coco_ap
-from celltrail.models.cellboxify import CellBoxifyConfig, load_checkpoint
+from celltrail.models.cellboxify import HEADS, CellBoxifyConfig, load_checkpoint
 from celltrail.training.embedtrack.data import split_index
 
 DATASETS = ("Fluo-N2DH-SIM+", "DIC-C2DH-HeLa")
@@ -102,7 +102,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=DATASETS, action="append")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--box-head", choices=("mask", "polygon"), default="mask")
+    parser.add_argument("--box-head", choices=HEADS, default="mask")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     results = {name: evaluate(name, args.box_head) for name in args.only or DATASETS}

@@ -22,7 +22,7 @@ import torch
 from celltrail.core.sequence import open_sequence
 from celltrail.io.coco import ctc_to_coco
 from celltrail.methods.cellboxify import SHIPPED
-from celltrail.models.cellboxify import CellBoxifyConfig
+from celltrail.models.cellboxify import HEADS, CellBoxifyConfig
 from celltrail.training.cellboxify import TrainParams, train, training_images
 from celltrail.training.embedtrack.data import split_index
 
@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--dataset", choices=SEQUENCES, required=True)
     parser.add_argument("--supervision", choices=("box", "mask"), required=True)
     parser.add_argument("--steps", type=int, default=1600)
-    parser.add_argument("--head", choices=("mask", "polygon"), default="mask")
+    parser.add_argument("--head", choices=HEADS, default="mask")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args()
