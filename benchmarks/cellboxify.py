@@ -8,7 +8,11 @@ linker tracked the masks. The reference is the GT segmentation where it covers t
 else the silver truth (``01_ST``), as for DIC-C2DH-HeLa. The last row per sequence is the ratio
 box-only / full-mask (the paper: 0.834 on LIVECell).
 
-    python benchmarks/cellboxify.py [--only NAME] [--threads 2] [--box-head polygon]
+``--box-variant V`` scores the box-only model ``.cache/cellboxify/NAME_box-V.pt`` that
+``tools/train_cellboxify.py`` left (``mask``, ``polygon``, ``polygon-texture``, …) instead of the
+shipped one.
+
+    python benchmarks/cellboxify.py [--only NAME] [--threads 2] [--box-variant V]
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from celltrail.linking import link
 from celltrail.methods.cellboxify import SHIPPED, CellBoxifySegmenter, instance_masks, paint
 from celltrail.metrics import evaluate_result
 from celltrail.metrics.coco import coco_ap
-from celltrail.models.cellboxify import HEADS, CellBoxifyConfig, load_checkpoint
+from celltrail.models.cellboxify import CellBoxifyConfig, load_checkpoint
 from celltrail.training.embedtrack.data import split_index
 
 DATASETS = ("Fluo-N2DH-SIM+", "DIC-C2DH-HeLa")
@@ -57,11 +61,10 @@ def detect_all(segmenter: CellBoxifySegmenter, gt_json: Path, images_dir: Path
     return results, labels, float(np.mean(seconds))
 
 
-def evaluate(name: str, box_head: str = "mask") -> list[dict[str, object]]:
+def evaluate(name: str, box_variant: str | None = None) -> list[dict[str, object]]:
     """Scores of the box-only and full-mask models of one sequence: COCO AP of the detections,
     and the CTC metrics of their label images linked as `celltrail track` links them. The
-    box-only model is the shipped one (mask head) or, with ``box_head="polygon"``, the
-    polygon-head model ``tools/train_cellboxify.py --head polygon`` left in the cache."""
+    models are the shipped ones, or for box-only the ``box_variant`` in the cache."""
     seq = SHARED / name / "01"
     frames = open_sequence(seq)
     n = len(frames)
@@ -72,13 +75,15 @@ def evaluate(name: str, box_head: str = "mask") -> list[dict[str, object]]:
                               range(split_index(n), n))
         for supervision in ("mask", "box"):
             model = SHIPPED.path(f"{name}_{supervision}")
-            if supervision == "box" and box_head == "polygon":
-                model = Path(".cache/cellboxify") / f"{name}_box-polygon.pt"
+            if supervision == "box" and box_variant:
+                model = Path(".cache/cellboxify") / f"{name}_box-{box_variant}.pt"
             results, labels, seconds = detect_all(CellBoxifySegmenter(model), gt_json, seq)
             ctc = evaluate_result(link(labels), images_dir.with_name("01_GT"), threads=1)
             state = load_checkpoint(model)
             head = CellBoxifyConfig.from_dict(state["config"]).head
-            rows.append({"supervision": f"{supervision} ({head} head)",
+            guide = state["params"].get("guide", "intensity") if supervision == "box" else ""
+            rows.append({"supervision": f"{supervision} ({head} head"
+                                        f"{', texture guide' * (guide == 'texture')})",
                          "truth": truth,
                          "frames": n - split_index(n), "minutes": float(state["seconds"]) / 60,
                          "steps": int(state["step"]), "ctc": ctc, "seconds": seconds,
@@ -102,10 +107,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=DATASETS, action="append")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--box-head", choices=HEADS, default="mask")
+    parser.add_argument("--box-variant", help="a box-only model of .cache/cellboxify")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    results = {name: evaluate(name, args.box_head) for name in args.only or DATASETS}
+    results = {name: evaluate(name, args.box_variant) for name in args.only or DATASETS}
     print("Masks:\n")
     print("| sequence | training | AP | AP50 | AP75 | APs | APm | APl | SEG | DET | TRA "
           "| training time | s/frame |")

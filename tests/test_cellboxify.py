@@ -53,6 +53,7 @@ from celltrail.training.cellboxify.losses import (
     global_pairwise,
     local_pairwise,
     mask_box,
+    texture,
 )
 
 TINY = CellBoxifyConfig(widths=(8, 16, 16, 16), blocks=(1, 1, 1, 1), fpn=16, fc=32,
@@ -113,6 +114,29 @@ def test_pairwise_terms_prefer_a_mask_along_the_edge() -> None:
     assert global_pairwise(crosses, image, region).item() == pytest.approx(1.0, abs=0.02)
     assert global_pairwise(torch.full((1, 28, 28), 0.5), image, region).item() == \
         pytest.approx(1.0)
+
+
+def test_texture_is_the_local_standard_deviation() -> None:
+    stripes = torch.ones(1, 1, 40, 40)
+    stripes[..., ::2] = -1  # mean 0 and variance 1 in any window
+    assert torch.allclose(texture(stripes, 2.0)[..., 10:30, 10:30], torch.ones(20, 20),
+                          atol=0.01)
+    assert texture(torch.full((1, 1, 20, 20), 3.0), 2.0).abs().max().item() < 0.01  # float32
+
+
+def test_texture_guide_finds_a_textured_cell_of_background_brightness() -> None:
+    """A DIC-like cell: ±1 texture inside a disc on a flat background of its mean brightness.
+    On the texture, the pairwise terms prefer the mask on the disc to one crossing it."""
+    generator = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
+    disc = (((yy - 13.5) ** 2 + (xx - 13.5) ** 2) <= 64).float()[None]
+    noise = torch.randint(0, 2, (1, 28, 28), generator=generator).float() * 2 - 1
+    image = (disc * noise)[:, None]
+    guide, region = texture(image, 1.0)[:, 0], torch.ones(1, 28, 28)
+    crosses = torch.zeros(1, 28, 28)
+    crosses[0, 14:, :] = 1
+    assert local_pairwise(disc, guide, region) < local_pairwise(crosses, guide, region) / 2
+    assert global_pairwise(disc, guide, region) < global_pairwise(crosses, guide, region) / 2
 
 
 def test_box_region_and_joint_loss() -> None:
@@ -278,10 +302,11 @@ def test_mask_supervision_needs_masks(simulated: Path, tmp_path: Path) -> None:
 def test_cli_train_segment_track(simulated: Path, tmp_path: Path) -> None:
     model = tmp_path / "model.pt"
     result = run("train", "cellboxify", "--coco", simulated.parent / "train.json", "--images",
-                 simulated, "--supervision", "box", "--head", "polygon", "--steps", "2", "--out",
-                 model)
+                 simulated, "--supervision", "box", "--head", "polygon", "--guide", "texture",
+                 "--steps", "2", "--out", model)
     assert result.exit_code == 0, result.output
     assert load_checkpoint(model)["config"]["head"] == "polygon"
+    assert load_checkpoint(model)["params"]["guide"] == "texture"
     masks = tmp_path / "masks"
     result = run("segment", simulated, "--model", model, "--out", masks)
     assert result.exit_code == 0, result.output
@@ -308,6 +333,9 @@ def test_cli_errors(simulated: Path, tmp_path: Path) -> None:
     one_error_line(run("train", "cellboxify", "--coco", simulated.parent / "train.json",
                        "--images", simulated, "--head", "star", "--out", tmp_path / "m.pt"),
                    "--head must be one of mask, polygon, not 'star'")
+    one_error_line(run("train", "cellboxify", "--coco", simulated.parent / "train.json",
+                       "--images", simulated, "--guide", "colour", "--out", tmp_path / "m.pt"),
+                   "--guide must be one of intensity, texture, not 'colour'")
 
 
 def test_shipped_models() -> None:

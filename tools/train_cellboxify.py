@@ -4,8 +4,8 @@ supervision, on the first 90% of frames of its sequence ``01``.
 Box-only and full-mask models see the same frames and cells (GT masks, or the silver truth where
 the GT segments only a few frames, as for DIC-C2DH-HeLa) and the same number of steps; the
 box-only one reads only the boxes. ``benchmarks/cellboxify.py`` scores them on the last 10%.
-The shipped models have Mask R-CNN's mask head; ``--head polygon`` trains the paper's polygon
-head instead, into ``.cache/cellboxify/<name>-polygon.pt`` only. Run from the repo root:
+Each run is saved as ``.cache/cellboxify/<name>-<head>[-texture].pt``; ``--ship`` also copies it
+into the package as the shipped ``<name>.pt``. Run from the repo root:
 
     python tools/train_cellboxify.py --dataset Fluo-N2DH-SIM+ --supervision box [--steps 1600]
 """
@@ -24,6 +24,7 @@ from celltrail.io.coco import ctc_to_coco
 from celltrail.methods.cellboxify import SHIPPED
 from celltrail.models.cellboxify import HEADS, CellBoxifyConfig
 from celltrail.training.cellboxify import TrainParams, train, training_images
+from celltrail.training.cellboxify.losses import GUIDES
 from celltrail.training.embedtrack.data import split_index
 
 SHARED = Path("../shared/data/ctc")
@@ -50,8 +51,12 @@ def main() -> None:
     parser.add_argument("--supervision", choices=("box", "mask"), required=True)
     parser.add_argument("--steps", type=int, default=1600)
     parser.add_argument("--head", choices=HEADS, default="mask")
+    parser.add_argument("--guide", choices=GUIDES, default="intensity",
+                        help="the pairwise terms' image (texture for DIC)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--ship", action="store_true",
+                        help="copy the model into the package as the shipped one")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cache = Path(".cache/cellboxify")
@@ -70,12 +75,12 @@ def main() -> None:
             print(f"{name} step {step} loss {loss:.3f} {time.perf_counter() - start:.0f} s",
                   flush=True)
 
-    out = cache / f"{name}-{args.head}.pt"
-    params = TrainParams(steps=args.steps, supervision=args.supervision)
+    out = cache / f"{name}-{args.head}{'-texture' * (args.guide == 'texture')}.pt"
+    params = TrainParams(steps=args.steps, supervision=args.supervision, guide=args.guide)
     train(images, out, params, resume=out if args.resume and out.exists() else None,
           progress=report, config=CellBoxifyConfig(head=args.head),
           trained_on=[f"{args.dataset}/01 frames 0-{split - 1}"])
-    if args.head == "mask":  # the shipped models; polygon ones stay in the cache
+    if args.ship:
         SHIPPED.folder.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(out, SHIPPED.folder / f"{name}.pt")
     print(f"{name}: {len(images)} images loaded in {loaded:.0f} s, {args.steps} steps, "

@@ -129,7 +129,9 @@ def track(
                                            "and flips; about 8x slower).")] = False,
     new_cells: Annotated[bool | None, typer.Option(help="boxtrack: start tracks for cells "
                                                         "nobody prompted (default: with the "
-                                                        "learned backend only).")] = None,
+                                                        "learned backend only); cap: add the "
+                                                        "cells the detector (--preset) finds "
+                                                        "later (default: on).")] = None,
     divisions: Annotated[bool, typer.Option(help="boxtrack: detect cell divisions.")] = True,
     queries_from_gt: Annotated[Path | None, typer.Option(help="cap: track the cells of frame 0 "
                                                               "of this CTC ground truth (NN_GT) "
@@ -165,7 +167,7 @@ def track(
         if embedtrack:
             tracker = embedtrack_tracker(model, tta)
         elif cap:
-            tracker = cap_tracker(model, queries_from_gt, preset, diameter)
+            tracker = cap_tracker(model, queries_from_gt, preset, diameter, new_cells is not False)
         elif cellboxify:
             tracker = cellboxify_tracker(model)
         elif boxtrack:
@@ -321,9 +323,11 @@ def train_cellboxify(
     supervision: Annotated[str, typer.Option(help="box: learn masks from the boxes alone "
                                                   "(CellBoxify's losses); mask: from full "
                                                   "masks.")] = "box",
-    head: Annotated[str, typer.Option(help="mask: Mask R-CNN's mask head (as the shipped "
-                                           "models); polygon: the paper's polygon head.")]
-    = "mask",
+    head: Annotated[str, typer.Option(help="mask: Mask R-CNN's mask head; polygon: the "
+                                           "paper's polygon head.")] = "mask",
+    guide: Annotated[str, typer.Option(help="box supervision: the image the pairwise terms "
+                                            "compare, intensity (fluorescence) or texture "
+                                            "(DIC, phase contrast).")] = "intensity",
     steps: Annotated[int, typer.Option(min=1, help="Optimisation steps (one image each).")]
     = 1600,
     resume: Annotated[Path | None, typer.Option(help="Checkpoint to continue from, or a "
@@ -334,15 +338,19 @@ def train_cellboxify(
     --model PATH` or `celltrail track --method cellboxify --model PATH`."""
     from celltrail.models.cellboxify import HEADS, CellBoxifyConfig
     from celltrail.training.cellboxify import TrainParams, train, training_images
+    from celltrail.training.cellboxify.losses import GUIDES
 
     check_supervision(supervision)
     if head not in HEADS:
         raise InputError(None, f"--head must be one of {', '.join(HEADS)}, not {head!r}")
+    if guide not in GUIDES:
+        raise InputError(None, f"--guide must be one of {', '.join(GUIDES)}, not {guide!r}")
     check_out(out, coco, images)
     with console.status("reading training images"):
         found = training_images(coco, images, supervision)
     with progress_bar(steps, "training") as on_step:
-        train(found, out, TrainParams(steps=steps, supervision=supervision, seed=seed),
+        train(found, out, TrainParams(steps=steps, supervision=supervision, guide=guide,
+                                      seed=seed),
               resume=resume, progress=lambda step, _: on_step(step),
               config=CellBoxifyConfig(head=head), trained_on=[coco.name])
     console.print(f"wrote {out}")

@@ -104,13 +104,14 @@ def embedtrack_tracker(model: str | None, tta: bool) -> Tracker:
 
 
 def cap_tracker(model: str | None, queries_from_gt: Path | None, preset: str,
-                diameter: float | None) -> Tracker:
+                diameter: float | None, new_cells: bool = True) -> Tracker:
     """CAP with a shipped model (by its training data; the default one when ``model`` is None)
-    or a checkpoint; first-frame queries from a CTC ground truth or the classical detector."""
+    or a checkpoint; first-frame queries from a CTC ground truth or the classical detector,
+    which also finds the cells that appear later (``new_cells``)."""
     from celltrail.methods import get_tracker
 
     options: dict[str, object] = {"queries_from_gt": queries_from_gt, "preset": preset,
-                                  "diameter": diameter}
+                                  "diameter": diameter, "new_cells": new_cells}
     if model is not None:
         options["model"] = model
     return get_tracker("cap", **options)

@@ -13,7 +13,7 @@ also what rolling-window inference does frame by frame.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +23,11 @@ from celltrail.models.cap import POINTS
 
 #: Positions by track label, then by frame: (y, x).
 Positions = Mapping[int, Mapping[int, np.ndarray]]
+#: ``review(t, points)`` looks at the points (K, 2) of the tracks in frame ``t`` (in the order
+#: the tracks were made) and returns them, perhaps moved (K, 2), which of them to drop (K,) (off
+#: the image, or on a cell an older track holds) and the centres (M, 2) of new cells (entered,
+#: or lost by their track).
+Review = Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
 @dataclass
@@ -126,8 +131,8 @@ class PointTracks(dict[int, PointTrack]):
 
 
 def read_window(points: np.ndarray, visible: np.ndarray, labels: Sequence[int], start: int,
-                tracks: PointTracks, stop_at_division: bool = True, radius: float = 0.0
-                ) -> tuple[int, list[int]]:
+                tracks: PointTracks, stop_at_division: bool = True, radius: float = 0.0,
+                review: Review | None = None, persist: bool = False) -> tuple[int, list[int]]:
     """Extend ``tracks`` with a window's predictions: ``points`` (T, N, 3, 2) and boolean
     ``visible`` (T, N, 3) for the query tracks ``labels``, whose frame 0 is ``start``.
 
@@ -138,7 +143,11 @@ def read_window(points: np.ndarray, visible: np.ndarray, labels: Sequence[int], 
     that cell, not a new one (so a query put on a newborn daughter that "divides" onto her
     sister adds no track). With ``stop_at_division`` reading stops after the first frame with
     a division (the next window starts there, Algorithm 1); otherwise daughters are followed
-    on their own points. Returns the last frame read and the labels alive in it.
+    on their own points. With ``review``, each frame's points are checked: a point may be
+    moved, a dropped track ends in the frame before, and each new cell starts a track without
+    parent, reading stopping there as at a division. With ``persist``, a cell whose points are
+    all invisible goes on at its own point (the review decides whether it is still there).
+    Returns the last frame read and the labels alive in it.
     """
     alive = dict(enumerate(labels))  # query index -> label of its mother
     born: dict[tuple[int, int], int] = {}  # (query index, daughter point) -> label
@@ -153,7 +162,7 @@ def read_window(points: np.ndarray, visible: np.ndarray, labels: Sequence[int], 
                 del born[(i, k)]
         ended = []
         for i, label in list(alive.items()):
-            if visible[dt, i, 0]:
+            if visible[dt, i, 0] or (persist and not visible[dt, i, 1:].any()):
                 tracks[label].positions[t] = points[dt, i, 0]
             else:
                 ended.append((i, label))
@@ -171,8 +180,21 @@ def read_window(points: np.ndarray, visible: np.ndarray, labels: Sequence[int], 
                     born[(i, k)] = tracks.new(label, t, points[dt, i, k])
                 divided = True
             taken += [points[dt, i, k] for k in daughters]
-        if divided and stop_at_division:
-            break
+        appeared = []
+        if review is not None:
+            here = [label for label, track in tracks.items() if t in track.positions]
+            where, drop, found = review(t, np.array(
+                [tracks[label].positions[t] for label in here], np.float32).reshape(-1, 2))
+            gone = {label for label, dropped in zip(here, drop, strict=True) if dropped}
+            for label, point in zip(here, where, strict=True):
+                tracks[label].positions[t] = point
+            for label in gone:
+                del tracks[label].positions[t]
+            alive = {i: label for i, label in alive.items() if label not in gone}
+            born = {key: label for key, label in born.items() if label not in gone}
+            appeared = [tracks.new(0, t, where) for where in found]
+        if appeared or (divided and stop_at_division):
+            return last, [*alive.values(), *born.values(), *appeared]
     return last, [*alive.values(), *born.values()]
 
 

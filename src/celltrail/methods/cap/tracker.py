@@ -2,7 +2,11 @@
 write a small disc per cell and frame so the CTC and MOT metrics can score the tracks.
 
 The first frame's queries come from the CTC ground truth's TRA markers (``queries_from_gt``, as
-in the paper's evaluation) or, by default, from the classical detector. Frames are resized so
+in the paper's evaluation) or, by default, from the classical detector. The detector also
+checks each frame (unless ``new_cells`` is off): a cell it finds with no track point on it is a
+new cell (it entered the field, or its track was lost) and joins the queries (Algorithm 1), and
+a point that lies on no cell it finds ends its track. Points closer than a cell radius are one
+cell: the oldest track keeps it. Frames are resized so
 that neighbouring queries lie :data:`~celltrail.models.cap.SPACING` pixels apart, the scale the
 model was trained at. Each frame's features are computed once and kept while a window needs
 them.
@@ -25,13 +29,15 @@ from celltrail.core.sequence import ImageSequence, normalise
 from celltrail.io.ctc import read_tracking_gt
 from celltrail.linking import equivalent_diameters, measure
 from celltrail.methods.cap.model import model_path
-from celltrail.methods.cap.points import PointTracks
+from celltrail.methods.cap.points import Review
 from celltrail.methods.cap.raw import rolling_windows
 from celltrail.models.cap import PERCENTILES, SPACING, load_checkpoint, network_from
 from celltrail.segmentation import Segmenter
 
 #: A point is visible when its predicted visibility exceeds this.
 VISIBLE = 0.5
+#: The shortest window after one cut short (the paper's training stride, l_slide = 8).
+SHORTEST = 8
 
 
 def objects(labels: np.ndarray) -> tuple[np.ndarray, float]:
@@ -50,6 +56,16 @@ def spacing(centres: np.ndarray, radius: float) -> float:
         return 4.0 * max(radius, 1.0)
     distances, _ = cKDTree(centres).query(centres, 2)
     return float(np.median(distances[:, 1]))
+
+
+def thin(points: np.ndarray, radius: float, out: np.ndarray) -> np.ndarray:
+    """``out`` (K,) extended to the points (K, 2) within ``radius`` of an earlier point not
+    out: one point per cell, the oldest."""
+    out = out.copy()
+    for i in np.flatnonzero(~out):
+        kept = points[:i][~out[:i]]
+        out[i] = len(kept) > 0 and np.linalg.norm(kept - points[i], axis=1).min() < radius
+    return out
 
 
 def paint_discs(shape: tuple[int, int], centres: np.ndarray, labels: np.ndarray,
@@ -76,18 +92,22 @@ class CAPTracker:
     ``queries_from_gt`` is a CTC ground-truth folder (``NN_GT``) whose first TRA frame gives the
     queries; without it the classical detector (``preset``, ``diameter``) finds them.
     ``window`` is the number of frames per window (default: the training window).
+    ``new_cells`` lets the detector add the cells that appear later and end the tracks whose
+    point leaves every cell it finds; without it, only the model ends tracks.
     """
 
     name = "cap"
 
     def __init__(self, model: str | Path = "DIC-C2DH-HeLa+Fluo-N2DH-SIM+",
                  queries_from_gt: str | Path | None = None, preset: str = "fluo-nuclei",
-                 diameter: float | None = None, window: int | None = None) -> None:
+                 diameter: float | None = None, window: int | None = None,
+                 new_cells: bool = True) -> None:
         state = load_checkpoint(model_path(model))
         self.net = network_from(state)
         self.window = int(window or state["window"])
         self.gt = None if queries_from_gt is None else Path(queries_from_gt)
         self.preset, self.diameter = preset, diameter
+        self.new_cells = new_cells
         self._features: dict[int, torch.Tensor] = {}
 
     def queries(self, images: ImageSequence) -> tuple[np.ndarray, float]:
@@ -105,6 +125,42 @@ class CAPTracker:
             raise InputError(self.gt or images.name, "no cell found in the first frame to track")
         return centres, radius
 
+    def review(self, images: ImageSequence, radius: float) -> Review:
+        """Each frame: drop the points off the image, and keep one point per cell (of points
+        closer than ``radius``, the oldest). With ``new_cells``, the detector checks them: a
+        point on no cell it finds moves to the centre of the nearest cell within ``radius`` on
+        which no point lies, or else is dropped; its cells on which still no point lies are new
+        cells."""
+        shape = np.array(images.shape)
+        segment = Segmenter(self.preset, self.diameter) if self.new_cells else None
+        if segment is not None:
+            segment.fix_scale(np.asarray(images[0]))
+
+        def check(t: int, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            off = ~((points >= 0) & (points < shape)).all(axis=1)
+            if segment is None:
+                return points, thin(points, radius, off), np.zeros((0, 2), np.float32)
+            labels = segment(np.asarray(images[t]))
+            cells = measure(labels)
+            yx = np.minimum(np.round(points).astype(int).clip(min=0), shape - 1)
+            under = np.where(off, 0, labels[yx[:, 0], yx[:, 1]])
+            points = points.copy()
+            free = ~np.isin(cells.labels, under)
+            for i in np.flatnonzero((under == 0) & ~off):
+                gaps = np.linalg.norm(cells.centroids - points[i], axis=1)
+                gaps[~free] = np.inf
+                if len(gaps) and gaps.min() < radius:
+                    k = int(np.argmin(gaps))
+                    points[i], under[i], free[k] = cells.centroids[k], cells.labels[k], False
+            drop = thin(points, radius, under == 0)
+            kept = points[~drop]
+            found = cells.centroids[~np.isin(cells.labels, under[~drop])]
+            both = np.concatenate([kept, found])  # a new cell, too, needs a cell of its own
+            crowded = thin(both, radius, np.zeros(len(both), bool))[len(kept):]
+            return points, drop, found[~crowded].astype(np.float32)
+
+        return check
+
     def _working(self, image: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
         """(1, h, w) normalised frame resized to ``size``, padded to the network's multiple."""
         x = torch.from_numpy(normalise(image, PERCENTILES))[None, None]
@@ -121,6 +177,9 @@ class CAPTracker:
         """Track every frame; disc masks go to ``store`` frame by frame."""
         store = MaskStore() if store is None else store
         centres, radius = self.queries(images)
+        if self.new_cells:  # TRA markers can be far smaller than the cells the detector sees
+            radius = max(radius, objects(Segmenter(self.preset, self.diameter)(
+                np.asarray(images[0])))[1])
         height, width = images.shape
         scale = SPACING / spacing(centres, radius)
         size = (max(8, round(height * scale)), max(8, round(width * scale)))
@@ -141,7 +200,11 @@ class CAPTracker:
                 q = torch.from_numpy((queries + 0.5) * factor - 0.5)
                 out = self.net(None, q, features=features(start, stop))
             points = (out.points[-1].numpy() + 0.5) / factor - 0.5
-            return points, torch.sigmoid(out.visibility).numpy() > VISIBLE
+            # a cell at the border keeps its point on the image until it is a radius beyond
+            clipped = np.clip(points, 0, np.array(images.shape) - 1)
+            near = np.linalg.norm(points - clipped, axis=-1, keepdims=True) <= radius
+            visible = torch.sigmoid(out.visibility).numpy() > VISIBLE
+            return np.where(near, clipped, points).astype(np.float32), visible
 
         done = [0]
 
@@ -150,10 +213,10 @@ class CAPTracker:
                 on_frame(done[0])
                 done[0] += 1
 
-        tracks = rolling_windows(predict, len(images), centres, self.window, report, radius)
+        tracks = rolling_windows(predict, len(images), centres, self.window, report, radius,
+                                 self.review(images, radius), SHORTEST, self.new_cells)
         report(len(images) - 1)
         self._features.clear()
-        _leave_at_border(tracks, (height, width))
 
         def paint(t: int) -> np.ndarray:
             here = [(label, track.positions[t]) for label, track in tracks.items()
@@ -179,13 +242,3 @@ class CAPTracker:
             store.append(lut[mask])
         return TrackingResult(store, lineage)
 
-
-def _leave_at_border(tracks: PointTracks, shape: tuple[int, int]) -> None:
-    """End each track at the first frame its point lies off the image (the cell left)."""
-    for track in tracks.values():
-        for t in sorted(track.positions):
-            y, x = track.positions[t]
-            if not (0 <= y < shape[0] and 0 <= x < shape[1]):
-                for later in [s for s in track.positions if s >= t]:
-                    del track.positions[later]
-                break

@@ -29,7 +29,13 @@ from celltrail.models.cellboxify import (
 )
 from celltrail.models.ops import box_iou, roi_align
 from celltrail.training.cellboxify.data import Sample, Sampler, TrainImage
-from celltrail.training.cellboxify.losses import JOINT_WEIGHTS, box_mask_loss, full_mask_loss
+from celltrail.training.cellboxify.losses import (
+    GUIDES,
+    JOINT_WEIGHTS,
+    box_mask_loss,
+    full_mask_loss,
+    texture,
+)
 from celltrail.training.steps import resume_run, run_steps
 
 #: Checkpoint every this many steps.
@@ -58,6 +64,7 @@ class TrainParams:
     lr: float = 1e-3
     supervision: str = "box"  #: "box" (box-only losses) or "mask" (full masks)
     loss_weights: tuple[float, float, float] = JOINT_WEIGHTS  #: α, β, γ of the joint loss
+    guide: str = "intensity"  #: the pairwise terms' image: "intensity" or "texture" (DIC)
     seed: int = 0
 
 
@@ -120,6 +127,9 @@ def _box_only_losses(net: CellBoxifyNet, levels: list[torch.Tensor], image: torc
     else:
         size, frames, spans = MASK_SIZE, rois, None
         masks = torch.sigmoid(net.mask_head(levels, rois))
+    if params.guide == "texture":  # measured over about one grid pixel of a typical box
+        sides = (gt[:, 2:] - gt[:, :2]).min(dim=1).values
+        image = texture(image, float(sides.median()) / MASK_SIZE)
     crops = roi_align(image, frames, torch.zeros(len(frames), dtype=torch.long), size)[:, 0]
     terms = box_mask_loss(masks, crops, in_frame(gt, frames, size), weights, spans)
     return {"mask": terms.pop("mask"), **{f"mask_{k}": v for k, v in terms.items()}}
@@ -178,6 +188,8 @@ def train(
     params = params or TrainParams()
     if params.supervision not in ("box", "mask"):
         raise ValueError(f"supervision must be 'box' or 'mask', not {params.supervision!r}")
+    if params.guide not in GUIDES:
+        raise ValueError(f"guide must be one of {', '.join(GUIDES)}, not {params.guide!r}")
     torch.set_flush_denormal(True)
     torch.manual_seed(params.seed)
     if resume is not None:  # the architecture is the checkpoint's
@@ -193,7 +205,7 @@ def train(
     meta = {"kind": "cellboxify", "supervision": params.supervision,
             "trained_on": list(trained_on),
             "params": {"steps": params.steps, "lr": params.lr, "seed": params.seed,
-                       "loss_weights": list(params.loss_weights)}}
+                       "loss_weights": list(params.loss_weights), "guide": params.guide}}
     steps = itertools.count(run.start)
 
     def step_loss() -> torch.Tensor:

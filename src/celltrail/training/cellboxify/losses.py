@@ -7,6 +7,10 @@ Box-only supervision of a mask ``U`` (probabilities on the RoI's grid) uses thre
   intensity affinity, so the mask's edges fall where the image has edges;
 - global pairwise: the Chan–Vese energy, ``U`` splitting the box into two homogeneous regions.
 
+The pairwise terms read a guide image: the intensity (the paper) or, for label-free
+modalities such as DIC where a cell is a textured relief on a flat background of about the same
+brightness, the local texture (:func:`texture`), on which a cell is one bright region.
+
 All are computed on the mask head's fixed-size grid over each positive RoI (the paper's
 clipping strategy): the image is cropped onto the same grid with RoIAlign, so memory does not
 grow with the image. RoIs are proposals that overlap a cell, so the grid often reaches beyond the
@@ -23,6 +27,8 @@ import torch.nn.functional as F
 #: α, β, γ of the joint loss: the paper gives no values; equal weights, as BoxInst weighs its
 #: projection and pairwise terms.
 JOINT_WEIGHTS = (1.0, 1.0, 1.0)
+#: Guide images of the pairwise terms.
+GUIDES = ("intensity", "texture")
 #: Neighbour offsets of a 3 x 3 window, each unordered pair once.
 _OFFSETS = ((0, 1), (1, -1), (1, 0), (1, 1))
 
@@ -68,6 +74,23 @@ def box_region(boxes: torch.Tensor, size: int) -> torch.Tensor:
     inside_x = (centres >= boxes[:, 0:1]) & (centres <= boxes[:, 2:3])
     inside_y = (centres >= boxes[:, 1:2]) & (centres <= boxes[:, 3:4])
     return (inside_y[:, :, None] & inside_x[:, None, :]).to(boxes.dtype)
+
+
+def texture(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Local standard deviation of (B, 1, H, W) images in a Gaussian window of ``sigma``
+    pixels."""
+    radius = max(1, math.ceil(3 * sigma))
+    x = torch.arange(-radius, radius + 1, dtype=images.dtype)
+    kernel = torch.exp(-0.5 * (x / max(sigma, 1e-3)) ** 2)
+    kernel = kernel / kernel.sum()
+
+    def blur(v: torch.Tensor) -> torch.Tensor:
+        v = F.conv2d(F.pad(v, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
+        return F.conv2d(F.pad(v, (0, 0, radius, radius), mode="replicate"),
+                        kernel.view(1, 1, -1, 1))
+
+    mean = blur(images)
+    return (blur(images * images) - mean * mean).clamp(min=0).sqrt()
 
 
 def _pairs(x: torch.Tensor, dy: int, dx: int) -> tuple[torch.Tensor, torch.Tensor]:
