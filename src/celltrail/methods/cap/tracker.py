@@ -4,9 +4,10 @@ write a small disc per cell and frame so the CTC and MOT metrics can score the t
 The first frame's queries come from the CTC ground truth's TRA markers (``queries_from_gt``, as
 in the paper's evaluation) or, by default, from the classical detector. The detector also
 checks each frame (unless ``new_cells`` is off): a cell it finds with no track point on it is a
-new cell (it entered the field, or its track was lost) and joins the queries (Algorithm 1), and
-a point that lies on no cell it finds ends its track. Points closer than a cell radius are one
-cell: the oldest track keeps it. Frames are resized so
+new cell (it entered the field, or its track was lost) and joins the queries (Algorithm 1); a
+point on no cell it finds moves to a free one within a cell radius, or ends its track; and a
+cell the model declares gone goes on while its point lies on a cell. Points closer than a cell
+radius are one cell: the oldest track keeps it. Frames are resized so
 that neighbouring queries lie :data:`~celltrail.models.cap.SPACING` pixels apart, the scale the
 model was trained at. Each frame's features are computed once and kept while a window needs
 them.
@@ -92,8 +93,8 @@ class CAPTracker:
     ``queries_from_gt`` is a CTC ground-truth folder (``NN_GT``) whose first TRA frame gives the
     queries; without it the classical detector (``preset``, ``diameter``) finds them.
     ``window`` is the number of frames per window (default: the training window).
-    ``new_cells`` lets the detector add the cells that appear later and end the tracks whose
-    point leaves every cell it finds; without it, only the model ends tracks.
+    ``new_cells`` lets the detector add the cells that appear later and decide where tracks
+    end (see :meth:`review`); without it, the model alone does.
     """
 
     name = "cap"
@@ -177,7 +178,7 @@ class CAPTracker:
         """Track every frame; disc masks go to ``store`` frame by frame."""
         store = MaskStore() if store is None else store
         centres, radius = self.queries(images)
-        if self.new_cells:  # TRA markers can be far smaller than the cells the detector sees
+        if self.new_cells and self.gt is not None:  # markers can be far smaller than cells
             radius = max(radius, objects(Segmenter(self.preset, self.diameter)(
                 np.asarray(images[0])))[1])
         height, width = images.shape
