@@ -171,7 +171,7 @@ def read_window(points: np.ndarray, visible: np.ndarray, labels: Sequence[int], 
         divided = False
         for i, label in ended:
             daughters = [k for k in range(1, POINTS) if visible[dt, i, k]
-                         and not _near(points[dt, i, k], taken, radius)]
+                         and not near(points[dt, i, k], taken, radius)]
             if len(daughters) == 1:
                 born[(i, daughters[0])] = label
                 tracks[label].positions[t] = points[dt, i, daughters[0]]
@@ -198,7 +198,7 @@ def read_window(points: np.ndarray, visible: np.ndarray, labels: Sequence[int], 
     return last, [*alive.values(), *born.values()]
 
 
-def _near(point: np.ndarray, others: Sequence[np.ndarray], radius: float) -> bool:
+def near(point: np.ndarray, others: Sequence[np.ndarray] | np.ndarray, radius: float) -> bool:
     """Whether ``point`` lies within ``radius`` of one of ``others``."""
-    return bool(radius > 0 and others
+    return bool(radius > 0 and len(others)
                 and np.min(np.linalg.norm(np.asarray(others) - point, axis=1)) < radius)

@@ -30,7 +30,7 @@ from celltrail.core.sequence import ImageSequence, normalise
 from celltrail.io.ctc import read_tracking_gt
 from celltrail.linking import equivalent_diameters, measure
 from celltrail.methods.cap.model import model_path
-from celltrail.methods.cap.points import Review
+from celltrail.methods.cap.points import Review, near
 from celltrail.methods.cap.raw import rolling_windows
 from celltrail.models.cap import PERCENTILES, SPACING, load_checkpoint, network_from
 from celltrail.segmentation import Segmenter
@@ -64,8 +64,7 @@ def thin(points: np.ndarray, radius: float, out: np.ndarray) -> np.ndarray:
     out: one point per cell, the oldest."""
     out = out.copy()
     for i in np.flatnonzero(~out):
-        kept = points[:i][~out[:i]]
-        out[i] = len(kept) > 0 and np.linalg.norm(kept - points[i], axis=1).min() < radius
+        out[i] = near(points[i], points[:i][~out[:i]], radius)
     return out
 
 
