@@ -23,6 +23,7 @@ from celltrail.methods.cap.tracker import paint_discs
 from celltrail.metrics import evaluate_result
 from celltrail.models.cap import CAPConfig, CAPNet, load_checkpoint, network_from
 from celltrail.models.checkpoint import save_checkpoint
+from celltrail.segmentation import Segmenter
 from celltrail.simulate import SimParams, simulate
 from celltrail.training.cap import SampleParams, Sampler, TrainParams, load_sequence, train
 from celltrail.training.cap import loop as cap_loop
@@ -208,9 +209,9 @@ def test_review_keeps_one_point_per_detected_cell_and_finds_new_cells() -> None:
     image = np.full((64, 96), 10, np.uint16)
     for cy, cx in ((20, 20), (40, 70)):
         image[(yy - cy) ** 2 + (xx - cx) ** 2 <= 36] = 200
-    tracker = CAPTracker(preset="fluo-nuclei", diameter=12)
+    tracker, detector = CAPTracker(), Segmenter("fluo-nuclei", 12)
     images = ArraySequence(np.stack([image, image]))
-    check = tracker.review(images, radius=5.0)
+    check = tracker.review(images, 5.0, detector)
     # oldest first: a point on the background 3 px from cell B's point, one on B (whose
     # segment reaches x = 60), one on A, a younger one 2.8 px from it, one off the image. B's
     # point wins over the older background one.
@@ -224,7 +225,7 @@ def test_review_keeps_one_point_per_detected_cell_and_finds_new_cells() -> None:
     assert drop.tolist() == [False, True]
     np.testing.assert_allclose(new, [[40, 70]], atol=0.01)
     # a point on the background within a radius (15 px) of free cell B's centre moves there
-    where, drop, new = tracker.review(images, radius=15.0)(
+    where, drop, new = tracker.review(images, 15.0, detector)(
         1, np.array([[20, 21], [40, 57]], np.float32))
     assert drop.tolist() == [False, False] and new.shape == (0, 2)
     np.testing.assert_allclose(where[1], [40, 70], atol=0.01)
@@ -232,7 +233,7 @@ def test_review_keeps_one_point_per_detected_cell_and_finds_new_cells() -> None:
 
 def test_review_without_the_detector_drops_only_off_image_and_crowded_points() -> None:
     tracker = CAPTracker(new_cells=False)
-    check = tracker.review(ArraySequence(np.zeros((2, 64, 96), np.uint16)), radius=5.0)
+    check = tracker.review(ArraySequence(np.zeros((2, 64, 96), np.uint16)), 5.0, None)
     _, drop, new = check(1, np.array([[40, 62], [42, 64], [-1, 30], [63.9, 5]], np.float32))
     assert drop.tolist() == [False, True, True, False]
     assert new.shape == (0, 2)

@@ -110,8 +110,9 @@ class CAPTracker:
         self.new_cells = new_cells
         self._features: dict[int, torch.Tensor] = {}
 
-    def queries(self, images: ImageSequence) -> tuple[np.ndarray, float]:
-        """First-frame cell centres (N, 2) and the radius of the discs to draw."""
+    def queries(self, images: ImageSequence, segment: Segmenter) -> tuple[np.ndarray, float]:
+        """First-frame cell centres (N, 2) and the radius of the discs to draw; without GT
+        markers, ``segment`` finds the cells."""
         first = np.asarray(images[0])
         if self.gt is not None:
             markers = np.asarray(read_tracking_gt(self.gt).masks[0])
@@ -119,22 +120,20 @@ class CAPTracker:
                 raise InputError(self.gt, f"TRA markers have shape {markers.shape}, the images "
                                           f"{first.shape}")
         else:
-            markers = Segmenter(self.preset, self.diameter)(first)
+            markers = segment(first)
         centres, radius = objects(markers)
         if not len(centres):
             raise InputError(self.gt or images.name, "no cell found in the first frame to track")
         return centres, radius
 
-    def review(self, images: ImageSequence, radius: float) -> Review:
+    def review(self, images: ImageSequence, radius: float, segment: Segmenter | None
+               ) -> Review:
         """Each frame: drop the points off the image, and keep one point per cell (of points
-        closer than ``radius``, the oldest). With ``new_cells``, the detector checks them: a
+        closer than ``radius``, the oldest). With a detector, ``segment``, it checks them: a
         point on no cell it finds moves to the centre of the nearest cell within ``radius`` on
         which no point lies, or else is dropped; its cells on which still no point lies are new
         cells."""
         shape = np.array(images.shape)
-        segment = Segmenter(self.preset, self.diameter) if self.new_cells else None
-        if segment is not None:
-            segment.fix_scale(np.asarray(images[0]))
 
         def check(t: int, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             off = ~((points >= 0) & (points < shape)).all(axis=1)
@@ -176,11 +175,12 @@ class CAPTracker:
     ) -> TrackingResult:
         """Track every frame; disc masks go to ``store`` frame by frame."""
         store = MaskStore() if store is None else store
-        centres, radius = self.queries(images)
+        segment = Segmenter(self.preset, self.diameter)  # its scale is fixed on frame 0
+        centres, radius = self.queries(images, segment)
         if self.new_cells and self.gt is not None:  # markers can be far smaller than cells
-            radius = max(radius, objects(Segmenter(self.preset, self.diameter)(
-                np.asarray(images[0])))[1])
+            radius = max(radius, objects(segment(np.asarray(images[0])))[1])
         height, width = images.shape
+        corner = np.array([height - 1, width - 1])
         scale = SPACING / spacing(centres, radius)
         size = (max(8, round(height * scale)), max(8, round(width * scale)))
         factor = np.array([size[0] / height, size[1] / width], np.float32)
@@ -201,7 +201,7 @@ class CAPTracker:
                 out = self.net(None, q, features=features(start, stop))
             points = (out.points[-1].numpy() + 0.5) / factor - 0.5
             # a cell at the border keeps its point on the image until it is a radius beyond
-            clipped = np.clip(points, 0, np.array(images.shape) - 1)
+            clipped = np.clip(points, 0, corner)
             near = np.linalg.norm(points - clipped, axis=-1, keepdims=True) <= radius
             visible = torch.sigmoid(out.visibility).numpy() > VISIBLE
             return np.where(near, clipped, points).astype(np.float32), visible
@@ -214,7 +214,8 @@ class CAPTracker:
                 done[0] += 1
 
         tracks = rolling_windows(predict, len(images), centres, self.window, report, radius,
-                                 self.review(images, radius), SHORTEST, self.new_cells)
+                                 self.review(images, radius, segment if self.new_cells else None),
+                                 SHORTEST, self.new_cells)
         report(len(images) - 1)
         self._features.clear()
 
