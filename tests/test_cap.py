@@ -19,7 +19,7 @@ from celltrail.io.ctc import read_result
 from celltrail.methods.cap import CAPTracker, shipped_models
 from celltrail.methods.cap.points import PointTracks, Trajectories, encode, read_window
 from celltrail.methods.cap.raw import rolling_windows
-from celltrail.methods.cap.tracker import paint_discs
+from celltrail.methods.cap.tracker import MAX_GAP, paint_discs
 from celltrail.metrics import evaluate_result
 from celltrail.models.cap import CAPConfig, CAPNet, load_checkpoint, network_from
 from celltrail.models.checkpoint import save_checkpoint
@@ -170,8 +170,8 @@ def test_raw_adds_new_cells_and_drops_what_the_review_rejects() -> None:
         calls.append((start, stop, len(queries)))
         return _standing(start, stop, queries)
 
-    def review(t: int, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        seen[t] = points.tolist()
+    def review(t: int, labels: list[int], points: np.ndarray) -> tuple[np.ndarray, ...]:
+        seen[t] = labels, points.tolist()
         new = np.array([[80, 80]] if t == 3 else [], np.float32).reshape(-1, 2)
         return points, np.array([t == 6 and i == 1 for i in range(len(points))]), new
 
@@ -180,7 +180,7 @@ def test_raw_adds_new_cells_and_drops_what_the_review_rejects() -> None:
     # the new cell joins at frame 3 and the next window starts there; query 2 is dropped at 6
     assert calls == [(0, 8, 2), (3, 11, 3), (10, 12, 2)]
     assert tracks.lineage().to_array().tolist() == [[1, 0, 11, 0], [2, 0, 5, 0], [3, 3, 11, 0]]
-    assert seen[3] == [[20, 20], [50, 50]] and seen[7] == [[20, 20], [80, 80]]
+    assert seen[3] == ([1, 2], [[20, 20], [50, 50]]) and seen[7] == ([1, 3], [[20, 20], [80, 80]])
 
 
 def test_persist_keeps_an_invisible_cell_on_its_point() -> None:
@@ -196,7 +196,7 @@ def test_persist_keeps_an_invisible_cell_on_its_point() -> None:
 
 
 def test_raw_looks_for_cells_when_none_is_left() -> None:
-    def review(t: int, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def review(t: int, labels: list[int], points: np.ndarray) -> tuple[np.ndarray, ...]:
         drop = np.full(len(points), t == 2)  # the only cell is lost at frame 2
         return points, drop, np.array([[9, 9]] if t == 5 else [], np.float32).reshape(-1, 2)
 
@@ -216,25 +216,63 @@ def test_review_keeps_one_point_per_detected_cell_and_finds_new_cells() -> None:
     # segment reaches x = 60), one on A, a younger one 2.8 px from it, one off the image. B's
     # point wins over the older background one.
     points = np.array([[40, 58], [40, 61], [20, 21], [22, 23], [-1, 30]], np.float32)
-    where, drop, new = check(1, points)
+    where, drop, new = check(1, [1, 2, 3, 4, 5], points)
     assert drop.tolist() == [True, False, False, True, True]
     np.testing.assert_array_equal(where, points)
     assert new.shape == (0, 2)
     # with cell B uncovered, it is a new cell at its centroid
-    _, drop, new = check(1, points[2:4])
+    _, drop, new = check(1, [3, 4], points[2:4])
     assert drop.tolist() == [False, True]
     np.testing.assert_allclose(new, [[40, 70]], atol=0.01)
     # a point on the background within a radius (15 px) of free cell B's centre moves there
     where, drop, new = tracker.review(images, 15.0, detector)(
-        1, np.array([[20, 21], [40, 57]], np.float32))
+        1, [1, 2], np.array([[20, 21], [40, 57]], np.float32))
     assert drop.tolist() == [False, False] and new.shape == (0, 2)
     np.testing.assert_allclose(where[1], [40, 70], atol=0.01)
+
+
+def test_review_lets_a_point_on_no_cell_go_on_for_a_short_gap() -> None:
+    yy, xx = np.mgrid[:64, :96]
+    image = np.full((64, 96), 10, np.uint16)
+    image[(yy - 20) ** 2 + (xx - 20) ** 2 <= 36] = 200
+    images, detector = ArraySequence(np.stack([image] * 8)), Segmenter("fluo-nuclei", 12)
+    coasting: dict[int, list[int]] = {}
+    check = CAPTracker().review(images, 5.0, detector, coasting)
+    on_cell, background = [20, 20], [40, 70]
+    # track 2 sits on the background: kept MAX_GAP frames in a row, dropped on the next
+    dropped = [check(t, [1, 2], np.array([on_cell, background], np.float32))[1].tolist()
+               for t in range(1, MAX_GAP + 3)]
+    assert MAX_GAP == 2
+    assert dropped == [[False, False]] * MAX_GAP + [[False, True]] * 2
+    assert coasting == {1: [], 2: [1, 2, 3, 4]}
+    # back on a cell, the count starts again
+    check(5, [2], np.array([on_cell], np.float32))
+    assert coasting[2] == []
+    assert check(6, [1, 2], np.array([background, on_cell], np.float32))[1].tolist() == [
+        False, False]
+    # a point on no cell yields to a younger one on a cell within the radius
+    where, drop, _ = CAPTracker().review(images, 15.0, detector)(
+        1, [1, 2], np.array([[20, 33], on_cell], np.float32))
+    assert drop.tolist() == [True, False]
+    np.testing.assert_array_equal(where[0], [20, 33])
+
+
+def test_a_cell_that_vanishes_ends_its_track_in_its_last_frame() -> None:
+    yy, xx = np.mgrid[:64, :96]
+    frames = np.full((8, 64, 96), 10, np.uint16)
+    for t, cy, cx in [(t, 32, 48) for t in range(4)] + [(t, 20, 20) for t in range(6, 8)]:
+        frames[t][(yy - cy) ** 2 + (xx - cx) ** 2 <= 36] = 200
+    result = CAPTracker(preset="fluo-nuclei", diameter=12).track(ArraySequence(frames))
+    # the first cell's point went on for MAX_GAP frames on no cell (4, 5); those are not kept.
+    # The second cell is new in frame 6.
+    assert result.lineage.to_array().tolist() == [[1, 0, 3, 0], [2, 6, 7, 0]]
 
 
 def test_review_without_the_detector_drops_only_off_image_and_crowded_points() -> None:
     tracker = CAPTracker(new_cells=False)
     check = tracker.review(ArraySequence(np.zeros((2, 64, 96), np.uint16)), 5.0, None)
-    _, drop, new = check(1, np.array([[40, 62], [42, 64], [-1, 30], [63.9, 5]], np.float32))
+    _, drop, new = check(1, [1, 2, 3, 4],
+                         np.array([[40, 62], [42, 64], [-1, 30], [63.9, 5]], np.float32))
     assert drop.tolist() == [False, True, True, False]
     assert new.shape == (0, 2)
 

@@ -217,3 +217,19 @@ def _peak_bytes(n_frames: int) -> int:
 
 def test_memory_does_not_grow_with_length() -> None:
     assert _peak_bytes(1000) <= 2 * _peak_bytes(100)
+
+
+def test_measure_gives_known_centroids_and_areas_for_any_label_values() -> None:
+    frame = np.zeros((6, 8), np.int64)
+    frame[0:2, 0:2] = 7  # 4 px centred on (0.5, 0.5)
+    frame[3:6, 5:8] = 2  # 9 px centred on (4, 6)
+    frame[5, 0] = 3
+    expected = ([[4.0, 6.0], [5.0, 0.0], [0.5, 0.5]], [9, 1, 4])
+    # labels no larger than the image are counted directly; others are sorted
+    for offset in (0, 10**9, -10):
+        found = measure(np.where(frame > 0, frame + offset, 0))
+        assert found.labels.tolist() == [2 + offset, 3 + offset, 7 + offset]
+        np.testing.assert_allclose(found.centroids, expected[0])
+        assert found.areas.tolist() == expected[1]
+        assert found.relabel(np.array([1, 2, 3])).tolist() == np.select(
+            [frame == 2, frame == 3, frame == 7], [1, 2, 3]).tolist()

@@ -180,18 +180,20 @@ class CAPNet(nn.Module):
         return torch.cat(out, -1)
 
     def forward(self, frames: torch.Tensor | None, queries: torch.Tensor,
-                features: torch.Tensor | None = None, iterations: int | None = None
-                ) -> CAPOutput:
+                features: torch.Tensor | list[torch.Tensor] | None = None,
+                iterations: int | None = None) -> CAPOutput:
         """Track ``queries`` (N, 2), positions in the window's first frame, through the window.
 
-        Give either ``frames`` (T, 1, H, W) or their precomputed :meth:`features`.
+        Give either ``frames`` (T, 1, H, W) or their precomputed :meth:`features` or
+        :meth:`pyramid` (kept per frame, they serve every window that holds the frame).
         """
         if features is None:
             assert frames is not None
             features = self.features(frames)
+        levels = self.pyramid(features) if isinstance(features, torch.Tensor) else features
+        features = levels[0]
         steps = features.shape[0]
         size = (features.shape[2] * STRIDE, features.shape[3] * STRIDE)
-        levels = self.pyramid(features)
         cells = queries.shape[0]
         points = queries[None, :, None, :].expand(steps, cells, POINTS, 2).clone()
         feature = self._sample(features[:1], queries[None], size)[0]  # (N, C)

@@ -23,11 +23,11 @@ from celltrail.models.cap import POINTS
 
 #: Positions by track label, then by frame: (y, x).
 Positions = Mapping[int, Mapping[int, np.ndarray]]
-#: ``review(t, points)`` looks at the points (K, 2) of the tracks in frame ``t`` (in the order
-#: the tracks were made) and returns them, perhaps moved (K, 2), which of them to drop (K,) (off
-#: the image, or on a cell an older track holds) and the centres (M, 2) of new cells (entered,
-#: or lost by their track).
-Review = Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+#: ``review(t, labels, points)`` looks at the points (K, 2) of the tracks ``labels`` (K,) in frame
+#: ``t`` (in the order the tracks were made) and returns them, perhaps moved (K, 2), which of them
+#: to drop (K,) (off the image, on a cell an older track holds, or on no cell for too long) and
+#: the centres (M, 2) of new cells (entered, or lost by their track).
+Review = Callable[[int, Sequence[int], np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
 @dataclass
@@ -183,7 +183,7 @@ def read_window(points: np.ndarray, visible: np.ndarray, labels: Sequence[int], 
         appeared = []
         if review is not None:
             here = [label for label, track in tracks.items() if t in track.positions]
-            where, drop, found = review(t, np.array(
+            where, drop, found = review(t, here, np.array(
                 [tracks[label].positions[t] for label in here], np.float32).reshape(-1, 2))
             gone = {label for label, dropped in zip(here, drop, strict=True) if dropped}
             for label, point in zip(here, where, strict=True):

@@ -5,17 +5,17 @@ The first frame's queries come from the CTC ground truth's TRA markers (``querie
 in the paper's evaluation) or, by default, from the classical detector. The detector also
 checks each frame (unless ``new_cells`` is off): a cell it finds with no track point on it is a
 new cell (it entered the field, or its track was lost) and joins the queries (Algorithm 1); a
-point on no cell it finds moves to a free one within a cell radius, or ends its track; and a
-cell the model declares gone goes on while its point lies on a cell. Points closer than a cell
-radius are one cell: the oldest track keeps it. Frames are resized so
-that neighbouring queries lie :data:`~celltrail.models.cap.SPACING` pixels apart, the scale the
-model was trained at. Each frame's features are computed once and kept while a window needs
-them.
+point on no cell it finds moves to a free one within a cell radius, or else goes on for a gap
+of up to two frames and then ends its track; and a cell the model declares gone goes on while
+the detector keeps its point. Points closer than a cell radius are one cell: the oldest track
+keeps it. Frames are resized so that neighbouring queries lie
+:data:`~celltrail.models.cap.SPACING` pixels apart, the scale the model was trained at. Each
+frame's feature pyramid is computed once and kept while a window needs it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ from celltrail.core.lineage import lineage_from_presence
 from celltrail.core.result import MaskStore, TrackingResult
 from celltrail.core.sequence import ImageSequence, normalise
 from celltrail.io.ctc import read_tracking_gt
-from celltrail.linking import equivalent_diameters, measure
+from celltrail.linking import LinkParams, equivalent_diameters, measure
 from celltrail.methods.cap.model import model_path
 from celltrail.methods.cap.points import Review, near
 from celltrail.methods.cap.raw import rolling_windows
@@ -39,6 +39,9 @@ from celltrail.segmentation import Segmenter
 VISIBLE = 0.5
 #: The shortest window after one cut short (the paper's training stride, l_slide = 8).
 SHORTEST = 8
+#: Frames in a row a point may lie on no detected cell before its track ends: the gap the
+#: classical linker closes (:class:`~celltrail.linking.LinkParams`).
+MAX_GAP = LinkParams().max_gap
 
 
 def objects(labels: np.ndarray) -> tuple[np.ndarray, float]:
@@ -108,7 +111,7 @@ class CAPTracker:
         self.gt = None if queries_from_gt is None else Path(queries_from_gt)
         self.preset, self.diameter = preset, diameter
         self.new_cells = new_cells
-        self._features: dict[int, torch.Tensor] = {}
+        self._features: dict[int, list[torch.Tensor]] = {}  # frame -> its pyramid
 
     def queries(self, images: ImageSequence, segment: Segmenter) -> tuple[np.ndarray, float]:
         """First-frame cell centres (N, 2) and the radius of the discs to draw; without GT
@@ -126,16 +129,21 @@ class CAPTracker:
             raise InputError(self.gt or images.name, "no cell found in the first frame to track")
         return centres, radius
 
-    def review(self, images: ImageSequence, radius: float, segment: Segmenter | None
-               ) -> Review:
+    def review(self, images: ImageSequence, radius: float, segment: Segmenter | None,
+               coasting: dict[int, list[int]] | None = None) -> Review:
         """Each frame: drop the points off the image, and keep one point per cell (of points
         closer than ``radius``, the oldest). With a detector, ``segment``, it checks them: a
         point on no cell it finds moves to the centre of the nearest cell within ``radius`` on
-        which no point lies, or else is dropped; its cells on which still no point lies are new
-        cells."""
+        which no point lies; failing that it goes on where it is (a cell the detector missed)
+        for up to :data:`MAX_GAP` frames in a row, and is then dropped. A point on a cell keeps
+        it against a point on none. The detector's cells on which still no point lies are new
+        cells. ``coasting`` receives, per track, the frames of its latest run on no cell (empty
+        once it is back on one)."""
         shape = np.array(images.shape)
+        coasting = {} if coasting is None else coasting
 
-        def check(t: int, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        def check(t: int, ids: Sequence[int], points: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             off = ~((points >= 0) & (points < shape)).all(axis=1)
             if segment is None:
                 return points, thin(points, radius, off), np.zeros((0, 2), np.float32)
@@ -151,7 +159,13 @@ class CAPTracker:
                 if len(gaps) and gaps.min() < radius:
                     k = int(np.argmin(gaps))
                     points[i], under[i], free[k] = cells.centroids[k], cells.labels[k], False
-            drop = thin(points, radius, under == 0)
+            unseen = (under == 0) & ~off
+            for label, missed in zip(ids, unseen, strict=True):
+                coasting[label] = [*coasting.get(label, []), t] if missed else []
+            coast = unseen & np.array([len(coasting[label]) <= MAX_GAP for label in ids], bool)
+            order = np.argsort(under == 0, kind="stable")  # a point on a cell before one coasting
+            drop = np.empty_like(off)
+            drop[order] = thin(points[order], radius, ((under == 0) & ~coast)[order])
             kept = points[~drop]
             found = cells.centroids[~np.isin(cells.labels, under[~drop])]
             both = np.concatenate([kept, found])  # a new cell, too, needs a cell of its own
@@ -186,19 +200,22 @@ class CAPTracker:
         factor = np.array([size[0] / height, size[1] / width], np.float32)
         self._features.clear()
 
-        def features(start: int, stop: int) -> torch.Tensor:
+        def pyramid(start: int, stop: int) -> list[torch.Tensor]:
             for t in [t for t in self._features if t < start]:
                 del self._features[t]
             todo = [t for t in range(start, stop) if t not in self._features]
             if todo:
                 frames = torch.stack([self._working(np.asarray(images[t]), size) for t in todo])
-                self._features.update(zip(todo, self.net.features(frames), strict=True))
-            return torch.stack([self._features[t] for t in range(start, stop)])
+                levels = self.net.pyramid(self.net.features(frames))
+                self._features.update((t, [level[i] for level in levels])
+                                      for i, t in enumerate(todo))
+            return [torch.stack([self._features[t][s] for t in range(start, stop)])
+                    for s in range(len(self._features[start]))]
 
         def predict(start: int, stop: int, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             with torch.no_grad():
                 q = torch.from_numpy((queries + 0.5) * factor - 0.5)
-                out = self.net(None, q, features=features(start, stop))
+                out = self.net(None, q, features=pyramid(start, stop))
             points = (out.points[-1].numpy() + 0.5) / factor - 0.5
             # a cell at the border keeps its point on the image until it is a radius beyond
             clipped = np.clip(points, 0, corner)
@@ -213,10 +230,15 @@ class CAPTracker:
                 on_frame(done[0])
                 done[0] += 1
 
+        coasting: dict[int, list[int]] = {}
         tracks = rolling_windows(predict, len(images), centres, self.window, report, radius,
-                                 self.review(images, radius, segment if self.new_cells else None),
+                                 self.review(images, radius, segment if self.new_cells else None,
+                                             coasting),
                                  SHORTEST, self.new_cells)
         report(len(images) - 1)
+        for label, frames in coasting.items():  # a track that ended off the cells: gone then
+            for t in frames:
+                tracks[label].positions.pop(t, None)
         self._features.clear()
 
         def paint(t: int) -> np.ndarray:
