@@ -19,7 +19,7 @@ from celltrail.io.ctc import read_result
 from celltrail.methods.cap import CAPTracker, shipped_models
 from celltrail.methods.cap.points import PointTracks, Trajectories, encode, read_window
 from celltrail.methods.cap.raw import rolling_windows
-from celltrail.methods.cap.tracker import MAX_GAP, paint_discs
+from celltrail.methods.cap.tracker import MAX_GAP, confirm_divisions, mothers_of, paint_discs
 from celltrail.metrics import evaluate_result
 from celltrail.models.cap import CAPConfig, CAPNet, load_checkpoint, network_from
 from celltrail.models.checkpoint import save_checkpoint
@@ -173,7 +173,8 @@ def test_raw_adds_new_cells_and_drops_what_the_review_rejects() -> None:
     def review(t: int, labels: list[int], points: np.ndarray) -> tuple[np.ndarray, ...]:
         seen[t] = labels, points.tolist()
         new = np.array([[80, 80]] if t == 3 else [], np.float32).reshape(-1, 2)
-        return points, np.array([t == 6 and i == 1 for i in range(len(points))]), new
+        drop = np.array([t == 6 and i == 1 for i in range(len(points))])
+        return points, drop, new, np.zeros(len(new), np.int64)
 
     queries = np.array([[20, 20], [50, 50]], np.float32)
     tracks = rolling_windows(predict, 12, queries, 8, review=review)
@@ -181,6 +182,56 @@ def test_raw_adds_new_cells_and_drops_what_the_review_rejects() -> None:
     assert calls == [(0, 8, 2), (3, 11, 3), (10, 12, 2)]
     assert tracks.lineage().to_array().tolist() == [[1, 0, 11, 0], [2, 0, 5, 0], [3, 3, 11, 0]]
     assert seen[3] == ([1, 2], [[20, 20], [50, 50]]) and seen[7] == ([1, 3], [[20, 20], [80, 80]])
+
+
+def test_raw_makes_a_division_of_a_new_cell_the_review_gives_a_mother() -> None:
+    calls = []
+
+    def predict(start: int, stop: int, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        calls.append((start, stop, len(queries)))
+        return _standing(start, stop, queries)
+
+    def review(t: int, labels: list[int], points: np.ndarray) -> tuple[np.ndarray, ...]:
+        new = np.array([[20, 30]] if t == 3 else [], np.float32).reshape(-1, 2)
+        return points, np.zeros(len(points), bool), new, np.ones(len(new), np.int64)
+
+    queries = np.array([[20, 20], [50, 50]], np.float32)
+    tracks = rolling_windows(predict, 8, queries, 8, review=review)
+    # track 1 ends at frame 2; her point and the new cell are her daughters from frame 3
+    assert calls == [(0, 8, 2), (3, 8, 3)]
+    assert tracks.lineage().to_array().tolist() == [[1, 0, 2, 0], [2, 0, 7, 0], [3, 3, 7, 1],
+                                                    [4, 3, 7, 1]]
+    np.testing.assert_array_equal(tracks[3].positions[3], [20, 20])
+    np.testing.assert_array_equal(tracks[4].positions[3], [20, 30])
+
+
+def test_mothers_are_found_by_the_linkers_division_test() -> None:
+    before = {1: np.array([50.0, 50.0]), 2: np.array([10.0, 10.0])}
+    # mother 1's point moved onto one daughter (50, 42); the new cell (50, 59) is the other.
+    # (50, 75) is too far from her, (12, 10) lies beside cell 2, which has not moved: not
+    # between two daughters. Diameter 20: gate 16 px, relaxed 24, daughters within 40 px.
+    found = np.array([[50, 75], [50, 59], [12, 10]], np.float32)
+    points = {1: np.array([50.0, 42.0]), 2: np.array([10.0, 10.0])}
+    assert mothers_of(found, points, before, 20.0).tolist() == [0, 1, 0]
+    # a mother gets one new daughter: the one that puts her nearest the daughters' midpoint
+    twins = np.array([[50, 59], [50, 58]], np.float32)
+    assert mothers_of(twins, points, before, 20.0).tolist() == [0, 1]
+
+
+def test_a_division_stands_only_if_both_daughters_last() -> None:
+    tracks = PointTracks()
+    for parent, start, stop in ((0, 0, 3), (1, 3, 6), (1, 3, 5), (0, 0, 9), (4, 3, 9),
+                                (4, 3, 9), (2, 6, 9), (2, 6, 9)):
+        label = tracks.new(parent, start, np.zeros(2))
+        tracks[label].positions.update({t: np.full(2, label, np.float32)
+                                        for t in range(start, stop)})
+    confirm_divisions(tracks, 3)
+    # 1's daughters: 3 lasts 2 frames, so 2 goes back into 1 (with her own daughters) and 3
+    # has no parent; 4's daughters both last 6 frames
+    assert tracks.lineage().to_array().tolist() == [
+        [1, 0, 5, 0], [3, 3, 4, 0], [4, 0, 8, 0], [5, 3, 8, 4], [6, 3, 8, 4], [7, 6, 8, 1],
+        [8, 6, 8, 1]]
+    assert tracks[1].positions[4][0] == 2
 
 
 def test_persist_keeps_an_invisible_cell_on_its_point() -> None:
@@ -198,7 +249,8 @@ def test_persist_keeps_an_invisible_cell_on_its_point() -> None:
 def test_raw_looks_for_cells_when_none_is_left() -> None:
     def review(t: int, labels: list[int], points: np.ndarray) -> tuple[np.ndarray, ...]:
         drop = np.full(len(points), t == 2)  # the only cell is lost at frame 2
-        return points, drop, np.array([[9, 9]] if t == 5 else [], np.float32).reshape(-1, 2)
+        new = np.array([[9, 9]] if t == 5 else [], np.float32).reshape(-1, 2)
+        return points, drop, new, np.zeros(len(new), np.int64)
 
     tracks = rolling_windows(_standing, 8, np.array([[1, 1]], np.float32), 4, review=review)
     assert tracks.lineage().to_array().tolist() == [[1, 0, 1, 0], [2, 5, 7, 0]]
@@ -216,16 +268,16 @@ def test_review_keeps_one_point_per_detected_cell_and_finds_new_cells() -> None:
     # segment reaches x = 60), one on A, a younger one 2.8 px from it, one off the image. B's
     # point wins over the older background one.
     points = np.array([[40, 58], [40, 61], [20, 21], [22, 23], [-1, 30]], np.float32)
-    where, drop, new = check(1, [1, 2, 3, 4, 5], points)
+    where, drop, new, _ = check(1, [1, 2, 3, 4, 5], points)
     assert drop.tolist() == [True, False, False, True, True]
     np.testing.assert_array_equal(where, points)
     assert new.shape == (0, 2)
     # with cell B uncovered, it is a new cell at its centroid
-    _, drop, new = check(1, [3, 4], points[2:4])
+    _, drop, new, _ = check(1, [3, 4], points[2:4])
     assert drop.tolist() == [False, True]
     np.testing.assert_allclose(new, [[40, 70]], atol=0.01)
     # a point on the background within a radius (15 px) of free cell B's centre moves there
-    where, drop, new = tracker.review(images, 15.0, detector)(
+    where, drop, new, _ = tracker.review(images, 15.0, detector)(
         1, [1, 2], np.array([[20, 21], [40, 57]], np.float32))
     assert drop.tolist() == [False, False] and new.shape == (0, 2)
     np.testing.assert_allclose(where[1], [40, 70], atol=0.01)
@@ -251,7 +303,7 @@ def test_review_lets_a_point_on_no_cell_go_on_for_a_short_gap() -> None:
     assert check(6, [1, 2], np.array([background, on_cell], np.float32))[1].tolist() == [
         False, False]
     # a point on no cell yields to a younger one on a cell within the radius
-    where, drop, _ = CAPTracker().review(images, 15.0, detector)(
+    where, drop, *_ = CAPTracker().review(images, 15.0, detector)(
         1, [1, 2], np.array([[20, 33], on_cell], np.float32))
     assert drop.tolist() == [True, False]
     np.testing.assert_array_equal(where[0], [20, 33])
@@ -271,7 +323,7 @@ def test_a_cell_that_vanishes_ends_its_track_in_its_last_frame() -> None:
 def test_review_without_the_detector_drops_only_off_image_and_crowded_points() -> None:
     tracker = CAPTracker(new_cells=False)
     check = tracker.review(ArraySequence(np.zeros((2, 64, 96), np.uint16)), 5.0, None)
-    _, drop, new = check(1, [1, 2, 3, 4],
+    _, drop, new, _ = check(1, [1, 2, 3, 4],
                          np.array([[40, 62], [42, 64], [-1, 30], [63.9, 5]], np.float32))
     assert drop.tolist() == [False, True, True, False]
     assert new.shape == (0, 2)

@@ -163,20 +163,33 @@ class ConstraintLinker:
         )
 
 
+def division_cost(mother: np.ndarray, a: np.ndarray, b: np.ndarray, gate: float, relax: float,
+                  neighbour_radius: float) -> float | None:
+    """The cost of daughters at ``a`` and ``b`` for a mother at ``mother`` one frame before,
+    or None where they cannot be hers.
+
+    Each daughter lies within the relaxed distance gate ``relax * gate`` of the mother
+    (daughters are unmatched leftovers, so the second pass's gate applies; the area rule is
+    waived), the daughters are neighbours of each other (within ``neighbour_radius``), and the
+    mother sits between them: nearer their midpoint than to either of them (a cell that merely
+    keeps its place next to a newly appearing object fails this). Cost: (midpoint offset /
+    gate)² plus (daughter distance / relaxed gate)² per daughter.
+    """
+    reach = relax * gate
+    da, db = (float(np.linalg.norm(k - mother)) for k in (a, b))
+    offset = float(np.linalg.norm((a + b) / 2 - mother))
+    if max(da, db) > reach or offset > min(da, db) or np.linalg.norm(a - b) > neighbour_radius:
+        return None
+    return (offset / gate) ** 2 + (da / reach) ** 2 + (db / reach) ** 2
+
+
 def _divisions(
     prev: _Linked, cur: FrameObjects, source: list[tuple[str, int] | None], free: np.ndarray,
     gate: float, relax: float, neighbour_radius: float,
 ) -> list[tuple[int, tuple[int, int]]]:
-    """Divisions (mother, (daughter, daughter)) chosen greedily by cost among the hypotheses.
-
-    A hypothesis pairs two current objects, each unlinked or linked to the mother, at least one
-    unlinked. Each daughter lies within the relaxed distance gate of the mother (daughters are
-    unmatched leftovers, so the second pass's gate applies; the area rule is waived), the
-    daughters are neighbours of each other (the review's neighbourhood radius), and the mother
-    sits between its daughters: nearer their midpoint than to either of them (a cell that merely
-    keeps its place next to a newly appearing object fails this). Cost: (midpoint offset /
-    gate)² plus (daughter distance / relaxed gate)² per daughter.
-    """
+    """Divisions (mother, (daughter, daughter)) chosen greedily by :func:`division_cost`
+    among the hypotheses. A hypothesis pairs two current objects, each unlinked or linked to the
+    mother, at least one unlinked."""
     if not free.any() or not len(prev):
         return []
     match_of = {s[1]: j for j, s in enumerate(source) if s is not None and s[0] == "prev"}
@@ -191,13 +204,10 @@ def _divisions(
         else:
             pairs = [(a, b) for x, a in enumerate(cands) for b in cands[x + 1:]]
         for a, b in pairs:
-            da, db = (float(np.linalg.norm(cur.centroids[k] - prev.centroids[i])) for k in (a, b))
-            offset = np.linalg.norm((cur.centroids[a] + cur.centroids[b]) / 2 - prev.centroids[i])
-            apart = np.linalg.norm(cur.centroids[a] - cur.centroids[b])
-            if max(da, db) > reach or offset > min(da, db) or apart > neighbour_radius:
-                continue
-            cost = (offset / gate) ** 2 + (da / reach) ** 2 + (db / reach) ** 2
-            hypotheses.append((cost, i, a, b))
+            cost = division_cost(prev.centroids[i], cur.centroids[a], cur.centroids[b], gate,
+                                 relax, neighbour_radius)
+            if cost is not None:
+                hypotheses.append((cost, i, a, b))
     chosen, used_mothers, used = [], set(), set()
     for _, i, a, b in sorted(hypotheses):
         if i not in used_mothers and a not in used and b not in used:

@@ -25,10 +25,11 @@ from celltrail.models.cap import POINTS
 Positions = Mapping[int, Mapping[int, np.ndarray]]
 #: ``review(t, labels, points)`` looks at the points (K, 2) of the tracks ``labels`` (K,) in frame
 #: ``t`` (in the order the tracks were made) and returns them, perhaps moved (K, 2), which of them
-#: to drop (K,) (off the image, on a cell an older track holds, or on no cell for too long) and
-#: the centres (M, 2) of new cells (entered, or lost by their track).
-Review = Callable[[int, Sequence[int], np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
-
+#: to drop (K,) (off the image, on a cell an older track holds, or on no cell for too long), the
+#: centres (M, 2) of new cells (entered, lost by their track, or born) and each one's mother
+#: (M,): the label of the track that divided into it and the cell at its point, or 0.
+Review = Callable[[int, Sequence[int], np.ndarray],
+                  tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
 
 @dataclass
 class Trajectories:
@@ -144,8 +145,10 @@ def read_window(points: np.ndarray, visible: np.ndarray, labels: Sequence[int], 
     sister adds no track). With ``stop_at_division`` reading stops after the first frame with
     a division (the next window starts there, Algorithm 1); otherwise daughters are followed
     on their own points. With ``review``, each frame's points are checked: a point may be
-    moved, a dropped track ends in the frame before, and each new cell starts a track without
-    parent, reading stopping there as at a division. With ``persist``, a cell whose points are
+    moved, a dropped track ends in the frame before, and each new cell starts a track, reading
+    stopping there as at a division: without parent, or, where the review names her mother,
+    as her daughter, the mother ending in the frame before and her point starting the second
+    daughter. With ``persist``, a cell whose points are
     all invisible goes on at its own point (the review decides whether it is still there).
     Returns the last frame read and the labels alive in it.
     """
@@ -183,7 +186,7 @@ def read_window(points: np.ndarray, visible: np.ndarray, labels: Sequence[int], 
         appeared = []
         if review is not None:
             here = [label for label, track in tracks.items() if t in track.positions]
-            where, drop, found = review(t, here, np.array(
+            where, drop, found, mothers = review(t, here, np.array(
                 [tracks[label].positions[t] for label in here], np.float32).reshape(-1, 2))
             gone = {label for label, dropped in zip(here, drop, strict=True) if dropped}
             for label, point in zip(here, where, strict=True):
@@ -192,7 +195,13 @@ def read_window(points: np.ndarray, visible: np.ndarray, labels: Sequence[int], 
                 del tracks[label].positions[t]
             alive = {i: label for i, label in alive.items() if label not in gone}
             born = {key: label for key, label in born.items() if label not in gone}
-            appeared = [tracks.new(0, t, where) for where in found]
+            for centre, mother in zip(found, mothers.tolist(), strict=True):
+                parent = mother if mother and t in tracks[mother].positions else 0
+                if parent:  # she ends; her point and the new cell are her daughters
+                    alive = {i: label for i, label in alive.items() if label != parent}
+                    born = {key: label for key, label in born.items() if label != parent}
+                    appeared.append(tracks.new(parent, t, tracks[parent].positions.pop(t)))
+                appeared.append(tracks.new(parent, t, centre))
         if appeared or (divided and stop_at_division):
             return last, [*alive.values(), *born.values(), *appeared]
     return last, [*alive.values(), *born.values()]

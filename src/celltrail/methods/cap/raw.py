@@ -48,7 +48,7 @@ def rolling_windows(predict: Predict, frames: int, queries: np.ndarray, window: 
             start = last
         else:  # nothing to track: look for cells frame by frame
             start += 1
-            _, _, found = review(start, [], np.zeros((0, 2), np.float32))
+            found = review(start, [], np.zeros((0, 2), np.float32))[2]
             labels = [tracks.new(0, start, where) for where in found]
         if on_window is not None:
             on_window(start)

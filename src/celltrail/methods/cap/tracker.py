@@ -4,7 +4,8 @@ write a small disc per cell and frame so the CTC and MOT metrics can score the t
 The first frame's queries come from the CTC ground truth's TRA markers (``queries_from_gt``, as
 in the paper's evaluation) or, by default, from the classical detector. The detector also
 checks each frame (unless ``new_cells`` is off): a cell it finds with no track point on it is a
-new cell (it entered the field, or its track was lost) and joins the queries (Algorithm 1); a
+new cell (it entered the field, its track was lost, or it was born: the daughter of a cell
+beside it, by the classical linker's division test) and joins the queries (Algorithm 1); a
 point on no cell it finds moves to a free one within a cell radius, or else goes on for a gap
 of up to two frames and then ends its track; and a cell the model declares gone goes on while
 the detector keeps its point. Points closer than a cell radius are one cell: the oldest track
@@ -28,9 +29,9 @@ from celltrail.core.lineage import lineage_from_presence
 from celltrail.core.result import MaskStore, TrackingResult
 from celltrail.core.sequence import ImageSequence, normalise
 from celltrail.io.ctc import read_tracking_gt
-from celltrail.linking import LinkParams, equivalent_diameters, measure
+from celltrail.linking import LinkParams, division_cost, equivalent_diameters, measure
 from celltrail.methods.cap.model import model_path
-from celltrail.methods.cap.points import Review, near
+from celltrail.methods.cap.points import PointTracks, Review, near
 from celltrail.methods.cap.raw import rolling_windows
 from celltrail.models.cap import PERCENTILES, SPACING, load_checkpoint, network_from
 from celltrail.segmentation import Segmenter
@@ -89,6 +90,46 @@ def paint_discs(shape: tuple[int, int], centres: np.ndarray, labels: np.ndarray,
     return out
 
 
+def mothers_of(found: np.ndarray, points: dict[int, np.ndarray],
+               before: dict[int, np.ndarray], diameter: float) -> np.ndarray:
+    """For each new cell (M, 2), the label of the track that divided into it and the cell at
+    its point, or 0: the classical linker's division test
+    (:func:`~celltrail.linking.division_cost`, its gates in cell diameters) on the new cell's
+    centre and the track's points now (``points``, by label) and one frame before
+    (``before``); each mother and new cell taken once, cheapest first."""
+    p = LinkParams()
+    hypotheses = sorted(
+        (cost, label, j)
+        for label, point in points.items() for j, centre in enumerate(found)
+        if (cost := division_cost(before[label], point, centre, p.max_step * diameter, p.relax,
+                                  p.neighbour_radius * diameter)) is not None)
+    mothers = np.zeros(len(found), np.int64)
+    for _, label, j in hypotheses:
+        if not mothers[j] and label not in mothers:
+            mothers[j] = label
+    return mothers
+
+
+def confirm_divisions(tracks: PointTracks, frames: int) -> None:
+    """Undo each division of ``tracks`` whose daughters do not both last ``frames`` frames (a
+    cell the detector split for a moment): the first daughter goes back into her mother's
+    track, the second loses her parent."""
+    children: dict[int, list[int]] = {}
+    for label, track in tracks.items():
+        if track.parent:
+            children.setdefault(track.parent, []).append(label)
+    for mother, kids in sorted(children.items()):
+        if len(kids) != 2 or min(len(tracks[kid].positions) for kid in kids) >= frames:
+            continue
+        first, second = sorted(kids)
+        tracks[mother].positions.update(tracks[first].positions)
+        tracks[first].positions.clear()
+        for grandchild in children.get(first, []):
+            tracks[grandchild].parent = mother
+        children[mother] = children.pop(first, [])
+        tracks[second].parent = 0
+
+
 class CAPTracker:
     """Track cells as points with a trained CAP model (a shipped name or a checkpoint path).
 
@@ -137,16 +178,20 @@ class CAPTracker:
         which no point lies; failing that it goes on where it is (a cell the detector missed)
         for up to :data:`MAX_GAP` frames in a row, and is then dropped. A point on a cell keeps
         it against a point on none. The detector's cells on which still no point lies are new
-        cells. ``coasting`` receives, per track, the frames of its latest run on no cell (empty
-        once it is back on one)."""
+        cells; a new cell is a daughter of a track whose point lies on a cell beside it, where
+        the two pass the classical linker's division test (:func:`mothers_of`). ``coasting``
+        receives, per track, the frames of its latest run on no cell (empty once it is back on
+        one)."""
         shape = np.array(images.shape)
         coasting = {} if coasting is None else coasting
+        previous: dict[int, dict[int, np.ndarray]] = {}  # last frame reviewed -> its points
 
         def check(t: int, ids: Sequence[int], points: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
             off = ~((points >= 0) & (points < shape)).all(axis=1)
             if segment is None:
-                return points, thin(points, radius, off), np.zeros((0, 2), np.float32)
+                return (points, thin(points, radius, off), np.zeros((0, 2), np.float32),
+                        np.zeros(0, np.int64))
             labels = segment(np.asarray(images[t]))
             cells = measure(labels)
             yx = np.minimum(np.round(points).astype(int).clip(min=0), shape - 1)
@@ -170,7 +215,16 @@ class CAPTracker:
             found = cells.centroids[~np.isin(cells.labels, under[~drop])]
             both = np.concatenate([kept, found])  # a new cell, too, needs a cell of its own
             crowded = thin(both, radius, np.zeros(len(both), bool))[len(kept):]
-            return points, drop, found[~crowded].astype(np.float32)
+            found = found[~crowded].astype(np.float32)
+            on_cell = ~drop & (under != 0)
+            before = previous.pop(t - 1, {})
+            mothers = mothers_of(found, {label: point for label, point, held
+                                         in zip(ids, points, on_cell, strict=True)
+                                         if held and label in before}, before, 2 * radius)
+            previous.clear()
+            previous[t] = {label: point for label, point, gone
+                           in zip(ids, points, drop, strict=True) if not gone}
+            return points, drop, found, mothers
 
         return check
 
@@ -239,6 +293,8 @@ class CAPTracker:
         for label, frames in coasting.items():  # a track that ended off the cells: gone then
             for t in frames:
                 tracks[label].positions.pop(t, None)
+        if self.new_cells:  # the detector's divisions (and the model's) must last
+            confirm_divisions(tracks, MAX_GAP + 1)
         self._features.clear()
 
         def paint(t: int) -> np.ndarray:
