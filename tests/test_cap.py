@@ -495,7 +495,7 @@ def test_cli_train_then_track(sim_sequence: Path, tmp_path: Path) -> None:
 def test_shipped_model_tracks_the_sample(sample: Path) -> None:
     """The default model was not trained on GOWT1: the sample is unseen data."""
     assert len(shipped_models()) == 3
-    for new_cells, least in ((True, 0.95), (False, 0.85)):  # 0.993 and 0.879 measured
+    for new_cells, least in ((True, 0.95), (False, 0.85)):  # 0.989 and 0.879 measured
         tracker = CAPTracker(queries_from_gt=sample / "01_GT", new_cells=new_cells)
         result = tracker.track(open_sequence(sample / "01"))
         scores = evaluate_result(result, sample / "01_GT", threads=1)
