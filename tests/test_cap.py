@@ -221,17 +221,16 @@ def test_mothers_are_found_by_the_linkers_division_test() -> None:
 def test_a_division_stands_only_if_both_daughters_last() -> None:
     tracks = PointTracks()
     for parent, start, stop in ((0, 0, 3), (1, 3, 6), (1, 3, 5), (0, 0, 9), (4, 3, 9),
-                                (4, 3, 9), (2, 6, 9), (2, 6, 9)):
+                                (4, 3, 9), (2, 6, 9), (2, 6, 8)):
         label = tracks.new(parent, start, np.zeros(2))
         tracks[label].positions.update({t: np.full(2, label, np.float32)
                                         for t in range(start, stop)})
     confirm_divisions(tracks, 3)
-    # 1's daughters: 3 lasts 2 frames, so 2 goes back into 1 (with her own daughters) and 3
-    # has no parent; 4's daughters both last 6 frames
+    # 1's daughter 3 lasts 2 frames: 2 goes back into 1 and 3 has no parent; 2's daughters are
+    # then 1's, and 8 lasts 2 frames: 7 goes back into 1 too. 4's daughters both last 6 frames.
     assert tracks.lineage().to_array().tolist() == [
-        [1, 0, 5, 0], [3, 3, 4, 0], [4, 0, 8, 0], [5, 3, 8, 4], [6, 3, 8, 4], [7, 6, 8, 1],
-        [8, 6, 8, 1]]
-    assert tracks[1].positions[4][0] == 2
+        [1, 0, 8, 0], [3, 3, 4, 0], [4, 0, 8, 0], [5, 3, 8, 4], [6, 3, 8, 4], [8, 6, 7, 0]]
+    assert [tracks[1].positions[t][0] for t in (2, 5, 8)] == [1, 2, 7]
 
 
 def test_persist_keeps_an_invisible_cell_on_its_point() -> None:

@@ -31,6 +31,7 @@ Positions = Mapping[int, Mapping[int, np.ndarray]]
 Review = Callable[[int, Sequence[int], np.ndarray],
                   tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
 
+
 @dataclass
 class Trajectories:
     """Targets for one window of T frames and N query cells.
@@ -148,8 +149,8 @@ def read_window(points: np.ndarray, visible: np.ndarray, labels: Sequence[int], 
     moved, a dropped track ends in the frame before, and each new cell starts a track, reading
     stopping there as at a division: without parent, or, where the review names her mother,
     as her daughter, the mother ending in the frame before and her point starting the second
-    daughter. With ``persist``, a cell whose points are
-    all invisible goes on at its own point (the review decides whether it is still there).
+    daughter. With ``persist``, a cell whose points are all invisible goes on at its own point
+    (the review decides whether it is still there).
     Returns the last frame read and the labels alive in it.
     """
     alive = dict(enumerate(labels))  # query index -> label of its mother

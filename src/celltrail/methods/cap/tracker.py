@@ -118,16 +118,20 @@ def confirm_divisions(tracks: PointTracks, frames: int) -> None:
     for label, track in tracks.items():
         if track.parent:
             children.setdefault(track.parent, []).append(label)
-    for mother, kids in sorted(children.items()):
+    mothers = sorted(children)
+    while mothers:
+        mother = mothers.pop(0)
+        kids = children.get(mother, [])
         if len(kids) != 2 or min(len(tracks[kid].positions) for kid in kids) >= frames:
             continue
         first, second = sorted(kids)
         tracks[mother].positions.update(tracks[first].positions)
         tracks[first].positions.clear()
-        for grandchild in children.get(first, []):
-            tracks[grandchild].parent = mother
-        children[mother] = children.pop(first, [])
         tracks[second].parent = 0
+        children[mother] = children.pop(first, [])  # the first's daughters are now hers
+        for grandchild in children[mother]:
+            tracks[grandchild].parent = mother
+        mothers.insert(0, mother)
 
 
 class CAPTracker:
@@ -152,7 +156,7 @@ class CAPTracker:
         self.gt = None if queries_from_gt is None else Path(queries_from_gt)
         self.preset, self.diameter = preset, diameter
         self.new_cells = new_cells
-        self._features: dict[int, list[torch.Tensor]] = {}  # frame -> its pyramid
+        self._pyramids: dict[int, list[torch.Tensor]] = {}  # frame -> its feature pyramid
 
     def queries(self, images: ImageSequence, segment: Segmenter) -> tuple[np.ndarray, float]:
         """First-frame cell centres (N, 2) and the radius of the discs to draw; without GT
@@ -252,19 +256,19 @@ class CAPTracker:
         scale = SPACING / spacing(centres, radius)
         size = (max(8, round(height * scale)), max(8, round(width * scale)))
         factor = np.array([size[0] / height, size[1] / width], np.float32)
-        self._features.clear()
+        self._pyramids.clear()
 
         def pyramid(start: int, stop: int) -> list[torch.Tensor]:
-            for t in [t for t in self._features if t < start]:
-                del self._features[t]
-            todo = [t for t in range(start, stop) if t not in self._features]
+            for t in [t for t in self._pyramids if t < start]:
+                del self._pyramids[t]
+            todo = [t for t in range(start, stop) if t not in self._pyramids]
             if todo:
                 frames = torch.stack([self._working(np.asarray(images[t]), size) for t in todo])
                 levels = self.net.pyramid(self.net.features(frames))
-                self._features.update((t, [level[i] for level in levels])
+                self._pyramids.update((t, [level[i] for level in levels])
                                       for i, t in enumerate(todo))
-            return [torch.stack([self._features[t][s] for t in range(start, stop)])
-                    for s in range(len(self._features[start]))]
+            return [torch.stack([self._pyramids[t][s] for t in range(start, stop)])
+                    for s in range(len(self._pyramids[start]))]
 
         def predict(start: int, stop: int, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             with torch.no_grad():
@@ -295,7 +299,7 @@ class CAPTracker:
                 tracks[label].positions.pop(t, None)
         if self.new_cells:  # the detector's divisions (and the model's) must last
             confirm_divisions(tracks, MAX_GAP + 1)
-        self._features.clear()
+        self._pyramids.clear()
 
         def paint(t: int) -> np.ndarray:
             here = [(label, track.positions[t]) for label, track in tracks.items()
