@@ -277,9 +277,9 @@ class CAPTracker:
             points = (out.points[-1].numpy() + 0.5) / factor - 0.5
             # a cell at the border keeps its point on the image until it is a radius beyond
             clipped = np.clip(points, 0, corner)
-            near = np.linalg.norm(points - clipped, axis=-1, keepdims=True) <= radius
+            held = np.linalg.norm(points - clipped, axis=-1, keepdims=True) <= radius
             visible = torch.sigmoid(out.visibility).numpy() > VISIBLE
-            return np.where(near, clipped, points).astype(np.float32), visible
+            return np.where(held, clipped, points).astype(np.float32), visible
 
         done = [0]
 
