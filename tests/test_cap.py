@@ -184,6 +184,24 @@ def test_raw_adds_new_cells_and_drops_what_the_review_rejects() -> None:
     assert seen[3] == ([1, 2], [[20, 20], [50, 50]]) and seen[7] == ([1, 3], [[20, 20], [80, 80]])
 
 
+def test_raw_shortens_windows_after_a_cut_and_grows_them_back() -> None:
+    calls = []
+
+    def predict(start: int, stop: int, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        calls.append((start, stop))
+        return _standing(start, stop, queries)
+
+    def review(t: int, labels: list[int], points: np.ndarray) -> tuple[np.ndarray, ...]:
+        new = np.array([[10 * t, 90]] if t in (3, 4) else [], np.float32).reshape(-1, 2)
+        return points, np.zeros(len(points), bool), new, np.zeros(len(new), np.int64)
+
+    queries = np.array([[20, 20]], np.float32)
+    rolling_windows(predict, 30, queries, 8, review=review, shortest=2)
+    # cut after 3 frames read (next: 6), after 1 (next: the shortest, 2); a window read to its
+    # end is followed by one twice as long, up to the full window
+    assert calls == [(0, 8), (3, 9), (4, 6), (5, 9), (8, 16), (15, 23), (22, 30)]
+
+
 def test_raw_makes_a_division_of_a_new_cell_the_review_gives_a_mother() -> None:
     calls = []
 

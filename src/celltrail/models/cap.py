@@ -71,11 +71,12 @@ class _Residual(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, padding=1), nn.InstanceNorm2d(channels), nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, padding=1), nn.InstanceNorm2d(channels),
+            nn.ReLU(inplace=True),
             nn.Conv2d(channels, channels, 3, padding=1), nn.InstanceNorm2d(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(x + self.body(x))
+        return F.relu_(x + self.body(x))
 
 
 class _Encoder(nn.Sequential):
@@ -84,9 +85,9 @@ class _Encoder(nn.Sequential):
     def __init__(self, channels: tuple[int, int], out: int) -> None:
         a, b = channels
         super().__init__(
-            nn.Conv2d(1, a, 5, stride=2, padding=2), nn.InstanceNorm2d(a), nn.ReLU(),
+            nn.Conv2d(1, a, 5, stride=2, padding=2), nn.InstanceNorm2d(a), nn.ReLU(inplace=True),
             _Residual(a),
-            nn.Conv2d(a, b, 3, stride=2, padding=1), nn.InstanceNorm2d(b), nn.ReLU(),
+            nn.Conv2d(a, b, 3, stride=2, padding=1), nn.InstanceNorm2d(b), nn.ReLU(inplace=True),
             _Residual(b), _Residual(b),
             nn.Conv2d(b, out, 1),
         )

@@ -28,8 +28,9 @@ def rolling_windows(predict: Predict, frames: int, queries: np.ndarray, window: 
     appear in a frame (entering the field, or lost by their track): they join the queries like
     daughters ("a new cell", Algorithm 1; see :func:`read_window`). With ``shortest``, a
     window that was cut short is followed by one of twice the frames read, at least
-    ``shortest``: where cells appear often, windows are not computed in full to be read for a
-    frame or two. ``persist``: see :func:`read_window`.
+    ``shortest``, and a window read to its end by one twice as long, at most ``window``:
+    where cells appear often, windows are not computed in full to be read for a frame or two.
+    ``persist``: see :func:`read_window`.
     """
     if window < 2:
         raise ValueError(f"a window needs at least 2 frames, not {window}")
@@ -43,8 +44,9 @@ def rolling_windows(predict: Predict, frames: int, queries: np.ndarray, window: 
             points, visible = predict(start, stop, current)
             last, labels = read_window(points, visible, labels, start, tracks, radius=radius,
                                        review=review, persist=persist)
-            if shortest is not None:  # cut short: the next window twice what was read
-                length = min(window, max(shortest, 2 * (last - start)))
+            if shortest is not None:  # cut short: twice the frames read; else twice as long
+                length = min(window, 2 * length if last == stop - 1
+                             else max(shortest, 2 * (last - start)))
             start = last
         else:  # nothing to track: look for cells frame by frame
             start += 1

@@ -38,8 +38,10 @@ from celltrail.segmentation import Segmenter
 
 #: A point is visible when its predicted visibility exceeds this.
 VISIBLE = 0.5
-#: The shortest window after one cut short (the paper's training stride, l_slide = 8).
-SHORTEST = 8
+#: The shortest window after one cut short: two frames, the queries' and one more (a window cut
+#: short is followed by one of twice the frames read, so windows grow back where cells stop
+#: appearing).
+SHORTEST = 2
 #: Frames in a row a point may lie on no detected cell before its track ends: the gap the
 #: classical linker closes (:class:`~celltrail.linking.LinkParams`).
 MAX_GAP = LinkParams().max_gap
@@ -82,12 +84,17 @@ def paint_discs(shape: tuple[int, int], centres: np.ndarray, labels: np.ndarray,
     for (y, x), label in zip(centres, labels, strict=True):
         y0, y1 = max(int(y) - r, 0), min(int(y) + r + 2, shape[0])
         x0, x1 = max(int(x) - r, 0), min(int(x) + r + 2, shape[1])
-        yy, xx = np.mgrid[y0:y1, x0:x1]
+        yy, xx = np.ogrid[y0:y1, x0:x1]
         d2 = (yy - y) ** 2 + (xx - x) ** 2
         win = (d2 <= radius**2) & (d2 < best[y0:y1, x0:x1])
         best[y0:y1, x0:x1][win] = d2[win]
         out[y0:y1, x0:x1][win] = label
     return out
+
+
+def present(mask: np.ndarray) -> list[int]:
+    """The labels (track numbers, small) painted in ``mask``."""
+    return (np.flatnonzero(np.bincount(mask.ravel())[1:]) + 1).tolist()
 
 
 def mothers_of(found: np.ndarray, points: dict[int, np.ndarray],
@@ -261,17 +268,16 @@ class CAPTracker:
         def pyramid(start: int, stop: int) -> list[torch.Tensor]:
             for t in [t for t in self._pyramids if t < start]:
                 del self._pyramids[t]
-            todo = [t for t in range(start, stop) if t not in self._pyramids]
-            if todo:
-                frames = torch.stack([self._working(np.asarray(images[t]), size) for t in todo])
-                levels = self.net.pyramid(self.net.features(frames))
-                self._pyramids.update((t, [level[i] for level in levels])
-                                      for i, t in enumerate(todo))
+            for t in range(start, stop):  # frame by frame: on the CPU, big batches are slower
+                if t not in self._pyramids:
+                    frame = self._working(np.asarray(images[t]), size)[None]
+                    self._pyramids[t] = [level[0] for level in
+                                         self.net.pyramid(self.net.features(frame))]
             return [torch.stack([self._pyramids[t][s] for t in range(start, stop)])
                     for s in range(len(self._pyramids[start]))]
 
         def predict(start: int, stop: int, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            with torch.no_grad():
+            with torch.inference_mode():
                 q = torch.from_numpy((queries + 0.5) * factor - 0.5)
                 out = self.net(None, q, features=pyramid(start, stop))
             points = (out.points[-1].numpy() + 0.5) / factor - 0.5
@@ -312,15 +318,14 @@ class CAPTracker:
         # to see where each track is visible, declare such gaps the CTC way, then paint again.
         presence: dict[int, list[int]] = {}
         for t in range(len(images)):
-            for label in np.unique(paint(t)).tolist():
-                if label:
-                    presence.setdefault(label, []).append(t)
+            for label in present(paint(t)):
+                presence.setdefault(label, []).append(t)
         parents = {label: track.parent for label, track in tracks.items()}
         lineage, mapping = lineage_from_presence(presence, parents)
         for t in range(len(images)):
             mask = paint(t)
             lut = np.zeros(int(mask.max(initial=0)) + 1, np.uint32)
-            for label in np.unique(mask[mask > 0]).tolist():
+            for label in present(mask):
                 lut[label] = mapping[(label, t)]
             store.append(lut[mask])
         return TrackingResult(store, lineage)
