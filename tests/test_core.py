@@ -10,7 +10,7 @@ import pytest
 import tifffile
 
 from celltrail.core import InputError, Lineage, MaskStore, Track, TrackingResult, open_sequence
-from celltrail.core.lineage import lineage_from_presence
+from celltrail.core.lineage import lineage_from_presence, present
 
 
 def write_frames(folder: Path, frames: np.ndarray, prefix: str = "t") -> None:
@@ -155,6 +155,12 @@ def test_mask_store_memory_and_folder_agree(tmp_path: Path) -> None:
     for a, b, c in zip(memory, disk, masks, strict=True):
         np.testing.assert_array_equal(a, c)
         np.testing.assert_array_equal(b, c)
+
+
+def test_present_lists_the_painted_labels() -> None:
+    mask = np.array([[0, 7, 7], [3, 0, 300]], np.uint32)
+    assert present(mask) == [3, 7, 300]
+    assert present(np.zeros((2, 2), np.uint16)) == []
 
 
 def test_lineage_from_presence_declares_gaps() -> None:

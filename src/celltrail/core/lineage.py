@@ -103,6 +103,12 @@ def _label(track: Track) -> int:
     return track.label
 
 
+def present(mask: np.ndarray) -> list[int]:
+    """The labels painted in a track mask (non-negative, small: track numbers), counted rather
+    than sorted."""
+    return (np.flatnonzero(np.bincount(mask.ravel())[1:]) + 1).tolist()
+
+
 def lineage_from_presence(
     presence: Mapping[int, Iterable[int]], parents: Mapping[int, int]
 ) -> tuple[Lineage, dict[tuple[int, int], int]]:

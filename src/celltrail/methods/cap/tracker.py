@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from scipy.spatial import cKDTree
 
 from celltrail.core.errors import InputError
-from celltrail.core.lineage import lineage_from_presence
+from celltrail.core.lineage import lineage_from_presence, present
 from celltrail.core.result import MaskStore, TrackingResult
 from celltrail.core.sequence import ImageSequence, normalise
 from celltrail.io.ctc import read_tracking_gt
@@ -90,11 +90,6 @@ def paint_discs(shape: tuple[int, int], centres: np.ndarray, labels: np.ndarray,
         best[y0:y1, x0:x1][win] = d2[win]
         out[y0:y1, x0:x1][win] = label
     return out
-
-
-def present(mask: np.ndarray) -> list[int]:
-    """The labels (track numbers, small) painted in ``mask``."""
-    return (np.flatnonzero(np.bincount(mask.ravel())[1:]) + 1).tolist()
 
 
 def mothers_of(found: np.ndarray, points: dict[int, np.ndarray],

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from celltrail.core.lineage import lineage_from_presence
+from celltrail.core.lineage import lineage_from_presence, present
 from celltrail.core.result import MaskStore, TrackingResult
 from celltrail.core.sequence import ImageSequence, normalise
 from celltrail.methods.embedtrack.clustering import cluster
@@ -137,7 +137,7 @@ class EmbedTracker:
             prediction = self.predict(np.asarray(images[t]))
             labels = cluster(prediction[:5], self.min_size)
             mask = linker.step(labels, prediction[5:] if t else None)
-            for label in np.unique(mask[mask > 0]).tolist():
+            for label in present(mask):
                 presence.setdefault(label, []).append(t)
             store.append(mask)
             if on_frame is not None:
