@@ -19,7 +19,7 @@ from celltrail.io.ctc import read_result
 from celltrail.methods.cap import CAPTracker, shipped_models
 from celltrail.methods.cap.points import PointTracks, Trajectories, encode, read_window
 from celltrail.methods.cap.raw import rolling_windows
-from celltrail.methods.cap.tracker import MAX_GAP, confirm_divisions, mothers_of, paint_discs
+from celltrail.methods.cap.tracker import MAX_GAP, confirm_divisions, mothers_of, paint_markers
 from celltrail.metrics import evaluate_result
 from celltrail.models.cap import CAPConfig, CAPNet, load_checkpoint, network_from
 from celltrail.models.checkpoint import save_checkpoint
@@ -379,8 +379,8 @@ def test_losses_known_values() -> None:
     assert match_daughters(target, target, everywhere).tolist() == [False]
 
 
-def test_paint_discs_gives_overlaps_to_the_nearest_centre() -> None:
-    out = paint_discs((30, 30), np.array([[10, 10], [10, 16], [0, 29]], np.float32),
+def test_paint_markers_gives_overlaps_to_the_nearest_centre() -> None:
+    out = paint_markers((30, 30), np.array([[10, 10], [10, 16], [0, 29]], np.float32),
                       np.array([1, 2, 3]), 5.0)
     assert out[10, 12] == 1 and out[10, 14] == 2 and out[10, 21] == 2
     assert out[10, 22] == 0 and out[0, 29] == 3
@@ -388,6 +388,23 @@ def test_paint_discs_gives_overlaps_to_the_nearest_centre() -> None:
     assert np.all((ys - 10) ** 2 + (xs - 10) ** 2 <= (ys - 10) ** 2 + (xs - 16) ** 2)
     assert (out == 3).sum() == sum(1 for y in range(30) for x in range(30)
                                    if y**2 + (x - 29) ** 2 <= 25)
+
+
+def test_paint_markers_take_the_detected_cell_within_a_diameter() -> None:
+    foreground = np.zeros((30, 40), bool)
+    foreground[5:15, 5:35] = True  # one long cell; the point sits near its left end
+    out = paint_markers((30, 40), np.array([[10, 10]], np.float32), np.array([7]), 5.0,
+                        foreground)
+    # the disc (radius 5) on and off the cell, the cell out to a diameter (10), nothing beyond
+    assert out[10, 15] == 7 and out[14, 10] == 7 and out[15, 10] == 7
+    assert out[10, 20] == 7 and out[10, 21] == 0 and out[18, 10] == 0
+    assert (out == 7).sum() == sum(
+        1 for y in range(30) for x in range(40)
+        if (d2 := (y - 10) ** 2 + (x - 10) ** 2) <= 25 or (foreground[y, x] and d2 <= 100))
+    # a second point on the cell takes the pixels nearer to it
+    two = paint_markers((30, 40), np.array([[10, 10], [10, 24]], np.float32),
+                        np.array([7, 8]), 5.0, foreground)
+    assert two[10, 16] == 7 and two[10, 18] == 8 and two[10, 34] == 8
 
 
 @pytest.mark.parametrize("turns", range(4))

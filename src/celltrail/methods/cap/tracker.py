@@ -1,5 +1,7 @@
 """CAP inference: query cells in the first frame, track them as points with rolling windows, and
-write a small disc per cell and frame so the CTC and MOT metrics can score the tracks.
+write a marker per cell and frame so the CTC and MOT metrics can score the tracks: a disc of a
+cell radius around the point and, with the detector, the detected cells' pixels within a cell
+diameter of it (a pixel two markers claim goes to the nearer point).
 
 The first frame's queries come from the CTC ground truth's TRA markers (``queries_from_gt``, as
 in the paper's evaluation) or, by default, from the classical detector. The detector also
@@ -74,21 +76,27 @@ def thin(points: np.ndarray, radius: float, out: np.ndarray) -> np.ndarray:
     return out
 
 
-def paint_discs(shape: tuple[int, int], centres: np.ndarray, labels: np.ndarray,
-                radius: float) -> np.ndarray:
-    """(H, W) uint32 image with a disc of ``radius`` per centre; a pixel in several discs goes
-    to the nearest centre."""
+def paint_markers(shape: tuple[int, int], centres: np.ndarray, labels: np.ndarray,
+                  radius: float, foreground: np.ndarray | None = None) -> np.ndarray:
+    """(H, W) uint32 image with a marker per centre: a disc of ``radius`` and, where a
+    ``foreground`` (H, W bool) is given, the foreground within a cell diameter (``2 * radius``),
+    so that a point off its cell's middle still marks the cell; a pixel several markers claim
+    goes to the nearest centre."""
     out = np.zeros(shape, np.uint32)
-    best = np.full(shape, np.inf)
-    r = int(np.ceil(radius))
+    best = np.full(shape, np.inf, np.float32)
+    reach = radius if foreground is None else 2 * radius
+    r = int(np.ceil(reach))
     for (y, x), label in zip(centres, labels, strict=True):
         y0, y1 = max(int(y) - r, 0), min(int(y) + r + 2, shape[0])
         x0, x1 = max(int(x) - r, 0), min(int(x) + r + 2, shape[1])
-        yy, xx = np.ogrid[y0:y1, x0:x1]
-        d2 = (yy - y) ** 2 + (xx - x) ** 2
-        win = (d2 <= radius**2) & (d2 < best[y0:y1, x0:x1])
-        best[y0:y1, x0:x1][win] = d2[win]
-        out[y0:y1, x0:x1][win] = label
+        d2 = ((np.arange(y0, y1, dtype=np.float32) - y) ** 2)[:, None] + (
+            (np.arange(x0, x1, dtype=np.float32) - x) ** 2)[None]
+        claim = d2 <= radius**2
+        if foreground is not None:
+            claim |= foreground[y0:y1, x0:x1] & (d2 <= reach**2)
+        claim &= d2 < best[y0:y1, x0:x1]
+        np.copyto(best[y0:y1, x0:x1], d2, where=claim)
+        np.copyto(out[y0:y1, x0:x1], np.uint32(label), where=claim)
     return out
 
 
@@ -161,7 +169,7 @@ class CAPTracker:
         self._pyramids: dict[int, list[torch.Tensor]] = {}  # frame -> its feature pyramid
 
     def queries(self, images: ImageSequence, segment: Segmenter) -> tuple[np.ndarray, float]:
-        """First-frame cell centres (N, 2) and the radius of the discs to draw; without GT
+        """First-frame cell centres (N, 2) and the cells' radius (of the markers); without GT
         markers, ``segment`` finds the cells."""
         first = np.asarray(images[0])
         if self.gt is not None:
@@ -177,7 +185,8 @@ class CAPTracker:
         return centres, radius
 
     def review(self, images: ImageSequence, radius: float, segment: Segmenter | None,
-               coasting: dict[int, list[int]] | None = None) -> Review:
+               coasting: dict[int, list[int]] | None = None,
+               foreground: dict[int, np.ndarray] | None = None) -> Review:
         """Each frame: drop the points off the image, and keep one point per cell (of points
         closer than ``radius``, the oldest). With a detector, ``segment``, it checks them: a
         point on no cell it finds moves to the centre of the nearest cell within ``radius`` on
@@ -187,9 +196,10 @@ class CAPTracker:
         cells; a new cell is a daughter of a track whose point lies on a cell beside it, where
         the two pass the classical linker's division test (:func:`mothers_of`). ``coasting``
         receives, per track, the frames of its latest run on no cell (empty once it is back on
-        one)."""
+        one); ``foreground``, per frame, the detected cells' pixels (:func:`numpy.packbits`)."""
         shape = np.array(images.shape)
         coasting = {} if coasting is None else coasting
+        foreground = {} if foreground is None else foreground
         previous: dict[int, dict[int, np.ndarray]] = {}  # last frame reviewed -> its points
 
         def check(t: int, ids: Sequence[int], points: np.ndarray
@@ -199,6 +209,7 @@ class CAPTracker:
                 return (points, thin(points, radius, off), np.zeros((0, 2), np.float32),
                         np.zeros(0, np.int64))
             labels = segment(np.asarray(images[t]))
+            foreground[t] = np.packbits(labels > 0)
             cells = measure(labels)
             yx = np.minimum(np.round(points).astype(int).clip(min=0), shape - 1)
             under = np.where(off, 0, labels[yx[:, 0], yx[:, 1]])
@@ -247,7 +258,7 @@ class CAPTracker:
         store: MaskStore | None = None,
         on_frame: Callable[[int], None] | None = None,
     ) -> TrackingResult:
-        """Track every frame; disc masks go to ``store`` frame by frame."""
+        """Track every frame; marker masks go to ``store`` frame by frame."""
         store = MaskStore() if store is None else store
         segment = Segmenter(self.preset, self.diameter)  # its scale is fixed on frame 0
         centres, radius = self.queries(images, segment)
@@ -290,9 +301,10 @@ class CAPTracker:
                 done[0] += 1
 
         coasting: dict[int, list[int]] = {}
+        foreground: dict[int, np.ndarray] = {}  # frame -> its detected cells, packed
         tracks = rolling_windows(predict, len(images), centres, self.window, report, radius,
                                  self.review(images, radius, segment if self.new_cells else None,
-                                             coasting),
+                                             coasting, foreground),
                                  SHORTEST, self.new_cells)
         report(len(images) - 1)
         for label, frames in coasting.items():  # a track that ended off the cells: gone then
@@ -302,14 +314,23 @@ class CAPTracker:
             confirm_divisions(tracks, MAX_GAP + 1)
         self._pyramids.clear()
 
+        def cells(t: int) -> np.ndarray | None:
+            """Frame ``t``'s detected cells (H, W) bool; None without the detector."""
+            if not self.new_cells:
+                return None
+            if t not in foreground:  # a frame no review saw (the first)
+                foreground[t] = np.packbits(segment(np.asarray(images[t])) > 0)
+            return np.unpackbits(foreground[t], count=height * width).reshape(
+                height, width).view(bool)
+
         def paint(t: int) -> np.ndarray:
             here = [(label, track.positions[t]) for label, track in tracks.items()
                     if t in track.positions]
             where = np.array([p for _, p in here], np.float32).reshape(-1, 2)
-            return paint_discs((height, width), where, np.array([lab for lab, _ in here]),
-                               radius)
+            return paint_markers((height, width), where, np.array([lab for lab, _ in here]),
+                                 radius, cells(t))
 
-        # A disc can vanish under its neighbours' (centres closer than the radius): paint once
+        # A marker can vanish under its neighbours' (centres closer than the radius): paint once
         # to see where each track is visible, declare such gaps the CTC way, then paint again.
         presence: dict[int, list[int]] = {}
         for t in range(len(images)):
