@@ -169,7 +169,7 @@ class CAPTracker:
         self._pyramids: dict[int, list[torch.Tensor]] = {}  # frame -> its feature pyramid
 
     def queries(self, images: ImageSequence, segment: Segmenter) -> tuple[np.ndarray, float]:
-        """First-frame cell centres (N, 2) and the cells' radius (of the markers); without GT
+        """First-frame cell centres (N, 2) and the cells' radius (the markers' discs); without GT
         markers, ``segment`` finds the cells."""
         first = np.asarray(images[0])
         if self.gt is not None:
