@@ -30,14 +30,13 @@ from celltrail.methods.cellboxify import SHIPPED, CellBoxifySegmenter
 from celltrail.metrics.coco import coco_ap
 from celltrail.models.cellboxify import MASK_SIZE, Detections, prepare
 from celltrail.models.ops import roi_align
-from celltrail.training.cellboxify.loop import POLYGON_MARGIN, in_frame
-from celltrail.training.cellboxify.losses import (
-    GUIDES,
-    box_region,
-    global_pairwise,
-    local_pairwise,
-    texture,
+from celltrail.training.cellboxify.loop import (
+    POLYGON_MARGIN,
+    guide_image,
+    in_frame,
+    polygon_frames,
 )
+from celltrail.training.cellboxify.losses import GUIDES, box_mask_terms, box_region
 from celltrail.training.embedtrack.data import split_index
 
 #: The reference masks the shipped models were trained and scored on.
@@ -68,25 +67,18 @@ def pairwise(name: str, every: int) -> dict[str, dict[str, np.ndarray]]:
             if not len(gt):
                 continue
             image = torch.from_numpy(prepare(entry.load()))[None, None]
-            margin = (gt[:, 2:] - gt[:, :2]) * POLYGON_MARGIN / MASK_SIZE
-            frames = torch.cat([gt[:, :2] - margin, gt[:, 2:] + margin], dim=1)
-            first = torch.zeros(len(gt), dtype=torch.long)
+            frames = polygon_frames(gt)
             boxes = in_frame(gt, frames, size)
             masks = torch.from_numpy(entry.masks).float()[:, None]
-            cells = torch.arange(len(gt))
-            reference = (roi_align(masks, frames, cells, size)[:, 0] >= 0.5).float()
-            shapes = {"reference": reference, "ellipse": ellipses(boxes, size),
+            reference = roi_align(masks, frames, torch.arange(len(gt)), size)[:, 0] >= 0.5
+            shapes = {"reference": reference.float(), "ellipse": ellipses(boxes, size),
                       "box": box_region(boxes, size)}
-            region = box_region(boxes, size)
-            sides = (gt[:, 2:] - gt[:, :2]).min(dim=1).values
-            guides = {"intensity": image,
-                      "texture": texture(image, float(sides.median()) / MASK_SIZE)}
-            for guide, picture in guides.items():
-                crops = roi_align(picture, frames, first, size)[:, 0]
+            for guide in GUIDES:
+                crops = roi_align(guide_image(image, gt, guide), frames,
+                                  torch.zeros(len(gt), dtype=torch.long), size)[:, 0]
                 for shape, m in shapes.items():
-                    terms = (local_pairwise(m, crops, torch.ones_like(m))
-                             + global_pairwise(m, crops, region))
-                    scores[guide][shape].append(terms.numpy())
+                    terms = box_mask_terms(m, crops, boxes)
+                    scores[guide][shape].append((terms["local"] + terms["global"]).numpy())
     return {g: {s: np.concatenate(v) for s, v in by.items()} for g, by in scores.items()}
 
 

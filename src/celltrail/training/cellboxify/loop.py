@@ -105,6 +105,22 @@ def in_frame(boxes: torch.Tensor, frames: torch.Tensor, size: int = MASK_SIZE) -
     return (boxes - origin) / extent * size
 
 
+def polygon_frames(gt: torch.Tensor) -> torch.Tensor:
+    """The frames (N, 4) a polygon's box-only losses are computed on: the ground-truth boxes
+    (image pixels) widened by :data:`POLYGON_MARGIN` grid pixels on each side."""
+    margin = (gt[:, 2:] - gt[:, :2]) * POLYGON_MARGIN / MASK_SIZE
+    return torch.cat([gt[:, :2] - margin, gt[:, 2:] + margin], dim=1)
+
+
+def guide_image(image: torch.Tensor, gt: torch.Tensor, guide: str) -> torch.Tensor:
+    """The pairwise terms' image of a (1, 1, H, W) image with cells ``gt``: the image itself, or
+    its texture measured over about one grid pixel of a typical box."""
+    if guide != "texture":
+        return image
+    sides = (gt[:, 2:] - gt[:, :2]).min(dim=1).values
+    return texture(image, float(sides.median()) / MASK_SIZE)
+
+
 def _box_only_losses(net: CellBoxifyNet, levels: list[torch.Tensor], image: torch.Tensor,
                      rois: torch.Tensor, gt: torch.Tensor, params: TrainParams, warmup: float
                      ) -> dict[str, torch.Tensor]:
@@ -118,8 +134,7 @@ def _box_only_losses(net: CellBoxifyNet, levels: list[torch.Tensor], image: torc
     weights = (alpha, beta * warmup, gamma * warmup)
     if net.config.head == "polygon":
         size = MASK_SIZE + 2 * POLYGON_MARGIN
-        margin = (gt[:, 2:] - gt[:, :2]) * POLYGON_MARGIN / MASK_SIZE
-        frames = torch.cat([gt[:, :2] - margin, gt[:, 2:] + margin], dim=1)
+        frames = polygon_frames(gt)
         centres, radii = net.polygons(levels, rois)
         corners = reframe(vertices(centres, radii), rois, frames)
         masks = torch.sigmoid(rasterise(reframe(centres, rois, frames), corners, size))
@@ -127,10 +142,8 @@ def _box_only_losses(net: CellBoxifyNet, levels: list[torch.Tensor], image: torc
     else:
         size, frames, spans = MASK_SIZE, rois, None
         masks = torch.sigmoid(net.mask_head(levels, rois))
-    if params.guide == "texture":  # measured over about one grid pixel of a typical box
-        sides = (gt[:, 2:] - gt[:, :2]).min(dim=1).values
-        image = texture(image, float(sides.median()) / MASK_SIZE)
-    crops = roi_align(image, frames, torch.zeros(len(frames), dtype=torch.long), size)[:, 0]
+    crops = roi_align(guide_image(image, gt, params.guide), frames,
+                      torch.zeros(len(frames), dtype=torch.long), size)[:, 0]
     terms = box_mask_loss(masks, crops, in_frame(gt, frames, size), weights, spans)
     return {"mask": terms.pop("mask"), **{f"mask_{k}": v for k, v in terms.items()}}
 
