@@ -19,7 +19,14 @@ from celltrail.io.ctc import read_result
 from celltrail.methods.cap import CAPTracker, shipped_models
 from celltrail.methods.cap.points import PointTracks, Trajectories, encode, read_window
 from celltrail.methods.cap.raw import rolling_windows
-from celltrail.methods.cap.tracker import MAX_GAP, confirm_divisions, mothers_of, paint_markers
+from celltrail.methods.cap.tracker import (
+    MAX_GAP,
+    confirm_divisions,
+    mothers_of,
+    pack,
+    paint_markers,
+    unpack,
+)
 from celltrail.metrics import evaluate_result
 from celltrail.models.cap import CAPConfig, CAPNet, load_checkpoint, network_from
 from celltrail.models.checkpoint import save_checkpoint
@@ -405,6 +412,14 @@ def test_paint_markers_take_the_detected_cell_within_a_diameter() -> None:
     two = paint_markers((30, 40), np.array([[10, 10], [10, 24]], np.float32),
                         np.array([7, 8]), 5.0, foreground)
     assert two[10, 16] == 7 and two[10, 18] == 8 and two[10, 34] == 8
+
+
+def test_foreground_packs_to_a_few_bytes_and_back() -> None:
+    y, x = np.mgrid[:101, :203]
+    cells = ((y - 30) ** 2 + (x - 40) ** 2 < 400) | ((y - 70) ** 2 + (x - 150) ** 2 < 300)
+    data = pack(cells)
+    assert np.array_equal(unpack(data, cells.shape), cells) and cells.any()
+    assert len(data) < cells.size / 16  # half what the bits alone would take
 
 
 @pytest.mark.parametrize("turns", range(4))

@@ -18,6 +18,7 @@ frame's feature pyramid is computed once and kept while a window needs it.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -74,6 +75,17 @@ def thin(points: np.ndarray, radius: float, out: np.ndarray) -> np.ndarray:
     for i in np.flatnonzero(~out):
         out[i] = near(points[i], points[:i][~out[:i]], radius)
     return out
+
+
+def pack(mask: np.ndarray) -> bytes:
+    """A boolean image in a few bytes (bits, deflated), to keep every frame's cells at hand."""
+    return zlib.compress(np.packbits(mask).tobytes(), 1)
+
+
+def unpack(data: bytes, shape: tuple[int, int]) -> np.ndarray:
+    """The boolean image of ``shape`` that :func:`pack` gave ``data`` for."""
+    bits = np.frombuffer(zlib.decompress(data), np.uint8)
+    return np.unpackbits(bits, count=shape[0] * shape[1]).reshape(shape).view(bool)
 
 
 def paint_markers(shape: tuple[int, int], centres: np.ndarray, labels: np.ndarray,
@@ -186,7 +198,7 @@ class CAPTracker:
 
     def review(self, images: ImageSequence, radius: float, segment: Segmenter | None,
                coasting: dict[int, list[int]] | None = None,
-               foreground: dict[int, np.ndarray] | None = None) -> Review:
+               foreground: dict[int, bytes] | None = None) -> Review:
         """Each frame: drop the points off the image, and keep one point per cell (of points
         closer than ``radius``, the oldest). With a detector, ``segment``, it checks them: a
         point on no cell it finds moves to the centre of the nearest cell within ``radius`` on
@@ -196,7 +208,7 @@ class CAPTracker:
         cells; a new cell is a daughter of a track whose point lies on a cell beside it, where
         the two pass the classical linker's division test (:func:`mothers_of`). ``coasting``
         receives, per track, the frames of its latest run on no cell (empty once it is back on
-        one); ``foreground``, per frame, the detected cells' pixels (:func:`numpy.packbits`)."""
+        one); ``foreground``, per frame, the detected cells' pixels (:func:`pack`)."""
         shape = np.array(images.shape)
         coasting = {} if coasting is None else coasting
         foreground = {} if foreground is None else foreground
@@ -209,7 +221,7 @@ class CAPTracker:
                 return (points, thin(points, radius, off), np.zeros((0, 2), np.float32),
                         np.zeros(0, np.int64))
             labels = segment(np.asarray(images[t]))
-            foreground[t] = np.packbits(labels > 0)
+            foreground[t] = pack(labels > 0)
             cells = measure(labels)
             yx = np.minimum(np.round(points).astype(int).clip(min=0), shape - 1)
             under = np.where(off, 0, labels[yx[:, 0], yx[:, 1]])
@@ -301,7 +313,7 @@ class CAPTracker:
                 done[0] += 1
 
         coasting: dict[int, list[int]] = {}
-        foreground: dict[int, np.ndarray] = {}  # frame -> its detected cells, packed
+        foreground: dict[int, bytes] = {}  # frame -> its detected cells, packed
         tracks = rolling_windows(predict, len(images), centres, self.window, report, radius,
                                  self.review(images, radius, segment if self.new_cells else None,
                                              coasting, foreground),
@@ -319,9 +331,8 @@ class CAPTracker:
             if not self.new_cells:
                 return None
             if t not in foreground:  # a frame no review saw (the first)
-                foreground[t] = np.packbits(segment(np.asarray(images[t])) > 0)
-            return np.unpackbits(foreground[t], count=height * width).reshape(
-                height, width).view(bool)
+                foreground[t] = pack(segment(np.asarray(images[t])) > 0)
+            return unpack(foreground[t], (height, width))
 
         def paint(t: int) -> np.ndarray:
             here = [(label, track.positions[t]) for label, track in tracks.items()
