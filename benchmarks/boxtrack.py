@@ -10,8 +10,12 @@ that frame has one, else silver truth, else TRA markers), as the paper's protoco
   prior, with and without division handling.
 - ``frame-step``: MOTA at frame steps 1, 2, 4, 8 on Fluo-N2DH-GOWT1 01.
 - ``cost``: seconds per frame on simulated 512x512 frames with 10, 100 and 400 cells.
+- ``box-only``: the zero-shot runs of the learned backend with the model trained on the same
+  data from boxes alone (``.cache/prompt_segmenter/without-<sequence>_box.pt``, from
+  ``tools/train_prompt_segmenter.py --supervision box``) against the shipped mask-trained one.
+  Not part of ``all``.
 
-    python benchmarks/boxtrack.py [--part all|zero-shot|ablations|frame-step|cost]
+    python benchmarks/boxtrack.py [--part all|zero-shot|ablations|frame-step|cost|box-only]
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from celltrail.methods.boxtrack import BoxTrackConfig, BoxTracker, make_segmente
 from celltrail.metrics import evaluate_result
 from celltrail.simulate import SimParams, simulate, subsample
 
+#: Where ``tools/train_prompt_segmenter.py --supervision box`` leaves its models.
+BOX_ONLY = Path(".cache/prompt_segmenter")
 COLUMNS = ("MOTA", "IDF1", "IDS", "MT", "ML", "TRA", "DET", "SEG")
 
 
@@ -76,6 +82,20 @@ def zero_shot(data: Path) -> None:
         print(row(f"{name} / learned", scores, sec), flush=True)
         scores, sec = run(seq, "classical", preset)
         print(row(f"{name} / classical", scores, sec), flush=True)
+
+
+def box_only(data: Path) -> None:
+    print("\nZero-shot learned backend, trained from masks or from boxes alone")
+    print(header("sequence / training"))
+    for name, preset in SEQUENCES.items():
+        seq = data / name / "01"
+        box_model = BOX_ONLY / f"without-{name}_box.pt"
+        if not box_model.is_file():
+            raise SystemExit(f"{box_model}: missing; train it with "
+                             "`python tools/train_prompt_segmenter.py --supervision box`")
+        for label, model in (("masks", f"without-{name}"), ("boxes", str(box_model))):
+            scores, sec = run(seq, "learned", preset, model=model)
+            print(row(f"{name} / {label}", scores, sec), flush=True)
 
 
 def ablations(data: Path) -> None:
@@ -129,7 +149,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data/ctc"))
     parser.add_argument("--part", default="all",
-                        choices=["all", "zero-shot", "ablations", "frame-step", "cost"])
+                        choices=["all", "zero-shot", "ablations", "frame-step", "cost",
+                                 "box-only"])
     args = parser.parse_args()
     if args.part in ("all", "zero-shot"):
         zero_shot(args.data)
@@ -139,6 +160,8 @@ def main() -> None:
         frame_steps(args.data)
     if args.part in ("all", "cost"):
         cost()
+    if args.part == "box-only":
+        box_only(args.data)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from celltrail.models.prompt_segmenter import K, PromptSegNet, box_prompt, crop_
 from celltrail.simulate import SimParams, simulate
 from celltrail.training.prompt_segmenter import (
     TrainParams,
+    _previous,
     _Sampler,
     load_sequence,
     losses,
@@ -87,6 +88,19 @@ def test_loss_falls_when_fitting_one_batch(sim_sequence, supervision: str) -> No
         optimiser.step()
     # box-only losses keep a floor: the best split of a real crop still has Chan–Vese energy
     assert float(loss.detach()) < first * (0.5 if supervision == "mask" else 0.6)
+
+
+def test_box_only_previous_masks_carry_no_shape() -> None:
+    yy, xx = np.mgrid[:40, :40]
+    diamond = np.abs(yy - 20) + np.abs(xx - 20) <= 8  # same box as the square below
+    square = (np.abs(yy - 20) <= 8) & (np.abs(xx - 20) <= 8)
+    for masks in (True, False):
+        same = [np.array_equal(_previous(diamond, np.roll(diamond, 2, 1), np.random.default_rng(s),
+                                         masks),
+                               _previous(square, np.roll(square, 2, 1), np.random.default_rng(s),
+                                         masks)) for s in range(20)]
+        # with masks, a drawn previous mask shows the shape; from boxes alone it cannot
+        assert all(same) != masks
 
 
 def test_train_save_reload_and_resume(sim_sequence, tmp_path: Path) -> None:

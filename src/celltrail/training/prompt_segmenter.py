@@ -6,6 +6,11 @@ in the previous frame (or a jittered copy of its current mask where the previous
 mask, or none, as on a first frame). Background boxes teach the objectness head. Losses: the
 best of the K candidates against the cell's mask (BCE + Dice, as SAM trains its multimask
 output), the predicted IoU of every candidate, objectness, and the foreground head.
+
+Box-only training (``supervision="box"``) sees no mask shape: the candidates learn from their
+cell's box with CellBoxify's unary and pairwise terms, read on the CLAHE image as CellBoxify reads
+them, the previous-mask inputs are the ellipses in the boxes, and the foreground head learns the
+boxes' interiors.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from skimage.transform import rescale
 from celltrail.core.sequence import normalise, open_sequence, read_tiff
 from celltrail.io.ctc import relabel_by_markers, training_truth
 from celltrail.linking.objects import equivalent_diameters
+from celltrail.models.cellboxify import prepare
 from celltrail.models.checkpoint import Optimiser, resume_training, save_checkpoint
 from celltrail.models.ops import box_iou, roi_align
 from celltrail.models.prompt_segmenter import (
@@ -55,7 +61,7 @@ class TrainParams:
     lr: float = 2e-3
     seed: int = 0
     #: "mask" learns from the cells' masks; "box" from their boxes alone, with CellBoxify's
-    #: box-only losses (the foreground head then learns the boxes' interiors).
+    #: box-only losses (see the module's docstring).
     supervision: str = "mask"
 
 
@@ -84,6 +90,7 @@ class _Sampler:
     def __init__(self, sequences: Sequence[TrainSequence], params: TrainParams,
                  rng: np.random.Generator) -> None:
         self.sequences, self.p, self.rng = sequences, params, rng
+        self._guides: dict[tuple[int, int], np.ndarray] = {}
 
     def _crop(self, array: np.ndarray, top: int, left: int, size: int) -> np.ndarray:
         pad = [(max(0, -top), max(0, top + size - array.shape[0])),
@@ -94,6 +101,8 @@ class _Sampler:
     def sample(self) -> dict[str, torch.Tensor]:
         p, rng = self.p, self.rng
         images, fgs, boxes, index, prev, targets, positive = [], [], [], [], [], [], []
+        guides: list[np.ndarray] = []
+        masks = p.supervision == "mask"
         for b in range(p.batch):
             seq = self.sequences[rng.integers(len(self.sequences))]
             t = int(rng.choice(list(seq.labels)))
@@ -116,24 +125,20 @@ class _Sampler:
             img = img * rng.uniform(0.7, 1.3) + rng.uniform(-0.1, 0.1)
             img = img + rng.normal(0, rng.uniform(0, 0.05), img.shape)
             images.append(img.astype(np.float32))
-            fgs.append(lab > 0 if p.supervision == "mask" else _box_interiors(lab))
+            fgs.append(lab > 0 if masks else _box_interiors(lab))
+            if not masks:
+                guide = _orient(self._crop(self._guide(seq, t), top, left, size), k, flip)
+                guides.append(ndi.zoom(guide, zoom, order=1)[:p.crop, :p.crop])
             cells = [c for c in np.unique(lab) if c]
             rng.shuffle(cells)
             for cell in cells[:p.prompts]:
                 mask = lab == cell
-                rows, cols = np.nonzero(mask)
-                box = np.array([cols.min(), rows.min(), cols.max() + 1, rows.max() + 1], float)
+                box = _box_of(mask)
                 boxes.append(_jitter(box, rng))
                 index.append(b)
                 targets.append(mask)
                 positive.append(True)
-                draw = rng.random()
-                if draw < 0.25:
-                    prev.append(np.full(mask.shape, -1.0))
-                elif old is not None and (old == cell).any() and draw < 0.8:
-                    prev.append((old == cell).astype(np.float64))
-                else:
-                    prev.append(_jitter_mask(mask, rng))
+                prev.append(_previous(mask, None if old is None else old == cell, rng, masks))
             for _ in range(2):  # background prompts: nothing to segment there
                 side = CANONICAL_DIAMETER * np.exp(rng.normal(0, 0.2))
                 x, y = rng.uniform(0, p.crop - side, size=2)
@@ -147,7 +152,7 @@ class _Sampler:
                     # a cell that was there and is gone, or a prompt on empty background
                     prev.append(_ellipse(lab.shape, box) if rng.random() < 0.6
                                 else np.full(lab.shape, -1.0))
-        return {
+        batch = {
             "image": torch.from_numpy(np.stack(images))[:, None],
             "foreground": torch.from_numpy(np.stack(fgs)).float()[:, None],
             "boxes": torch.tensor(np.array(boxes), dtype=torch.float32),
@@ -156,6 +161,16 @@ class _Sampler:
             "target": torch.from_numpy(np.stack(targets)).float()[:, None],
             "positive": torch.tensor(positive),
         }
+        if guides:
+            batch["guide"] = torch.from_numpy(np.stack(guides)).float()[:, None]
+        return batch
+
+    def _guide(self, seq: TrainSequence, t: int) -> np.ndarray:
+        """The box-only losses' image of a frame: CLAHE, as CellBoxify's (computed once)."""
+        key = (id(seq), t)
+        if key not in self._guides:
+            self._guides[key] = prepare(seq.images[t])
+        return self._guides[key]
 
 
 def _box_interiors(labels: np.ndarray) -> np.ndarray:
@@ -165,6 +180,12 @@ def _box_interiors(labels: np.ndarray) -> np.ndarray:
         if box is not None:
             inside[box] = True
     return inside
+
+
+def _box_of(mask: np.ndarray) -> np.ndarray:
+    """The box ``(x0, y0, x1, y1)`` of a non-empty mask, in pixels."""
+    rows, cols = np.nonzero(mask)
+    return np.array([cols.min(), rows.min(), cols.max() + 1, rows.max() + 1], float)
 
 
 def _orient(array: np.ndarray, k: int, flip: bool) -> np.ndarray:
@@ -187,6 +208,19 @@ def _ellipse(shape: tuple[int, int], box: np.ndarray) -> np.ndarray:
     centre, half = (box[:2] + box[2:]) / 2, np.maximum((box[2:] - box[:2]) / 2, 1)
     inside = ((xx - centre[0]) / half[0]) ** 2 + ((yy - centre[1]) / half[1]) ** 2 <= 1
     return inside.astype(np.float64)
+
+
+def _previous(mask: np.ndarray, before: np.ndarray | None, rng: np.random.Generator,
+              masks: bool = True) -> np.ndarray:
+    """A prompt's previous-mask input: none (as on a first frame), the cell's mask ``before``
+    (in the frame before), or a jittered copy of its ``mask``. Without ``masks`` (box-only
+    training) the ellipses in those masks' boxes, so that no input carries a mask's shape."""
+    draw = rng.random()
+    if draw < 0.25:
+        return np.full(mask.shape, -1.0)
+    if before is not None and before.any() and draw < 0.8:
+        return before.astype(np.float64) if masks else _ellipse(mask.shape, _box_of(before))
+    return _jitter_mask(mask, rng) if masks else _ellipse(mask.shape, _jitter(_box_of(mask), rng))
 
 
 def _jitter_mask(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -220,7 +254,7 @@ def losses(net: PromptSegNet, batch: dict[str, torch.Tensor], supervision: str =
     if pos.any() and supervision == "box":
         logits = out.masks[pos]
         boxes = mask_box(target[pos][:, 0]).repeat_interleave(K, dim=0)
-        grey = roi_align(batch["image"], crops[pos], batch["index"][pos], s)[:, 0]
+        grey = roi_align(batch["guide"], crops[pos], batch["index"][pos], s)[:, 0]
         terms = box_mask_terms(torch.sigmoid(logits.flatten(0, 1)),
                                grey.repeat_interleave(K, dim=0), boxes)
         result["mask"] = terms["mask"].reshape(-1, K).min(dim=1).values.mean()
