@@ -92,11 +92,17 @@ class _Sampler:
         self.sequences, self.p, self.rng = sequences, params, rng
         self._guides: dict[tuple[int, int], np.ndarray] = {}
 
-    def _crop(self, array: np.ndarray, top: int, left: int, size: int) -> np.ndarray:
+    def _view(self, array: np.ndarray, place: tuple[int, int, int, int, bool], order: int
+              ) -> np.ndarray:
+        """The ``size`` square of ``array`` at ``(top, left)`` (zero-padded beyond its edges),
+        turned ``k`` quarter turns and flipped as ``place = (top, left, size, k, flip)`` says,
+        then zoomed (spline ``order``) to the crop's side."""
+        top, left, size, k, flip = place
         pad = [(max(0, -top), max(0, top + size - array.shape[0])),
                (max(0, -left), max(0, left + size - array.shape[1]))]
-        window = array[max(0, top):top + size, max(0, left):left + size]
-        return np.pad(window, pad)
+        window = _orient(np.pad(array[max(0, top):top + size, max(0, left):left + size], pad),
+                         k, flip)
+        return ndi.zoom(window, self.p.crop / size, order=order)[:self.p.crop, :self.p.crop]
 
     def sample(self) -> dict[str, torch.Tensor]:
         p, rng = self.p, self.rng
@@ -111,24 +117,15 @@ class _Sampler:
             size = int(p.crop * np.exp(rng.uniform(-0.2, 0.2)))  # scale jitter
             top, left = (int(rng.integers(min(0, n - size), max(1, n - size + 1)))
                          for n in labels.shape)
-            img = self._crop(image, top, left, size)
-            lab = self._crop(labels, top, left, size)
-            old = self._crop(before, top, left, size) if before is not None else None
-            k = int(rng.integers(4))
-            flip = bool(rng.integers(2))
-            img, lab = _orient(img, k, flip), _orient(lab, k, flip)
-            old = _orient(old, k, flip) if old is not None else None
-            zoom = p.crop / size
-            img = ndi.zoom(img, zoom, order=1)[:p.crop, :p.crop]
-            lab = ndi.zoom(lab, zoom, order=0)[:p.crop, :p.crop]
-            old = ndi.zoom(old, zoom, order=0)[:p.crop, :p.crop] if old is not None else None
+            place = (top, left, size, int(rng.integers(4)), bool(rng.integers(2)))
+            img, lab = self._view(image, place, 1), self._view(labels, place, 0)
+            old = self._view(before, place, 0) if before is not None else None
             img = img * rng.uniform(0.7, 1.3) + rng.uniform(-0.1, 0.1)
             img = img + rng.normal(0, rng.uniform(0, 0.05), img.shape)
             images.append(img.astype(np.float32))
             fgs.append(lab > 0 if masks else _box_interiors(lab))
             if not masks:
-                guide = _orient(self._crop(self._guide(seq, t), top, left, size), k, flip)
-                guides.append(ndi.zoom(guide, zoom, order=1)[:p.crop, :p.crop])
+                guides.append(self._view(self._guide(seq, t), place, 1))
             cells = [c for c in np.unique(lab) if c]
             rng.shuffle(cells)
             for cell in cells[:p.prompts]:
