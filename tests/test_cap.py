@@ -333,12 +333,18 @@ def test_review_lets_a_point_on_no_cell_go_on_for_a_short_gap() -> None:
     np.testing.assert_array_equal(where[0], [20, 33])
 
 
-def test_a_cell_that_vanishes_ends_its_track_in_its_last_frame() -> None:
+def test_a_cell_that_vanishes_ends_its_track_in_its_last_frame(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     yy, xx = np.mgrid[:64, :96]
     frames = np.full((8, 64, 96), 10, np.uint16)
     for t, cy, cx in [(t, 32, 48) for t in range(4)] + [(t, 20, 20) for t in range(6, 8)]:
         frames[t][(yy - cy) ** 2 + (xx - cx) ** 2 <= 36] = 200
+    seen: list[int] = []
+    detect = Segmenter.__call__
+    monkeypatch.setattr(Segmenter, "__call__",
+                        lambda self, image: seen.append(0) or detect(self, image))
     result = CAPTracker(preset="fluo-nuclei", diameter=12).track(ArraySequence(frames))
+    assert len(seen) == 8  # the detector sees each frame once, the first included
     # the first cell's point went on for MAX_GAP frames on no cell (4, 5); those are not kept.
     # The second cell is new in frame 6.
     assert result.lineage.to_array().tolist() == [[1, 0, 3, 0], [2, 6, 7, 0]]

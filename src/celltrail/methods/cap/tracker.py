@@ -180,17 +180,18 @@ class CAPTracker:
         self.new_cells = new_cells
         self._pyramids: dict[int, list[torch.Tensor]] = {}  # frame -> its feature pyramid
 
-    def queries(self, images: ImageSequence, segment: Segmenter) -> tuple[np.ndarray, float]:
-        """First-frame cell centres (N, 2) and the cells' radius (the markers' discs); without GT
-        markers, ``segment`` finds the cells."""
-        first = np.asarray(images[0])
+    def queries(self, images: ImageSequence, cells: np.ndarray | None
+                ) -> tuple[np.ndarray, float]:
+        """First-frame cell centres (N, 2) and the cells' radius (the markers' discs): of the GT
+        markers, or without them of ``cells``, the detector's label image of the first frame."""
         if self.gt is not None:
             markers = np.asarray(read_tracking_gt(self.gt).masks[0])
-            if markers.shape != first.shape:
+            if markers.shape != images.shape:
                 raise InputError(self.gt, f"TRA markers have shape {markers.shape}, the images "
-                                          f"{first.shape}")
+                                          f"{images.shape}")
         else:
-            markers = segment(first)
+            assert cells is not None
+            markers = cells
         centres, radius = objects(markers)
         if not len(centres):
             raise InputError(self.gt or images.name, "no cell found in the first frame to track")
@@ -273,9 +274,14 @@ class CAPTracker:
         """Track every frame; marker masks go to ``store`` frame by frame."""
         store = MaskStore() if store is None else store
         segment = Segmenter(self.preset, self.diameter)  # its scale is fixed on frame 0
-        centres, radius = self.queries(images, segment)
-        if self.new_cells and self.gt is not None:  # markers can be far smaller than cells
-            radius = max(radius, objects(segment(np.asarray(images[0])))[1])
+        first = (segment(np.asarray(images[0])) if self.gt is None or self.new_cells
+                 else None)
+        centres, radius = self.queries(images, first)
+        foreground: dict[int, bytes] = {}  # frame -> its detected cells, packed
+        if self.new_cells and first is not None:
+            foreground[0] = pack(first > 0)  # the review starts on the next frame
+            if self.gt is not None:  # markers can be far smaller than cells
+                radius = max(radius, objects(first)[1])
         height, width = images.shape
         corner = np.array([height - 1, width - 1])
         scale = SPACING / spacing(centres, radius)
@@ -313,7 +319,6 @@ class CAPTracker:
                 done[0] += 1
 
         coasting: dict[int, list[int]] = {}
-        foreground: dict[int, bytes] = {}  # frame -> its detected cells, packed
         tracks = rolling_windows(predict, len(images), centres, self.window, report, radius,
                                  self.review(images, radius, segment if self.new_cells else None,
                                              coasting, foreground),
@@ -328,11 +333,7 @@ class CAPTracker:
 
         def cells(t: int) -> np.ndarray | None:
             """Frame ``t``'s detected cells (H, W) bool; None without the detector."""
-            if not self.new_cells:
-                return None
-            if t not in foreground:  # a frame no review saw (the first)
-                foreground[t] = pack(segment(np.asarray(images[t])) > 0)
-            return unpack(foreground[t], (height, width))
+            return unpack(foreground[t], (height, width)) if self.new_cells else None
 
         def paint(t: int) -> np.ndarray:
             here = [(label, track.positions[t]) for label, track in tracks.items()
