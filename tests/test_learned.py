@@ -90,6 +90,19 @@ def test_loss_falls_when_fitting_one_batch(sim_sequence, supervision: str) -> No
     assert float(loss.detach()) < first * (0.5 if supervision == "mask" else 0.6)
 
 
+def test_box_only_pairwise_terms_warm_up(sim_sequence) -> None:
+    torch.manual_seed(0)
+    params = TrainParams(batch=2, crop=96, prompts=4, supervision="box")
+    batch = _Sampler([sim_sequence], params, np.random.default_rng(0)).sample()
+    flat = {**batch, "guide": torch.zeros_like(batch["guide"])}  # no edge, one colour
+    net = PromptSegNet().eval()
+    with torch.no_grad():
+        for warmup in (0.0, 1.0):
+            real, plain = (float(losses(net, b, "box", warmup)["mask"]) for b in (batch, flat))
+            # at the start the image does not count: the masks learn their boxes first
+            assert (real == plain) == (warmup == 0.0)
+
+
 def test_box_only_previous_masks_carry_no_shape() -> None:
     yy, xx = np.mgrid[:40, :40]
     diamond = np.abs(yy - 20) + np.abs(xx - 20) <= 8  # same box as the square below

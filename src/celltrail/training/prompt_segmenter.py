@@ -8,9 +8,9 @@ best of the K candidates against the cell's mask (BCE + Dice, as SAM trains its 
 output), the predicted IoU of every candidate, objectness, and the foreground head.
 
 Box-only training (``supervision="box"``) sees no mask shape: the candidates learn from their
-cell's box with CellBoxify's unary and pairwise terms, read on the CLAHE image as CellBoxify reads
-them, the previous-mask inputs are the ellipses in the boxes, and the foreground head learns the
-boxes' interiors.
+cell's box with CellBoxify's unary and pairwise terms, read on the CLAHE image and with the
+pairwise terms brought in over the first steps as CellBoxify trains, the previous-mask inputs are
+the ellipses in the boxes, and the foreground head learns the boxes' interiors.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ from celltrail.models.prompt_segmenter import (
     PromptSegNet,
     crop_boxes,
 )
-from celltrail.training.cellboxify.losses import box_mask_terms, mask_box
+from celltrail.training.cellboxify.loop import PAIRWISE_WARMUP
+from celltrail.training.cellboxify.losses import JOINT_WEIGHTS, box_mask_terms, mask_box
 
 
 @dataclass
@@ -232,8 +233,8 @@ def _jitter_mask(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return moved.astype(np.float64)
 
 
-def losses(net: PromptSegNet, batch: dict[str, torch.Tensor], supervision: str = "mask"
-           ) -> dict[str, torch.Tensor]:
+def losses(net: PromptSegNet, batch: dict[str, torch.Tensor], supervision: str = "mask",
+           warmup: float = 1.0) -> dict[str, torch.Tensor]:
     """The training losses of one batch (their sum is ``"total"``). With ``supervision="box"``
     each candidate mask learns only from its cell's box (CellBoxify's unary and pairwise terms),
     and the predicted IoU is that of the mask's box with the cell's."""
@@ -252,8 +253,10 @@ def losses(net: PromptSegNet, batch: dict[str, torch.Tensor], supervision: str =
         logits = out.masks[pos]
         boxes = mask_box(target[pos][:, 0]).repeat_interleave(K, dim=0)
         grey = roi_align(batch["guide"], crops[pos], batch["index"][pos], s)[:, 0]
+        alpha, beta, gamma = JOINT_WEIGHTS
         terms = box_mask_terms(torch.sigmoid(logits.flatten(0, 1)),
-                               grey.repeat_interleave(K, dim=0), boxes)
+                               grey.repeat_interleave(K, dim=0), boxes,
+                               (alpha, beta * warmup, gamma * warmup))
         result["mask"] = terms["mask"].reshape(-1, K).min(dim=1).values.mean()
         with torch.no_grad():
             hard = mask_box((logits.flatten(0, 1) > 0).float())
@@ -303,7 +306,8 @@ def train(
     net.train()
     names = [s.name for s in sequences]
     for step in range(start, params.steps):
-        loss = losses(net, sampler.sample(), params.supervision)["total"]
+        warmup = min(1.0, step / (PAIRWISE_WARMUP * params.steps))
+        loss = losses(net, sampler.sample(), params.supervision, warmup)["total"]
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
