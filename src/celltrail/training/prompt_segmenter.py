@@ -38,8 +38,7 @@ from celltrail.models.prompt_segmenter import (
     PromptSegNet,
     crop_boxes,
 )
-from celltrail.training.cellboxify.loop import PAIRWISE_WARMUP
-from celltrail.training.cellboxify.losses import JOINT_WEIGHTS, box_mask_terms, mask_box
+from celltrail.training.cellboxify.losses import box_mask_terms, mask_box, pairwise_warmup
 
 
 @dataclass
@@ -253,10 +252,8 @@ def losses(net: PromptSegNet, batch: dict[str, torch.Tensor], supervision: str =
         logits = out.masks[pos]
         boxes = mask_box(target[pos][:, 0]).repeat_interleave(K, dim=0)
         grey = roi_align(batch["guide"], crops[pos], batch["index"][pos], s)[:, 0]
-        alpha, beta, gamma = JOINT_WEIGHTS
         terms = box_mask_terms(torch.sigmoid(logits.flatten(0, 1)),
-                               grey.repeat_interleave(K, dim=0), boxes,
-                               (alpha, beta * warmup, gamma * warmup))
+                               grey.repeat_interleave(K, dim=0), boxes, warmup=warmup)
         result["mask"] = terms["mask"].reshape(-1, K).min(dim=1).values.mean()
         with torch.no_grad():
             hard = mask_box((logits.flatten(0, 1) > 0).float())
@@ -306,8 +303,8 @@ def train(
     net.train()
     names = [s.name for s in sequences]
     for step in range(start, params.steps):
-        warmup = min(1.0, step / (PAIRWISE_WARMUP * params.steps))
-        loss = losses(net, sampler.sample(), params.supervision, warmup)["total"]
+        loss = losses(net, sampler.sample(), params.supervision,
+                      pairwise_warmup(step, params.steps))["total"]
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()

@@ -34,6 +34,7 @@ from celltrail.training.cellboxify.losses import (
     JOINT_WEIGHTS,
     box_mask_loss,
     full_mask_loss,
+    pairwise_warmup,
     texture,
 )
 from celltrail.training.steps import resume_run, run_steps
@@ -46,10 +47,6 @@ RPN_BATCH = 256
 ROI_BATCH, ROI_POSITIVE = 512, 0.25
 #: Positive RoIs per image that train the mask head (bounds the mask head's cost on a CPU).
 MASK_ROIS = 64
-#: The pairwise terms are brought in linearly over this share of the steps, as BoxInst warms
-#: its pairwise loss up (10k of 90k iterations): a mask first learns to fill its box, else the
-#: pairwise terms can drive it to nothing before it has a shape.
-PAIRWISE_WARMUP = 0.1
 #: Grid pixels of context on each side of a ground-truth box when a polygon's box-only losses
 #: are computed (the box itself spans MASK_SIZE pixels).
 POLYGON_MARGIN = 4
@@ -130,8 +127,6 @@ def _box_only_losses(net: CellBoxifyNet, levels: list[torch.Tensor], image: torc
     the ground-truth box widened by :data:`POLYGON_MARGIN` on each side, so a polygon that fills
     its box pays for its whole outline in the local term, where a grid ending at the box would
     hide it; the unary term takes the box of its vertices."""
-    alpha, beta, gamma = params.loss_weights
-    weights = (alpha, beta * warmup, gamma * warmup)
     if net.config.head == "polygon":
         size = MASK_SIZE + 2 * POLYGON_MARGIN
         frames = polygon_frames(gt)
@@ -144,7 +139,8 @@ def _box_only_losses(net: CellBoxifyNet, levels: list[torch.Tensor], image: torc
         masks = torch.sigmoid(net.mask_head(levels, rois))
     crops = roi_align(guide_image(image, gt, params.guide), frames,
                       torch.zeros(len(frames), dtype=torch.long), size)[:, 0]
-    terms = box_mask_loss(masks, crops, in_frame(gt, frames, size), weights, spans)
+    terms = box_mask_loss(masks, crops, in_frame(gt, frames, size), params.loss_weights, spans,
+                          warmup)
     return {"mask": terms.pop("mask"), **{f"mask_{k}": v for k, v in terms.items()}}
 
 
@@ -222,7 +218,7 @@ def train(
     steps = itertools.count(run.start)
 
     def step_loss() -> torch.Tensor:
-        warmup = min(1.0, next(steps) / (PAIRWISE_WARMUP * params.steps))
+        warmup = pairwise_warmup(next(steps), params.steps)
         return detector_losses(net, sampler.sample(), params, warmup)["total"]
 
     return run_steps(net, (optimiser, schedule), step_loss, params.steps, run, out, meta,

@@ -27,6 +27,10 @@ import torch.nn.functional as F
 #: α, β, γ of the joint loss: the paper gives no values; equal weights, as BoxInst weighs its
 #: projection and pairwise terms.
 JOINT_WEIGHTS = (1.0, 1.0, 1.0)
+#: The pairwise terms are brought in linearly over this share of the steps, as BoxInst warms
+#: its pairwise loss up (10k of 90k iterations): a mask first learns to fill its box, else the
+#: pairwise terms can drive it to nothing before it has a shape.
+PAIRWISE_WARMUP = 0.1
 #: Guide images of the pairwise terms.
 GUIDES = ("intensity", "texture")
 #: Neighbour offsets of a 3 x 3 window, each unordered pair once.
@@ -137,14 +141,22 @@ def global_pairwise(masks: torch.Tensor, images: torch.Tensor,
     return energy / variance.clamp(min=1e-6)
 
 
+def pairwise_warmup(step: int, steps: int) -> float:
+    """The share (0–1) of the pairwise terms' weights at ``step`` of ``steps``: they are brought
+    in linearly over the first :data:`PAIRWISE_WARMUP` of the steps."""
+    return min(1.0, step / (PAIRWISE_WARMUP * steps))
+
+
 def box_mask_terms(masks: torch.Tensor, images: torch.Tensor, boxes: torch.Tensor,
                    weights: tuple[float, float, float] = JOINT_WEIGHTS,
-                   spans: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                   spans: torch.Tensor | None = None, warmup: float = 1.0
+                   ) -> dict[str, torch.Tensor]:
     """Per mask (N,): the unary, local and global terms of mask probabilities (N, S, S) given
     the image crops (N, S, S) on the same grid and the ground-truth boxes in grid coordinates,
-    and their joint loss ``α L_u + β L_lp + γ L_gp`` as ``"mask"``. The unary term compares
-    ``spans``, the boxes of the predicted shapes (a polygon's vertices), with the ground truth;
-    without them, the boxes the masks span (:func:`mask_box`).
+    and their joint loss ``α L_u + β L_lp + γ L_gp`` as ``"mask"``, β and γ scaled by
+    ``warmup`` (:func:`pairwise_warmup`). The unary term compares ``spans``, the boxes of the
+    predicted shapes (a polygon's vertices), with the ground truth; without them, the boxes the
+    masks span (:func:`mask_box`).
 
     The grid should reach beyond the box: the local term counts every neighbour pair of the
     grid, so a mask that simply fills its box pays for cutting through the image where it has
@@ -154,16 +166,19 @@ def box_mask_terms(masks: torch.Tensor, images: torch.Tensor, boxes: torch.Tenso
     terms = {"unary": 1 - ciou(spans, boxes),
              "local": local_pairwise(masks, images, torch.ones_like(masks)),
              "global": global_pairwise(masks, images, region)}
-    terms["mask"] = sum(w * t for w, t in zip(weights, terms.values(), strict=True))
+    alpha, beta, gamma = weights
+    terms["mask"] = sum(w * t for w, t in zip((alpha, beta * warmup, gamma * warmup),
+                                              terms.values(), strict=True))
     return terms
 
 
 def box_mask_loss(masks: torch.Tensor, images: torch.Tensor, boxes: torch.Tensor,
                   weights: tuple[float, float, float] = JOINT_WEIGHTS,
-                  spans: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                  spans: torch.Tensor | None = None, warmup: float = 1.0
+                  ) -> dict[str, torch.Tensor]:
     """:func:`box_mask_terms` averaged over the masks."""
     return {k: v.mean()
-            for k, v in box_mask_terms(masks, images, boxes, weights, spans).items()}
+            for k, v in box_mask_terms(masks, images, boxes, weights, spans, warmup).items()}
 
 
 def full_mask_loss(logits: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
