@@ -8,7 +8,9 @@ cell's box with ``POLYGON_MARGIN`` grid pixels of context), this sums the local 
 pairwise terms of the reference mask, of the ellipse inscribed in the box and of the filled box,
 for each guide image. The unary term is left out: all three span the box. Then the shipped
 box-only model's detections on the evaluation frames (the last 10%) are scored as in
-``benchmarks/cellboxify.py`` and again with each mask replaced by its box's ellipse.
+``benchmarks/cellboxify.py`` and again with each mask replaced by its box's ellipse. Last, both
+shipped models' mask heads draw the masks in the reference cells' own boxes, which scores the
+shapes apart from the detector.
 
     python benchmarks/cellboxify_losses.py [--every 8] [--threads 2]
 """
@@ -26,7 +28,7 @@ from common import SHARED
 
 from celltrail.core.sequence import open_sequence
 from celltrail.io.coco import ctc_to_coco, read_coco
-from celltrail.methods.cellboxify import SHIPPED, CellBoxifySegmenter
+from celltrail.methods.cellboxify import SHIPPED, CellBoxifySegmenter, instance_masks
 from celltrail.metrics.coco import coco_ap
 from celltrail.models.cellboxify import MASK_SIZE, Detections, prepare
 from celltrail.models.ops import roi_align
@@ -44,6 +46,8 @@ from celltrail.training.embedtrack.data import split_index
 #: silver truth).
 REFERENCE = {"Fluo-N2DH-SIM+": "gt", "DIC-C2DH-HeLa": "st"}
 SHAPES = ("reference", "ellipse", "box")
+#: COCO's IoU thresholds.
+IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 
 
 def ellipses(boxes: torch.Tensor, size: int) -> torch.Tensor:
@@ -84,26 +88,61 @@ def pairwise(name: str, every: int) -> dict[str, dict[str, np.ndarray]]:
     return {g: {s: np.concatenate(v) for s, v in by.items()} for g, by in scores.items()}
 
 
+def with_ellipses(found: Detections) -> Detections:
+    """The detections with each mask replaced by the ellipse inscribed in its box."""
+    grid = torch.tensor([[0.0, 0.0, MASK_SIZE, MASK_SIZE]]).expand(len(found.boxes), 4)
+    return Detections(found.boxes, found.scores, ellipses(grid, MASK_SIZE))
+
+
 class EllipseSegmenter(CellBoxifySegmenter):
-    """The model's detections with each mask replaced by the ellipse inscribed in its box."""
+    """The model's detections with ellipses for masks (:func:`with_ellipses`)."""
 
     def detect(self, image: np.ndarray, min_score: float = 0.05) -> Detections:
-        found = super().detect(image, min_score)
-        grid = torch.tensor([[0.0, 0.0, MASK_SIZE, MASK_SIZE]]).expand(len(found.boxes), 4)
-        return Detections(found.boxes, found.scores, ellipses(grid, MASK_SIZE))
+        return with_ellipses(super().detect(image, min_score))
+
+
+def evaluation_truth(name: str, folder: Path) -> tuple[Path, Path]:
+    """The sequence and the COCO file of its evaluation frames (the last 10%), in ``folder``."""
+    seq = SHARED / name / "01"
+    n = len(open_sequence(seq))
+    return seq, ctc_to_coco(seq, folder / "eval.json", REFERENCE[name], range(split_index(n), n))
 
 
 def ellipse_ap(name: str) -> dict[str, dict[str, float | None]]:
     """Mask AP of the shipped box-only model's detections, as they are and as ellipses."""
-    seq = SHARED / name / "01"
-    n = len(open_sequence(seq))
     model = SHIPPED.path(f"{name}_box")
     with tempfile.TemporaryDirectory() as tmp:
-        gt_json = ctc_to_coco(seq, Path(tmp) / "eval.json", REFERENCE[name],
-                              range(split_index(n), n))
+        seq, gt_json = evaluation_truth(name, Path(tmp))
         return {label: coco_ap(gt_json, detect_all(segmenter, gt_json, seq)[0], "segm")
                 for label, segmenter in (("model's masks", CellBoxifySegmenter(model)),
                                          ("inscribed ellipses", EllipseSegmenter(model)))}
+
+
+def true_box_recall(name: str) -> dict[str, np.ndarray]:
+    """Each reference cell's IoU (N,) with the mask drawn in its own box, on the evaluation
+    frames: by both shipped models' mask heads, and as the inscribed ellipse. With the
+    detector out of the way (one mask per cell, no scores to rank), this scores the shapes
+    alone."""
+    models = {f"{label} model": CellBoxifySegmenter(SHIPPED.path(f"{name}_{s}"))
+              for label, s in (("full-mask", "mask"), ("box-only", "box"))}
+    ious: dict[str, list[float]] = {label: [] for label in (*models, "inscribed ellipses")}
+    with tempfile.TemporaryDirectory() as tmp:
+        seq, gt_json = evaluation_truth(name, Path(tmp))
+        for entry in read_coco(gt_json, seq):
+            image, truth = entry.load(), entry.masks
+            for label, model in models.items():
+                found = model.segment_boxes(image, entry.boxes)
+                ious[label] += _own_ious(found, truth)
+            # the last model's detections are the given boxes, as every model's are
+            ious["inscribed ellipses"] += _own_ious(with_ellipses(found), truth)
+    return {label: np.array(v) for label, v in ious.items()}
+
+
+def _own_ious(found: Detections, truth: np.ndarray) -> list[float]:
+    """IoU of each detection's mask with the reference mask (N, H, W) of the same index."""
+    masks = instance_masks(found, truth.shape[1:])
+    return [float((mask & cell).sum() / (mask | cell).sum())
+            for (_, mask), cell in zip(masks, truth, strict=True)]
 
 
 def main() -> None:
@@ -126,9 +165,21 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for name in REFERENCE:
         for label, ap in ellipse_ap(name).items():
-            print(f"| {name} | {label} | " + " | ".join(f"{ap[k]:.3f}" for k in
-                                                         ("AP", "AP50", "AP75")) + " |",
-                  flush=True)
+            print(_ap_row(name, label, ap), flush=True)
+    print("\nMasks drawn in the reference cells' own boxes, on the evaluation frames "
+          "(AR: the share of cells with IoU ≥ t, averaged over t = 0.50:0.05:0.95):\n")
+    print("| sequence | masks | cells | mean IoU | IoU ≥ 0.5 | IoU ≥ 0.75 | AR |")
+    print("|---|---|---|---|---|---|---|")
+    for name in REFERENCE:
+        for label, iou in true_box_recall(name).items():
+            print(f"| {name} | {label} | {len(iou)} | {iou.mean():.3f} | "
+                  f"{np.mean(iou >= 0.5):.3f} | {np.mean(iou >= 0.75):.3f} | "
+                  f"{np.mean([np.mean(iou >= t) for t in IOU_THRESHOLDS]):.3f} |", flush=True)
+
+
+def _ap_row(name: str, label: str, ap: dict[str, float | None]) -> str:
+    return f"| {name} | {label} | " + " | ".join(f"{ap[k]:.3f}" for k in
+                                                 ("AP", "AP50", "AP75")) + " |"
 
 
 if __name__ == "__main__":

@@ -14,9 +14,10 @@ import torch
 from typer.testing import CliRunner
 
 from celltrail.cli import app
+from celltrail.core.errors import InputError
 from celltrail.core.sequence import open_sequence
 from celltrail.io.coco import ctc_to_coco
-from celltrail.methods.cellboxify import SHIPPED, CellBoxifyTracker, paint
+from celltrail.methods.cellboxify import SHIPPED, CellBoxifySegmenter, CellBoxifyTracker, paint
 from celltrail.metrics import evaluate_result
 from celltrail.models.cellboxify import (
     ANCHOR_SIZES,
@@ -349,6 +350,26 @@ def test_shipped_box_only_model_segments_the_sample(sample: Path) -> None:
     result = CellBoxifyTracker("Fluo-N2DH-SIM+_box").track(open_sequence(sample / "01"))
     scores = evaluate_result(result, sample / "01_GT")
     assert scores["SEG"] > SAMPLE_SEG
+
+
+def test_segment_boxes_gives_the_masks_of_the_detections(sample: Path) -> None:
+    """The mask head run on given boxes draws what it draws for the detector's own boxes."""
+    torch.set_num_threads(2)
+    segmenter = CellBoxifySegmenter("Fluo-N2DH-SIM+_box")
+    image = open_sequence(sample / "01")[0]
+    found = segmenter.detect(image, min_score=0.5)
+    drawn = segmenter.segment_boxes(image, found.boxes.numpy())
+    assert len(found.boxes) > 3
+    assert torch.equal(drawn.boxes, found.boxes)
+    assert torch.equal(drawn.scores, torch.ones(len(found.boxes)))
+    # the boxes went to the image's pixels and back: equal up to float rounding
+    assert torch.allclose(drawn.masks, found.masks, atol=1e-3)
+    assert torch.equal(drawn.masks >= 0.5, found.masks >= 0.5)
+    assert segmenter.segment_boxes(image, np.zeros((0, 4))).masks.shape == (0, 28, 28)
+    height, width = image.shape
+    with pytest.raises(InputError, match=rf"^box 1 \[0.0, 0.0, {width + 5}.0, 10.0\] is not a "
+                                         rf"box inside the {width} x {height} image$"):
+        segmenter.segment_boxes(image, [[0, 0, 10, 10], [0, 0, width + 5, 10]])
 
 
 def test_segment_classical(sample: Path, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from celltrail.core.errors import InputError
 from celltrail.models.cellboxify import (
+    MASK_SIZE,
     TEST_SIDE,
     Detections,
     load_checkpoint,
@@ -38,19 +39,43 @@ class CellBoxifySegmenter:
     def detect(self, image: np.ndarray, min_score: float = 0.05) -> Detections:
         """Cells of a 2D image scored at least ``min_score``, boxes in its pixels; the network
         sees it at a short side of :data:`TEST_SIDE` pixels."""
-        if image.ndim != 2:
-            raise InputError(None, f"CellBoxify segments 2D frames, not shape {image.shape}")
-        scale = TEST_SIDE / min(image.shape)
-        x = torch.from_numpy(prepare(image))[None, None]
-        size = (round(image.shape[0] * scale), round(image.shape[1] * scale))
-        x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+        x, factor = _network_input(image)
         found = self.net.detect(x, min_score)
-        factor = torch.tensor([image.shape[1] / size[1], image.shape[0] / size[0]] * 2)
         return Detections(found.boxes * factor, found.scores, found.masks)
+
+    @torch.no_grad()
+    def segment_boxes(self, image: np.ndarray, boxes: np.ndarray) -> Detections:
+        """The mask head's masks of given cells' boxes (N, 4) (x0, y0, x1, y1 in the image's
+        pixels), scored 1: masks from boxes a user drew, and the masks alone scored apart from
+        the detector."""
+        x, factor = _network_input(image)
+        given = torch.as_tensor(np.asarray(boxes, dtype=np.float32)).reshape(-1, 4)
+        height, width = image.shape
+        inside = ((given[:, :2] >= 0).all(1) & (given[:, 2] <= width) & (given[:, 3] <= height)
+                  & (given[:, 2:] > given[:, :2]).all(1))
+        if not inside.all():
+            bad = int(torch.nonzero(~inside)[0])
+            raise InputError(None, f"box {bad} {given[bad].tolist()} is not a box inside the "
+                                   f"{width} x {height} image")
+        masks = torch.sigmoid(self.net.mask_head(self.net.pyramid(x), given / factor)) \
+            if len(given) else x.new_zeros((0, MASK_SIZE, MASK_SIZE))
+        return Detections(given, torch.ones(len(given)), masks)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         # the mask head runs only on the cells that will be painted
         return paint(self.detect(image, self.min_score), image.shape, self.min_score)
+
+
+def _network_input(image: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """A 2D image prepared and resized to a short side of :data:`TEST_SIDE` (1, 1, h, w), and
+    the factors (4,) that take boxes on it back to the image's pixels."""
+    if image.ndim != 2:
+        raise InputError(None, f"CellBoxify segments 2D frames, not shape {image.shape}")
+    scale = TEST_SIDE / min(image.shape)
+    x = torch.from_numpy(prepare(image))[None, None]
+    size = (round(image.shape[0] * scale), round(image.shape[1] * scale))
+    x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+    return x, torch.tensor([image.shape[1] / size[1], image.shape[0] / size[0]] * 2)
 
 
 def _paste(mask: torch.Tensor, box: torch.Tensor, shape: tuple[int, int]
