@@ -367,9 +367,11 @@ def test_segment_boxes_gives_the_masks_of_the_detections(sample: Path) -> None:
     assert torch.equal(drawn.masks >= 0.5, found.masks >= 0.5)
     assert segmenter.segment_boxes(image, np.zeros((0, 4))).masks.shape == (0, 28, 28)
     height, width = image.shape
-    with pytest.raises(InputError, match=rf"^box 1 \[0.0, 0.0, {width + 5}.0, 10.0\] is not a "
-                                         rf"box inside the {width} x {height} image$"):
+    with pytest.raises(InputError, match=rf"^box 1 \(x0=0 y0=0 x1={width + 5} y1=10\) lies "
+                                         rf"outside the {width}x{height} image$"):
         segmenter.segment_boxes(image, [[0, 0, 10, 10], [0, 0, width + 5, 10]])
+    with pytest.raises(InputError, match=r"^box 0 \(x0=5 y0=0 x1=5 y1=10\) has no area$"):
+        segmenter.segment_boxes(image, [[5, 0, 5, 10]])
 
 
 def test_segment_classical(sample: Path, tmp_path: Path) -> None:

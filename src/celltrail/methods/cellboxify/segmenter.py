@@ -51,12 +51,12 @@ class CellBoxifySegmenter:
         x, factor = _network_input(image)
         given = torch.as_tensor(np.asarray(boxes, dtype=np.float32)).reshape(-1, 4)
         height, width = image.shape
-        inside = ((given[:, :2] >= 0).all(1) & (given[:, 2] <= width) & (given[:, 3] <= height)
-                  & (given[:, 2:] > given[:, :2]).all(1))
-        if not inside.all():
-            bad = int(torch.nonzero(~inside)[0])
-            raise InputError(None, f"box {bad} {given[bad].tolist()} is not a box inside the "
-                                   f"{width} x {height} image")
+        for k, (x0, y0, x1, y1) in enumerate(given.tolist()):  # worded as read_boxes words it
+            what = f"box {k} (x0={x0:g} y0={y0:g} x1={x1:g} y1={y1:g})"
+            if x1 <= x0 or y1 <= y0:
+                raise InputError(None, f"{what} has no area")
+            if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
+                raise InputError(None, f"{what} lies outside the {width}x{height} image")
         masks = torch.sigmoid(self.net.mask_head(self.net.pyramid(x), given / factor)) \
             if len(given) else x.new_zeros((0, MASK_SIZE, MASK_SIZE))
         return Detections(given, torch.ones(len(given)), masks)
