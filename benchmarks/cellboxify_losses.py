@@ -10,7 +10,7 @@ for each guide image. The unary term is left out: all three span the box. Then t
 box-only model's detections on the evaluation frames (the last 10%) are scored as in
 ``benchmarks/cellboxify.py`` and again with each mask replaced by its box's ellipse. Last, both
 shipped models' mask heads draw the masks in the reference cells' own boxes, which scores the
-shapes apart from the detector.
+shapes apart from the detector, next to what the boxes give with the reference's foreground.
 
     python benchmarks/cellboxify_losses.py [--every 8] [--threads 2]
 """
@@ -122,7 +122,10 @@ def true_box_recall(name: str) -> dict[str, np.ndarray]:
     """Each reference cell's IoU (N,) with the mask drawn in its own box, on the evaluation
     frames: by both shipped models' mask heads, and as the inscribed ellipse. With the
     detector out of the way (one mask per cell, no scores to rank), this scores the shapes
-    alone."""
+    alone. Two rows at full resolution follow, from the boxes and the reference alone: the
+    ellipses made exclusive (a pixel in several boxes goes to the one it lies deepest in), and
+    the reference's foreground split the same way among the boxes: what a perfect foreground
+    would give without any shape."""
     models = {f"{label} model": CellBoxifySegmenter(SHIPPED.path(f"{name}_{s}"))
               for label, s in (("full-mask", "mask"), ("box-only", "box"))}
     ious: dict[str, list[float]] = {label: [] for label in (*models, "inscribed ellipses")}
@@ -135,7 +138,27 @@ def true_box_recall(name: str) -> dict[str, np.ndarray]:
                 ious[label] += _own_ious(found, truth)
             # the last model's detections are the given boxes, as every model's are
             ious["inscribed ellipses"] += _own_ious(with_ellipses(found), truth)
+            depth = ellipse_depth(entry.boxes, truth.shape[1:])
+            nearest = depth.argmin(0) == np.arange(len(depth))[:, None, None]
+            foreground = truth.any(0)
+            for label, masks in (("ellipses made exclusive", nearest & (depth <= 1)),
+                                 ("reference foreground split by ellipse depth",
+                                  nearest & np.isfinite(depth) & foreground)):
+                ious.setdefault(label, []).extend(
+                    float((m & c).sum() / (m | c).sum()) for m, c in zip(masks, truth, strict=True))
     return {label: np.array(v) for label, v in ious.items()}
+
+
+def ellipse_depth(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(N, H, W) each pixel's distance from each box's centre in units of the inscribed
+    ellipse's radius in that direction (1 on the ellipse), infinite outside the box."""
+    y, x = np.mgrid[: shape[0], : shape[1]] + 0.5
+    depth = np.full((len(boxes), *shape), np.inf)
+    for k, (x0, y0, x1, y1) in enumerate(boxes):
+        inside = (x >= x0) & (x < x1) & (y >= y0) & (y < y1)
+        dx, dy = (x - (x0 + x1) / 2) / ((x1 - x0) / 2), (y - (y0 + y1) / 2) / ((y1 - y0) / 2)
+        depth[k][inside] = np.hypot(dx, dy)[inside]
+    return depth
 
 
 def _own_ious(found: Detections, truth: np.ndarray) -> list[float]:
