@@ -214,6 +214,14 @@ def test_paint_pastes_masks_into_their_boxes() -> None:
     assert labels.max() == 2  # the third scored below 0.5 (and lies outside)
 
 
+def test_paint_gives_a_contested_pixel_to_the_surer_mask_and_drops_duplicates() -> None:
+    boxes = torch.tensor([[0.0, 0.0, 12.0, 10.0], [8.0, 0.0, 20.0, 10.0], [8.0, 0.0, 20.0, 10.0]])
+    sureness = torch.tensor([0.6, 0.9, 0.95])[:, None, None].expand(3, 28, 28)
+    labels = paint(Detections(boxes, torch.tensor([0.9, 0.8, 0.7]), sureness), (10, 20))
+    assert (labels[:, :8] == 1).all()  # the better-scored cell, less sure of columns 8-11
+    assert (labels[:, 8:] == 2).all()  # the surer one; the third, a duplicate, kept nothing
+
+
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small simulated sequence with its COCO file (masks)."""

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from skimage.segmentation import relabel_sequential
 
 from celltrail.core.errors import InputError
 from celltrail.models.cellboxify import (
@@ -104,17 +105,24 @@ def instance_masks(found: Detections, shape: tuple[int, int]
 
 def paint(found: Detections, shape: tuple[int, int], min_score: float = MIN_SCORE
           ) -> np.ndarray:
-    """A label image of the detections scored at least ``min_score``: the better cell keeps a
-    contested pixel, and a cell left with less than :data:`MIN_KEPT` of its mask is dropped."""
-    labels = np.zeros(shape, dtype=np.int32)
-    cells = 0
+    """A label image of the detections scored at least ``min_score``. Taken by score, a cell
+    left with less than :data:`MIN_KEPT` of its mask by better cells is dropped (a duplicate);
+    among the cells kept, a contested pixel goes to the mask surest of it, so that touching
+    cells part where their masks do rather than where the better-scored one ends."""
+    taken = np.zeros(shape, dtype=bool)
+    kept = []
     for box, score, mask in zip(found.boxes, found.scores, found.masks, strict=True):
         if score < min_score:
             continue
         window, values = _paste(mask, box, shape)
         mine = values >= 0.5
-        free = mine & (labels[window] == 0)
-        if mine.any() and free.sum() >= MIN_KEPT * mine.sum():
-            cells += 1
-            labels[window][free] = cells
-    return labels
+        if mine.any() and (mine & ~taken[window]).sum() >= MIN_KEPT * mine.sum():
+            taken[window] |= mine
+            kept.append((window, values))
+    labels = np.zeros(shape, dtype=np.int32)
+    surest = np.zeros(shape, dtype=np.float32)
+    for label, (window, values) in enumerate(kept, start=1):
+        surer = (values >= 0.5) & (values > surest[window])
+        labels[window][surer] = label
+        surest[window][surer] = values[surer]
+    return relabel_sequential(labels)[0]
