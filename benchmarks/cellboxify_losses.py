@@ -52,11 +52,20 @@ IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 
 def ellipses(boxes: torch.Tensor, size: int) -> torch.Tensor:
     """(N, size, size) 1 inside the ellipse inscribed in each box (grid coordinates)."""
-    centres = torch.arange(size, dtype=boxes.dtype) + 0.5
-    middle, half = (boxes[:, :2] + boxes[:, 2:]) / 2, (boxes[:, 2:] - boxes[:, :2]) / 2
-    x = (centres[None, None, :] - middle[:, 0, None, None]) / half[:, 0, None, None]
-    y = (centres[None, :, None] - middle[:, 1, None, None]) / half[:, 1, None, None]
-    return (x**2 + y**2 <= 1).to(boxes.dtype)
+    depth = ellipse_depth(boxes.double().numpy(), (size, size))
+    return torch.from_numpy(depth <= 1).to(boxes.dtype)
+
+
+def ellipse_depth(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(N, H, W) each pixel's distance from each box's centre in units of the inscribed
+    ellipse's radius in that direction (1 on the ellipse), infinite outside the (closed) box."""
+    y, x = np.mgrid[: shape[0], : shape[1]] + 0.5
+    depth = np.full((len(boxes), *shape), np.inf)
+    for k, (x0, y0, x1, y1) in enumerate(boxes):
+        inside = (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
+        dx, dy = (x - (x0 + x1) / 2) / ((x1 - x0) / 2), (y - (y0 + y1) / 2) / ((y1 - y0) / 2)
+        depth[k][inside] = np.hypot(dx, dy)[inside]
+    return depth
 
 
 def pairwise(name: str, every: int) -> dict[str, dict[str, np.ndarray]]:
@@ -147,18 +156,6 @@ def true_box_recall(name: str) -> dict[str, np.ndarray]:
                 ious.setdefault(label, []).extend(
                     float((m & c).sum() / (m | c).sum()) for m, c in zip(masks, truth, strict=True))
     return {label: np.array(v) for label, v in ious.items()}
-
-
-def ellipse_depth(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """(N, H, W) each pixel's distance from each box's centre in units of the inscribed
-    ellipse's radius in that direction (1 on the ellipse), infinite outside the box."""
-    y, x = np.mgrid[: shape[0], : shape[1]] + 0.5
-    depth = np.full((len(boxes), *shape), np.inf)
-    for k, (x0, y0, x1, y1) in enumerate(boxes):
-        inside = (x >= x0) & (x < x1) & (y >= y0) & (y < y1)
-        dx, dy = (x - (x0 + x1) / 2) / ((x1 - x0) / 2), (y - (y0 + y1) / 2) / ((y1 - y0) / 2)
-        depth[k][inside] = np.hypot(dx, dy)[inside]
-    return depth
 
 
 def _own_ious(found: Detections, truth: np.ndarray) -> list[float]:
