@@ -6,7 +6,8 @@ it segments the last 10%. Mask and box AP, AP50, AP75 use COCO's protocol with L
 (``celltrail.metrics.coco``); SEG, DET and TRA come from py-ctcmetrics after the classical
 linker tracked the masks. The reference is the GT segmentation where it covers those frames,
 else the silver truth (``01_ST``), as for DIC-C2DH-HeLa. The last row per sequence is the ratio
-box-only / full-mask (the paper: 0.834 on LIVECell).
+box-only / full-mask (the paper: 0.834 on LIVECell). A last table scores the mask AP of the
+same detections painted as label images paint them (no pixel in two cells).
 
 ``--box-variant V`` scores the box-only model ``.cache/cellboxify/NAME_box-V.pt`` that
 ``tools/train_cellboxify.py`` left (``mask``, ``polygon``, ``polygon-texture``, …) instead of the
@@ -30,9 +31,15 @@ from pycocotools import mask as mask_util
 from celltrail.core.sequence import open_sequence
 from celltrail.io.coco import ctc_to_coco, read_coco
 from celltrail.linking import link
-from celltrail.methods.cellboxify import SHIPPED, CellBoxifySegmenter, instance_masks, paint
+from celltrail.methods.cellboxify import (
+    SHIPPED,
+    CellBoxifySegmenter,
+    instance_masks,
+    paint,
+    paint_scored,
+)
 from celltrail.metrics import evaluate_result
-from celltrail.metrics.coco import coco_ap
+from celltrail.metrics.coco import coco_ap, segmentation_scores
 from celltrail.models.cellboxify import CellBoxifyConfig, load_checkpoint
 from celltrail.training.embedtrack.data import split_index
 
@@ -40,17 +47,20 @@ DATASETS = ("Fluo-N2DH-SIM+", "DIC-C2DH-HeLa")
 
 
 def detect_all(segmenter: CellBoxifySegmenter, gt_json: Path, images_dir: Path
-               ) -> tuple[list[dict], list[np.ndarray], float]:
+               ) -> tuple[list[dict], list[np.ndarray], float, dict[str, float | None]]:
     """Every detection (scored, overlapping) on the images of ``gt_json`` as COCO results,
-    their label images in image order, and the mean seconds per image of detection (from the
-    raw image to masks on their boxes)."""
-    results, labels, seconds = [], [], []
+    their label images in image order, the mean seconds per image of detection (from the raw
+    image to masks on their boxes), and the mask AP of the same detections painted as a label
+    image paints them (duplicates dropped, no pixel in two cells)."""
+    results, labels, seconds, cells, cell_scores = [], [], [], {}, {}
     for entry in read_coco(gt_json, images_dir):
         image = entry.load()
         start = time.perf_counter()
         found = segmenter.detect(image)
         seconds.append(time.perf_counter() - start)
         labels.append(paint(found, image.shape))
+        cells[entry.image_id], scores = paint_scored(found, image.shape, min_score=0.0)
+        cell_scores[entry.image_id] = dict(enumerate(scores.tolist(), start=1))
         for (score, mask), box in zip(instance_masks(found, image.shape), found.boxes,
                                       strict=True):
             rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
@@ -58,7 +68,8 @@ def detect_all(segmenter: CellBoxifySegmenter, gt_json: Path, images_dir: Path
             x0, y0, x1, y1 = box.tolist()
             results.append({"image_id": entry.image_id, "category_id": 1, "score": score,
                             "segmentation": rle, "bbox": [x0, y0, x1 - x0, y1 - y0]})
-    return results, labels, float(np.mean(seconds))
+    painted = segmentation_scores(gt_json, cells, cell_scores)["segm"]
+    return results, labels, float(np.mean(seconds)), painted
 
 
 def evaluate(name: str, box_variant: str | None = None) -> list[dict[str, object]]:
@@ -77,7 +88,7 @@ def evaluate(name: str, box_variant: str | None = None) -> list[dict[str, object
             model = SHIPPED.path(f"{name}_{supervision}")
             if supervision == "box" and box_variant:
                 model = Path(".cache/cellboxify") / f"{name}_box-{box_variant}.pt"
-            results, labels, seconds = detect_all(CellBoxifySegmenter(model), gt_json, seq)
+            results, labels, seconds, painted = detect_all(CellBoxifySegmenter(model), gt_json, seq)
             ctc = evaluate_result(link(labels), images_dir.with_name("01_GT"), threads=1)
             state = load_checkpoint(model)
             head = CellBoxifyConfig.from_dict(state["config"]).head
@@ -87,7 +98,7 @@ def evaluate(name: str, box_variant: str | None = None) -> list[dict[str, object
                          "truth": truth,
                          "frames": n - split_index(n), "minutes": float(state["seconds"]) / 60,
                          "steps": int(state["step"]), "ctc": ctc, "seconds": seconds,
-                         "size": frames.shape,
+                         "size": frames.shape, "painted": painted,
                          **{kind: coco_ap(gt_json, results, kind) for kind in ("segm", "bbox")}})
     return rows
 
@@ -126,16 +137,22 @@ def main() -> None:
         print(f"| {name} | **box / mask** "
               + "".join(f"| {_ratio(box['segm'][k], full['segm'][k])} " for k in KEYS)
               + f"| {_ratio(box['ctc']['SEG'], full['ctc']['SEG'])} | | | | |")
-    print("\nBoxes:\n")
+    _ap_table("Boxes", "bbox", results)
+    _ap_table("Masks as label images paint them (every detection, duplicates dropped, a "
+              "contested pixel to the surer mask)", "painted", results)
+
+
+def _ap_table(title: str, key: str, results: dict[str, list[dict[str, object]]]) -> None:
+    """Print the AP table of one kind of score (``key`` of each row), with the ratio rows."""
+    print(f"\n{title}:\n")
     print("| sequence | training | AP | AP50 | AP75 | APs | APm | APl |")
     print("|---|---|---|---|---|---|---|---|")
     for name, (full, box) in results.items():
         for row in (full, box):
             print(f"| {name} | {row['supervision']} "
-                  + "".join(f"| {_value(row['bbox'][k])} " for k in KEYS) + "|")
+                  + "".join(f"| {_value(row[key][k])} " for k in KEYS) + "|")
         print(f"| {name} | **box / mask** "
-              + "".join(f"| {_ratio(box['bbox'][k], full['bbox'][k])} " for k in KEYS) + "|")
-
+              + "".join(f"| {_ratio(box[key][k], full[key][k])} " for k in KEYS) + "|")
 
 if __name__ == "__main__":
     main()

@@ -17,7 +17,13 @@ from celltrail.cli import app
 from celltrail.core.errors import InputError
 from celltrail.core.sequence import open_sequence
 from celltrail.io.coco import ctc_to_coco
-from celltrail.methods.cellboxify import SHIPPED, CellBoxifySegmenter, CellBoxifyTracker, paint
+from celltrail.methods.cellboxify import (
+    SHIPPED,
+    CellBoxifySegmenter,
+    CellBoxifyTracker,
+    paint,
+    paint_scored,
+)
 from celltrail.metrics import evaluate_result
 from celltrail.models.cellboxify import (
     ANCHOR_SIZES,
@@ -220,6 +226,17 @@ def test_paint_gives_a_contested_pixel_to_the_surer_mask_and_drops_duplicates() 
     labels = paint(Detections(boxes, torch.tensor([0.9, 0.8, 0.7]), sureness), (10, 20))
     assert (labels[:, :8] == 1).all()  # the better-scored cell, less sure of columns 8-11
     assert (labels[:, 8:] == 2).all()  # the surer one; the third, a duplicate, kept nothing
+
+
+def test_paint_scored_gives_each_label_its_score_after_a_cell_lost_every_pixel() -> None:
+    # the first cell is better scored but less sure than the second, which covers it
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 20.0, 10.0], [30.0, 0, 40, 10]])
+    sureness = torch.tensor([0.6, 0.7, 0.8])[:, None, None].expand(3, 28, 28)
+    found = Detections(boxes, torch.tensor([0.9, 0.8, 0.6]), sureness)
+    labels, scores = paint_scored(found, (10, 40))
+    assert (labels[:, :20] == 1).all() and (labels[:, 30:] == 2).all()
+    assert scores.tolist() == pytest.approx([0.8, 0.6])
+    assert (paint(found, (10, 40)) == labels).all()
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,9 @@ from celltrail.methods.cellboxify.segmenter import (
     CellBoxifySegmenter,
     instance_masks,
     paint,
+    paint_scored,
 )
 from celltrail.methods.cellboxify.tracker import CellBoxifyTracker
 
-__all__ = ["SHIPPED", "CellBoxifySegmenter", "CellBoxifyTracker", "instance_masks", "paint"]
+__all__ = ["SHIPPED", "CellBoxifySegmenter", "CellBoxifyTracker", "instance_masks", "paint",
+           "paint_scored"]

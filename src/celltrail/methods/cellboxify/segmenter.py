@@ -105,12 +105,19 @@ def instance_masks(found: Detections, shape: tuple[int, int]
 
 def paint(found: Detections, shape: tuple[int, int], min_score: float = MIN_SCORE
           ) -> np.ndarray:
-    """A label image of the detections scored at least ``min_score``. Taken by score, a cell
-    left with less than :data:`MIN_KEPT` of its mask by better cells is dropped (a duplicate);
-    among the cells kept, a contested pixel goes to the mask surest of it, so that touching
-    cells part where their masks do rather than where the better-scored one ends."""
+    """A label image of the detections scored at least ``min_score`` (:func:`paint_scored`)."""
+    return paint_scored(found, shape, min_score)[0]
+
+
+def paint_scored(found: Detections, shape: tuple[int, int], min_score: float = MIN_SCORE
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """A label image of the detections scored at least ``min_score``, and each label's score
+    (label ``k``'s at index ``k - 1``). Taken by score, a cell left with less than
+    :data:`MIN_KEPT` of its mask by better cells is dropped (a duplicate); among the cells kept,
+    a contested pixel goes to the mask surest of it, so that touching cells part where their
+    masks do rather than where the better-scored one ends."""
     taken = np.zeros(shape, dtype=bool)
-    kept = []
+    kept, scores = [], []
     for box, score, mask in zip(found.boxes, found.scores, found.masks, strict=True):
         if score < min_score:
             continue
@@ -119,10 +126,13 @@ def paint(found: Detections, shape: tuple[int, int], min_score: float = MIN_SCOR
         if mine.any() and (mine & ~taken[window]).sum() >= MIN_KEPT * mine.sum():
             taken[window] |= mine
             kept.append((window, values))
+            scores.append(float(score))
     labels = np.zeros(shape, dtype=np.int32)
     surest = np.zeros(shape, dtype=np.float32)
     for label, (window, values) in enumerate(kept, start=1):
         surer = (values >= 0.5) & (values > surest[window])
         labels[window][surer] = label
         surest[window][surer] = values[surer]
-    return relabel_sequential(labels)[0]
+    # a cell whose every pixel went to surer masks leaves no label
+    present = np.unique(labels[labels > 0])
+    return relabel_sequential(labels)[0], np.array(scores, dtype=np.float32)[present - 1]
