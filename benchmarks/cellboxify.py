@@ -154,5 +154,6 @@ def _ap_table(title: str, key: str, results: dict[str, list[dict[str, object]]])
         print(f"| {name} | **box / mask** "
               + "".join(f"| {_ratio(box[key][k], full[key][k])} " for k in KEYS) + "|")
 
+
 if __name__ == "__main__":
     main()
