@@ -92,9 +92,11 @@ def evaluate(name: str, box_variant: str | None = None) -> list[dict[str, object
             ctc = evaluate_result(link(labels), images_dir.with_name("01_GT"), threads=1)
             state = load_checkpoint(model)
             head = CellBoxifyConfig.from_dict(state["config"]).head
-            guide = state["params"].get("guide", "intensity") if supervision == "box" else ""
-            rows.append({"supervision": f"{supervision} ({head} head"
-                                        f"{', texture guide' * (guide == 'texture')})",
+            params = state["params"] if supervision == "box" else {}
+            # a self-trained model learnt its teacher's masks; the pairwise terms are the teacher's
+            how = (", self-trained" if params.get("teacher")
+                   else ", texture guide" * (params.get("guide") == "texture"))
+            rows.append({"supervision": f"{supervision} ({head} head{how})",
                          "truth": truth,
                          "frames": n - split_index(n), "minutes": float(state["seconds"]) / 60,
                          "steps": int(state["step"]), "ctc": ctc, "seconds": seconds,

@@ -5,7 +5,10 @@ Box-only and full-mask models see the same frames and cells (GT masks, or the si
 the GT segments only a few frames, as for DIC-C2DH-HeLa) and the same number of steps; the
 box-only one reads only the boxes. ``benchmarks/cellboxify.py`` scores them on the last 10%.
 Each run is saved as ``.cache/cellboxify/<name>-<head>[-texture].pt``; ``--ship`` also copies it
-into the package as the shipped ``<name>.pt``. Run from the repo root:
+into the package as the shipped ``<name>.pt``. ``--teacher MODEL --rounds R`` self-trains from
+boxes instead: the mask head learns the masks that the box-only ``MODEL`` draws in the boxes,
+and each round's model (``<name>-selftrain<r>.pt``) teaches the next. Run from the repo
+root:
 
     python tools/train_cellboxify.py --dataset Fluo-N2DH-SIM+ --supervision box [--steps 1600]
 """
@@ -23,7 +26,12 @@ from celltrail.core.sequence import open_sequence
 from celltrail.io.coco import ctc_to_coco
 from celltrail.methods.cellboxify import SHIPPED
 from celltrail.models.cellboxify import HEADS, CellBoxifyConfig
-from celltrail.training.cellboxify import TrainParams, train, training_images
+from celltrail.training.cellboxify import (
+    TrainParams,
+    box_only_teacher,
+    train,
+    training_images,
+)
 from celltrail.training.cellboxify.losses import GUIDES
 from celltrail.training.embedtrack.data import split_index
 
@@ -53,6 +61,9 @@ def main() -> None:
     parser.add_argument("--head", choices=HEADS, default="mask")
     parser.add_argument("--guide", choices=GUIDES, default="intensity",
                         help="the pairwise terms' image (texture for DIC)")
+    parser.add_argument("--teacher", type=Path,
+                        help="self-training: the box-only model whose masks the first round learns")
+    parser.add_argument("--rounds", type=int, default=1, help="self-training rounds")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--ship", action="store_true",
@@ -66,8 +77,6 @@ def main() -> None:
     frames = len(open_sequence(seq))
     split = split_index(frames)
     coco = training_coco(seq, frames, cache / f"{args.dataset}-train.json")
-    images = training_images(coco, seq, args.supervision)
-    loaded = time.perf_counter() - start
     name = f"{args.dataset}_{args.supervision}"
 
     def report(step: int, loss: float) -> None:
@@ -75,15 +84,23 @@ def main() -> None:
             print(f"{name} step {step} loss {loss:.3f} {time.perf_counter() - start:.0f} s",
                   flush=True)
 
-    out = cache / f"{name}-{args.head}{'-texture' * (args.guide == 'texture')}.pt"
-    params = TrainParams(steps=args.steps, supervision=args.supervision, guide=args.guide)
-    train(images, out, params, resume=out if args.resume and out.exists() else None,
-          progress=report, config=CellBoxifyConfig(head=args.head),
-          trained_on=[f"{args.dataset}/01 frames 0-{split - 1}"])
+    rounds, teacher = (args.rounds if args.teacher else 1), args.teacher
+    for round_ in range(1, rounds + 1):
+        drawer = None if teacher is None else box_only_teacher(teacher)
+        images = training_images(coco, seq, args.supervision, drawer)
+        variant = (f"selftrain{round_}" if args.teacher
+                   else f"{args.head}{'-texture' * (args.guide == 'texture')}")
+        out = cache / f"{name}-{variant}.pt"
+        params = TrainParams(steps=args.steps, supervision=args.supervision, guide=args.guide,
+                             teacher="" if teacher is None else teacher.name)
+        train(images, out, params, resume=out if args.resume and out.exists() else None,
+              progress=report, config=CellBoxifyConfig(head=args.head),
+              trained_on=[f"{args.dataset}/01 frames 0-{split - 1}"])
+        teacher = out
     if args.ship:
         SHIPPED.folder.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(out, SHIPPED.folder / f"{name}.pt")
-    print(f"{name}: {len(images)} images loaded in {loaded:.0f} s, {args.steps} steps, "
+    print(f"{name}: {len(images)} images, {rounds} x {args.steps} steps, "
           f"{time.perf_counter() - start:.0f} s in all", flush=True)
 
 

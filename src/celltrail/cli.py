@@ -330,6 +330,10 @@ def train_cellboxify(
                                             "(DIC, phase contrast).")] = "intensity",
     steps: Annotated[int, typer.Option(min=1, help="Optimisation steps (one image each).")]
     = 1600,
+    teacher: Annotated[str | None, typer.Option(help="box supervision: self-training, the "
+                                                      "mask head learning the masks that this "
+                                                      "box-only model (a file or a shipped "
+                                                      "name) draws in the boxes.")] = None,
     resume: Annotated[Path | None, typer.Option(help="Checkpoint to continue from, or a "
                                                      "model to fine-tune.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
@@ -337,7 +341,12 @@ def train_cellboxify(
     """Train a CellBoxify instance segmenter; use it by `celltrail segment --method cellboxify
     --model PATH` or `celltrail track --method cellboxify --model PATH`."""
     from celltrail.models.cellboxify import HEADS, CellBoxifyConfig
-    from celltrail.training.cellboxify import TrainParams, train, training_images
+    from celltrail.training.cellboxify import (
+        TrainParams,
+        box_only_teacher,
+        train,
+        training_images,
+    )
     from celltrail.training.cellboxify.losses import GUIDES
 
     check_supervision(supervision)
@@ -346,11 +355,12 @@ def train_cellboxify(
     if guide not in GUIDES:
         raise InputError(None, f"--guide must be one of {', '.join(GUIDES)}, not {guide!r}")
     check_out(out, coco, images)
-    with console.status("reading training images"):
-        found = training_images(coco, images, supervision)
+    drawer = None if teacher is None else box_only_teacher(teacher)
+    with console.status("reading training images" + " and the teacher's masks" * bool(drawer)):
+        found = training_images(coco, images, supervision, drawer)
     with progress_bar(steps, "training") as on_step:
         train(found, out, TrainParams(steps=steps, supervision=supervision, guide=guide,
-                                      seed=seed),
+                                      teacher=teacher or "", seed=seed),
               resume=resume, progress=lambda step, _: on_step(step),
               config=CellBoxifyConfig(head=head), trained_on=[coco.name])
     console.print(f"wrote {out}")

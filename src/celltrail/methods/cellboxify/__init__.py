@@ -4,11 +4,12 @@ tracks by the classical linker."""
 from celltrail.methods.cellboxify.segmenter import (
     SHIPPED,
     CellBoxifySegmenter,
+    box_labels,
     instance_masks,
     paint,
     paint_scored,
 )
 from celltrail.methods.cellboxify.tracker import CellBoxifyTracker
 
-__all__ = ["SHIPPED", "CellBoxifySegmenter", "CellBoxifyTracker", "instance_masks", "paint",
-           "paint_scored"]
+__all__ = ["SHIPPED", "CellBoxifySegmenter", "CellBoxifyTracker", "box_labels", "instance_masks",
+           "paint", "paint_scored"]

@@ -127,12 +127,29 @@ def paint_scored(found: Detections, shape: tuple[int, int], min_score: float = M
             taken[window] |= mine
             kept.append((window, values))
             scores.append(float(score))
-    labels = np.zeros(shape, dtype=np.int32)
-    surest = np.zeros(shape, dtype=np.float32)
-    for label, (window, values) in enumerate(kept, start=1):
-        surer = (values >= 0.5) & (values > surest[window])
-        labels[window][surer] = label
-        surest[window][surer] = values[surer]
+    labels = _claim(kept, shape)
     # a cell whose every pixel went to surer masks leaves no label
     present = np.unique(labels[labels > 0])
     return relabel_sequential(labels)[0], np.array(scores, dtype=np.float32)[present - 1]
+
+
+def box_labels(found: Detections, shape: tuple[int, int]) -> np.ndarray:
+    """A label image of every detection, label ``k + 1`` for detection ``k``: a contested pixel
+    goes to the mask surest of it, as :func:`paint_scored` parts touching cells, but nothing is
+    dropped, so a label can be missing where its mask lost every pixel. With the masks drawn in
+    a training set's boxes by a box-only model, these are self-training's pseudo masks."""
+    return _claim([_paste(mask, box, shape) for box, mask in
+                   zip(found.boxes, found.masks, strict=True)], shape)
+
+
+def _claim(pasted: list[tuple[tuple[slice, slice], np.ndarray]], shape: tuple[int, int]
+           ) -> np.ndarray:
+    """The int32 label image of pasted masks (window, probabilities), label ``k + 1`` where
+    mask ``k`` holds a pixel (probability ≥ 0.5) and is the surest of it."""
+    labels = np.zeros(shape, dtype=np.int32)
+    surest = np.zeros(shape, dtype=np.float32)
+    for label, (window, values) in enumerate(pasted, start=1):
+        surer = (values >= 0.5) & (values > surest[window])
+        labels[window][surer] = label
+        surest[window][surer] = values[surer]
+    return labels

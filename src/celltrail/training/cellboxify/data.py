@@ -13,7 +13,8 @@ from pycocotools import mask as mask_util
 
 from celltrail.core.errors import InputError
 from celltrail.io.coco import read_coco
-from celltrail.models.cellboxify import TRAIN_SIDES, prepare
+from celltrail.methods.cellboxify import SHIPPED, CellBoxifySegmenter, box_labels
+from celltrail.models.cellboxify import TRAIN_SIDES, load_checkpoint, prepare
 
 
 @dataclass
@@ -44,24 +45,55 @@ class Sample:
     scale: float  #: drawn size / original size
 
 
-def training_images(json_path: str | Path, images_dir: str | Path, supervision: str
-                    ) -> list[TrainImage]:
+def training_images(json_path: str | Path, images_dir: str | Path, supervision: str,
+                    teacher: CellBoxifySegmenter | None = None) -> list[TrainImage]:
     """The annotated images of a COCO dataset; ``supervision="mask"`` needs its masks,
-    ``"box"`` reads only the boxes (even where masks exist)."""
+    ``"box"`` reads only the boxes (even where masks exist). With a ``teacher`` (box
+    supervision only; see :func:`box_only_teacher`), each cell's mask is the teacher's mask in
+    its box, made exclusive (:func:`~celltrail.methods.cellboxify.box_labels`): self-training,
+    still from the boxes alone."""
     entries = read_coco(json_path, images_dir)
     if supervision == "mask" and any(e.rles is None for e in entries):
         raise InputError(json_path, "--supervision mask needs a segmentation for every "
                                     "annotation; this dataset has boxes only")
+    if teacher is not None and supervision != "box":
+        raise InputError(None, "--teacher applies to --supervision box only")
     images = []
     for entry in entries:
         if len(entry.boxes) == 0:
             continue  # an image without cells teaches the box head little; skip it
+        pixels = entry.load()
         rles = entry.rles if supervision == "mask" else None
-        images.append(TrainImage(entry.path.name, prepare(entry.load()),
+        if teacher is not None:  # boxes may pass the image's edge by float rounding
+            height, width = pixels.shape[:2]
+            inside = np.clip(entry.boxes, 0, [width, height, width, height])
+            rles = _label_rles(box_labels(teacher.segment_boxes(pixels, inside),
+                                          (height, width)), len(entry.boxes))
+        images.append(TrainImage(entry.path.name, prepare(pixels),
                                  entry.boxes.astype(np.float32), rles))
     if not images:
         raise InputError(json_path, "no annotated cells to train on")
     return images
+
+
+def box_only_teacher(model: str | Path) -> CellBoxifySegmenter:
+    """A CellBoxify model (a shipped name or a file) to draw self-training's masks, checked to
+    have learnt from boxes alone, so that its student does too."""
+    path = SHIPPED.path(model)
+    if load_checkpoint(path)["supervision"] != "box":
+        raise InputError(path, "the teacher was trained with masks; self-training from boxes "
+                               "needs a model trained with --supervision box")
+    return CellBoxifySegmenter(path)
+
+
+def _label_rles(labels: np.ndarray, count: int) -> list[dict]:
+    """COCO RLEs of labels ``1 .. count`` of a label image, in order (empty where absent)."""
+    rles = []
+    for label in range(1, count + 1):
+        rle = mask_util.encode(np.asfortranarray(labels == label, dtype=np.uint8))
+        rle["counts"] = rle["counts"].decode("ascii")
+        rles.append(rle)
+    return rles
 
 
 class Sampler:

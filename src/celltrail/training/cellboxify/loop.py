@@ -59,9 +59,13 @@ class TrainParams:
 
     steps: int = 2000
     lr: float = 1e-3
-    supervision: str = "box"  #: "box" (box-only losses) or "mask" (full masks)
+    #: what the images were annotated with: "box" (the box-only losses, or the mask loss on a
+    #: box-only teacher's masks) or "mask" (full masks)
+    supervision: str = "box"
     loss_weights: tuple[float, float, float] = JOINT_WEIGHTS  #: α, β, γ of the joint loss
     guide: str = "intensity"  #: the pairwise terms' image: "intensity" or "texture" (DIC)
+    #: box supervision: the box-only model whose masks the images carry (self-training), if any
+    teacher: str = ""
     seed: int = 0
 
 
@@ -168,8 +172,7 @@ def detector_losses(net: CellBoxifyNet, sample: Sample, params: TrainParams,
                                      reduction="sum") / len(chosen)
     masked = pos[torch.randperm(len(pos))[:MASK_ROIS]]
     boxes, cells = rois[masked], match[masked]
-    if params.supervision == "mask":
-        assert sample.masks is not None
+    if sample.masks is not None:  # full masks, or a box-only teacher's (self-training)
         targets = roi_align(sample.masks, boxes, cells, MASK_SIZE, stride=sample.scale)[:, 0]
         result.update(full_mask_loss(net.mask_head(levels, boxes), targets))
     else:
@@ -197,6 +200,8 @@ def train(
     params = params or TrainParams()
     if params.supervision not in ("box", "mask"):
         raise ValueError(f"supervision must be 'box' or 'mask', not {params.supervision!r}")
+    if params.supervision == "mask" and any(image.rles is None for image in images):
+        raise ValueError("mask supervision needs every image's masks")
     if params.guide not in GUIDES:
         raise ValueError(f"guide must be one of {', '.join(GUIDES)}, not {params.guide!r}")
     torch.set_flush_denormal(True)
@@ -214,7 +219,8 @@ def train(
     meta = {"kind": "cellboxify", "supervision": params.supervision,
             "trained_on": list(trained_on),
             "params": {"steps": params.steps, "lr": params.lr, "seed": params.seed,
-                       "loss_weights": list(params.loss_weights), "guide": params.guide}}
+                       "loss_weights": list(params.loss_weights), "guide": params.guide,
+                       "teacher": params.teacher}}
     steps = itertools.count(run.start)
 
     def step_loss() -> torch.Tensor:
