@@ -10,10 +10,11 @@ box-only / full-mask (the paper: 0.834 on LIVECell). A last table scores the mas
 same detections painted as label images paint them (no pixel in two cells).
 
 ``--box-variant V`` scores the box-only model ``.cache/cellboxify/NAME_box-V.pt`` that
-``tools/train_cellboxify.py`` left (``mask``, ``polygon``, ``polygon-texture``, …) instead of the
-shipped one.
+``tools/train_cellboxify.py`` left (``mask``, ``polygon``, ``polygon-texture``, ``selftrain2``,
+…) instead of the shipped one; ``--mask-variant V`` likewise the full-mask model
+``NAME_mask-V.pt``.
 
-    python benchmarks/cellboxify.py [--only NAME] [--threads 2] [--box-variant V]
+    python benchmarks/cellboxify.py [--only NAME] [--threads 2] [--box-variant V] [--mask-variant V]
 """
 
 from __future__ import annotations
@@ -72,10 +73,10 @@ def detect_all(segmenter: CellBoxifySegmenter, gt_json: Path, images_dir: Path
     return results, labels, float(np.mean(seconds)), painted
 
 
-def evaluate(name: str, box_variant: str | None = None) -> list[dict[str, object]]:
+def evaluate(name: str, variants: dict[str, str | None]) -> list[dict[str, object]]:
     """Scores of the box-only and full-mask models of one sequence: COCO AP of the detections,
     and the CTC metrics of their label images linked as `celltrail track` links them. The
-    models are the shipped ones, or for box-only the ``box_variant`` in the cache."""
+    models are the shipped ones, or the cache's ``variants`` by supervision."""
     seq = SHARED / name / "01"
     frames = open_sequence(seq)
     n = len(frames)
@@ -85,9 +86,9 @@ def evaluate(name: str, box_variant: str | None = None) -> list[dict[str, object
         gt_json = ctc_to_coco(seq, Path(tmp) / "eval.json", truth.lower(),
                               range(split_index(n), n))
         for supervision in ("mask", "box"):
-            model = SHIPPED.path(f"{name}_{supervision}")
-            if supervision == "box" and box_variant:
-                model = Path(".cache/cellboxify") / f"{name}_box-{box_variant}.pt"
+            variant = variants.get(supervision)
+            model = (Path(".cache/cellboxify") / f"{name}_{supervision}-{variant}.pt" if variant
+                     else SHIPPED.path(f"{name}_{supervision}"))
             results, labels, seconds, painted = detect_all(CellBoxifySegmenter(model), gt_json, seq)
             ctc = evaluate_result(link(labels), images_dir.with_name("01_GT"), threads=1)
             state = load_checkpoint(model)
@@ -121,9 +122,11 @@ def main() -> None:
     parser.add_argument("--only", choices=DATASETS, action="append")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--box-variant", help="a box-only model of .cache/cellboxify")
+    parser.add_argument("--mask-variant", help="a full-mask model of .cache/cellboxify")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    results = {name: evaluate(name, args.box_variant) for name in args.only or DATASETS}
+    variants = {"box": args.box_variant, "mask": args.mask_variant}
+    results = {name: evaluate(name, variants) for name in args.only or DATASETS}
     print("Masks:\n")
     print("| sequence | training | AP | AP50 | AP75 | APs | APm | APl | SEG | DET | TRA "
           "| training time | s/frame |")
