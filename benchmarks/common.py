@@ -6,9 +6,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import networkx as nx
 import numpy as np
-from laptrack import LapTrack
 from scipy import ndimage as ndi
 from skimage import img_as_ubyte
 from skimage.feature import peak_local_max
@@ -21,7 +19,7 @@ from celltrail.core.lineage import Lineage, Track
 from celltrail.core.result import TrackingResult
 from celltrail.core.sequence import open_sequence, read_tiff
 from celltrail.io.ctc import numbered_files, read_segmentation_gt, read_tracking_gt
-from celltrail.linking import equivalent_diameters, measure
+from celltrail.linking import equivalent_diameters, link_laptrack, measure
 from celltrail.metrics import evaluate_result
 from celltrail.simulate import subsample
 from celltrail.training.embedtrack.data import split_index
@@ -35,8 +33,6 @@ SEQUENCES = {
     "Fluo-N2DH-SIM+": "fluo-nuclei",
     "Fluo-N2DH-GOWT1": "fluo-nuclei",
 }
-#: The review's gate (Sec. 3.2): 0.8 cell diameters, given to laptrack as its cutoff too.
-STEP_IN_DIAMETERS = 0.8
 
 
 def median_diameter(masks: Sequence[np.ndarray]) -> float:
@@ -98,39 +94,9 @@ def peer_segmenter(preset: str) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def laptrack_result(frames: Sequence[np.ndarray], diameter: float) -> TrackingResult:
-    """laptrack (splitting and gap closing on, cutoffs in squared pixels) as a CTC result."""
-    cutoff = (STEP_IN_DIAMETERS * diameter) ** 2
-    tracker = LapTrack(cutoff=cutoff, splitting_cutoff=cutoff, gap_closing_cutoff=cutoff,
-                       gap_closing_max_frame_count=2)
-    objects = [measure(np.asarray(f)) for f in frames]
-    graph = tracker.predict([o.centroids for o in objects])
-    return TrackingResult(*_paint(graph, objects))
-
-
-def _paint(graph: nx.DiGraph, objects: list) -> tuple[list[np.ndarray], Lineage]:
-    """Track labels for laptrack's (frame, index) graph: a node continues its predecessor's track
-    when that is its only successor and one frame earlier; otherwise (division, gap) it starts a
-    new track whose parent is the predecessor's."""
-    undirected = graph.to_undirected(as_view=True)
-    label_of: dict[tuple[int, int], int] = {}
-    rows: dict[int, list[int]] = {}
-    masks = []
-    for t, obj in enumerate(objects):
-        labels = np.zeros(len(obj), dtype=np.int64)
-        for k in range(len(obj)):
-            node = (t, k)
-            preds = [n for n in undirected.neighbors(node) if n[0] < t] if node in graph else []
-            pred = preds[0] if preds else None
-            succs = [n for n in undirected.neighbors(pred) if n[0] > pred[0]] if pred else []
-            if pred is not None and pred[0] == t - 1 and len(succs) == 1:
-                label = label_of[pred]
-                rows[label][1] = t
-            else:
-                label = len(rows) + 1
-                rows[label] = [t, t, 0 if pred is None else label_of[pred]]
-            label_of[node] = labels[k] = label
-        masks.append(obj.relabel(labels))
-    return masks, Lineage(Track(lab, b, e, p) for lab, (b, e, p) in rows.items())
+    """laptrack (splitting and gap closing on, cutoffs (0.8 d)² in squared pixels) as a CTC
+    result: celltrail's adapter, :func:`celltrail.linking.link_laptrack`."""
+    return link_laptrack(frames, cell_diameter=diameter)
 
 
 def one_frame_tracks(masks: Sequence[np.ndarray]) -> TrackingResult:

@@ -1,28 +1,51 @@
-"""Constraint-based frame-to-frame linking: the classical tracking baseline of the review.
+"""Constraint-based frame-to-frame linking whose gates are measured on the sequence itself.
 
-The review (Sec. 3.2) links detections between consecutive frames under three constraints —
-centroid distance at most 0.8 mean cell diameters, area change at most 15 %, stable neighbour
-counts (neighbours: cells within two diameters) — plus direction continuity (|Δθ| < 30° over
-three frames), then relaxes the thresholds for the detections left unmatched. Here every
-constraint is a hard gate plus a cost term normalised by its own threshold, and each frame pair
-is solved as one global assignment (``scipy.optimize.linear_sum_assignment``). A second, relaxed
-assignment links the leftovers to the previous frame's leftovers (late continuation) or to tracks
-lost 1–2 frames ago (gap closing, declared the CTC way as a new track whose parent is the
-interrupted one). Objects still unlinked may then be daughters: a division ends the mother's
-track and starts two daughter tracks one frame later, with the mother as parent.
+It starts from the review's constraint-based linking (Sec. 3.2: a centroid step of at most 0.8
+cell diameters, a small area change, stable neighbour counts, thresholds relaxed for the
+leftovers), but takes the scale of every term from the sequence being linked rather than from
+constants fitted to a few sequences:
 
-The linker is online: it keeps only the previous frame's objects and the tracks lost in the last
-few frames, and writes each relabelled frame to the store as soon as it is linked.
+* Motion. Each frame pair's confident matches (mutual nearest neighbours whose nearest candidate
+  is less than ``confident_ratio`` times as far as the second: a ratio test) decide whether a
+  constant-velocity prediction helps (used when it lowers their mean squared residual). The step
+  scale is the maximum-likelihood Rayleigh (2D Gaussian) fit of the residuals of the links made
+  so far, each cut at the gate it was made under (so the gate grows when links crowd against
+  it), or of the confident matches until there are enough links; both pools keep only the last
+  ``window`` samples. The gate is the step a true link exceeds with probability ``gate_level``
+  under that fit, never less than the review's 0.8 diameters.
+* Area. The spread of the same matches' log area ratios (three robust standard deviations, at
+  least the review's 15 %) scales a soft area term; there is no hard area gate, so objects
+  (masks or markers) whose size changes are never cut off.
+* Neighbour counts (cells within two diameters, review Sec. 3.2): their relative change costs.
+
+Each frame is linked by two assignments (``scipy.optimize.linear_sum_assignment``) with the
+alternative costs of Jaqaman et al. (2008): ending or starting a track costs half the most a
+gated link can cost, so every continuation inside the gate is made where nothing competes. The
+first links the previous frame's objects (position predicted when the velocity helps) to the
+current ones with every term. The second links the objects left over to daughter slots, by
+distance alone (one slot for each previous object that continued, whose continuation is then
+the other daughter; two for each that did not, one taken alone being the review's relaxed
+continuation), and to tracks lost 1 to ``max_gap`` frames ago, by distance and area (the gate
+widened by the square root of the frames, as a random walk spreads). A mother's track ends and
+her two daughters start new tracks with her as parent; a closed gap is declared the CTC way, as a
+new track whose parent is the interrupted one. Daughters get no area or neighbour term: a
+daughter is smaller than her mother and has her sister for a new neighbour (the review waives
+the area rule for them too).
+
+The linker is online: it keeps only the previous frame's objects, the tracks lost in the last
+few frames and a bounded pool of match statistics, and writes each relabelled frame to the store
+as soon as it is linked.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
+from scipy.optimize import linear_sum_assignment, minimize_scalar
 from scipy.spatial import cKDTree
 
 from celltrail.core.lineage import Lineage, Track
@@ -32,22 +55,127 @@ from celltrail.linking.objects import FrameObjects, equivalent_diameters, measur
 
 @dataclass(frozen=True)
 class LinkParams:
-    """The linker's constants; the scale-free ones are in units of the cell diameter."""
+    """The linker's constants, from the review or probability levels, none fitted to data;
+    lengths are in cell diameters."""
 
-    #: Max centroid step between consecutive frames, in cell diameters (review Sec. 3.2: 0.8).
+    #: Smallest gate on the centroid step between consecutive frames (review Sec. 3.2: 0.8).
     max_step: float = 0.8
-    #: Max relative area change between consecutive frames (review Sec. 3.2: 15 %).
+    #: Smallest scale of the relative area change between consecutive frames (review: 15 %).
     max_area_change: float = 0.15
     #: Cells closer than this many diameters are neighbours (review Sec. 3.2: 2).
     neighbour_radius: float = 2.0
-    #: Largest direction change, in degrees, of a continuous trajectory (review Sec. 3.2: 30°).
-    max_turn_deg: float = 30.0
-    #: Factor by which the second pass relaxes the distance and area thresholds (it also gates
-    #: gap closing and daughters). The review says only "moderately relaxed"; 1.5 is our reading
-    #: of that (not fitted to any data).
+    #: How much a relaxed threshold widens the strict one in :func:`division_cost` (the review
+    #: says only "moderately relaxed"; 1.5 is our reading, not fitted).
     relax: float = 1.5
-    #: Most missing frames a gap may bridge (the task: gaps of 1–2 frames; laptrack's default).
+    #: Most missing frames a gap may bridge (the task: gaps of 1-2 frames; laptrack's default).
     max_gap: int = 2
+    #: Chance that a true step exceeds the gate under the motion model fitted to the sequence.
+    gate_level: float = 1e-3
+    #: Ratio test of a confident match: nearest candidate at most this fraction of the second's
+    #: distance, both ways (the nearest is then unambiguous).
+    confident_ratio: float = 0.5
+    #: Confident matches kept for the statistics (the most recent ones).
+    window: int = 1000
+    #: Fewest confident matches before the statistics replace the review's floors.
+    min_samples: int = 10
+
+
+#: Cost of ending or of starting a track: half the most a link inside the gate can cost (three
+#: terms of at most 1 each), so every gated continuation is made where nothing competes, and a
+#: daughter or a closed gap must cost less than a new track's start.
+END_COST = 1.5
+
+
+class MatchStats:
+    """A bounded pool of the confident matches' residuals and log area ratios."""
+
+    def __init__(self, params: LinkParams) -> None:
+        self.params = params
+        self.still: deque[float] = deque(maxlen=params.window)  # |step|^2
+        # (|step|^2, |step - velocity|^2) of the matches whose source has a velocity
+        self.pairs: deque[tuple[float, float]] = deque(maxlen=params.window)
+        self.log_area: deque[float] = deque(maxlen=params.window)
+        # (|residual|^2, gate^2) of the continuations the linker made, each cut at its gate
+        self.links: deque[tuple[float, float]] = deque(maxlen=params.window)
+
+    def add(self, prev: _Linked, cur: FrameObjects) -> None:
+        """Pool the confident matches between the previous and the current frame."""
+        i, j = confident_pairs(prev.centroids, cur.centroids, self.params.confident_ratio)
+        step = cur.centroids[j] - prev.centroids[i]
+        still = np.einsum("ij,ij->i", step, step)
+        self.still.extend(still.tolist())
+        if prev.velocity is not None:
+            known = np.isfinite(prev.velocity[i]).all(axis=1)
+            rest = step[known] - prev.velocity[i][known]
+            self.pairs.extend(zip(still[known].tolist(),
+                                  np.einsum("ij,ij->i", rest, rest).tolist(), strict=True))
+        self.log_area.extend(np.log(cur.areas[j] / prev.areas[i]).tolist())
+
+    def use_velocity(self) -> bool:
+        """Whether the constant-velocity prediction fits the confident matches better."""
+        if len(self.pairs) < self.params.min_samples:
+            return False
+        still, moving = np.mean(np.array(self.pairs), axis=0)
+        return bool(moving < still)
+
+    def add_links(self, residuals: np.ndarray, gate: float) -> None:
+        """Pool the residuals of the continuations made under ``gate``."""
+        self.links.extend((float(r) ** 2, gate**2) for r in residuals)
+
+    def gate(self, diameter: float) -> float:
+        """Largest step a link may take, in pixels: the step that a true one exceeds with
+        probability ``gate_level`` under a 2D Gaussian (Rayleigh) fit of the residuals, never
+        less than the review's ``max_step`` diameters.
+
+        The fit is to the continuations already made, as the maximum-likelihood fit of a
+        Rayleigh distribution cut at each link's gate (a link beyond it was never seen), so the
+        gate grows when links crowd against it; before there are enough, to the confident
+        matches (whose ratio test favours short steps)."""
+        floor = self.params.max_step * diameter
+        if len(self.links) >= self.params.min_samples:
+            r2, g2 = np.array(self.links).T
+            sigma2 = _truncated_rayleigh_variance(r2, g2)
+        elif len(self.still) >= self.params.min_samples:
+            squares = np.array(self.pairs)[:, 1] if self.use_velocity() else np.array(self.still)
+            sigma2 = float(np.mean(squares)) / 2  # maximum-likelihood Rayleigh variance
+        else:
+            return floor
+        return max(floor, math.sqrt(-2.0 * sigma2 * math.log(self.params.gate_level)))
+
+    def area_scale(self) -> float:
+        """Log area ratio at which the area term reaches 1."""
+        floor = math.log1p(self.params.max_area_change)
+        if len(self.log_area) < self.params.min_samples:
+            return floor
+        ratios = np.array(self.log_area)
+        spread = 1.4826 * float(np.median(np.abs(ratios - np.median(ratios))))  # robust s.d.
+        return max(floor, 3.0 * spread)
+
+
+def _truncated_rayleigh_variance(r2: np.ndarray, g2: np.ndarray) -> float:
+    """Maximum-likelihood variance per axis of a 2D Gaussian step from squared lengths ``r2``,
+    each observed only below its squared cut ``g2``."""
+
+    def nll(log_s: float) -> float:
+        s = math.exp(log_s)
+        return float(np.sum(log_s + r2 / (2 * s) + np.log1p(-np.exp(-g2 / (2 * s)))))
+
+    low = math.log(max(float(np.mean(r2)) / 2, 1e-6))  # the uncut fit: a lower bound
+    best = minimize_scalar(nll, bounds=(low, low + math.log(1e4)), method="bounded")
+    return math.exp(float(best.x))
+
+
+def confident_pairs(a: np.ndarray, b: np.ndarray, ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (into ``a``, into ``b``) of mutual nearest neighbours whose nearest candidate
+    is less than ``ratio`` times as far as the second, seen from both sides."""
+    if len(a) < 2 or len(b) < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    da, ia = cKDTree(b).query(a, k=2)
+    db, ib = cKDTree(a).query(b, k=2)
+    i = np.arange(len(a))
+    j = ia[:, 0]
+    ok = (ib[j, 0] == i) & (da[:, 0] < ratio * da[:, 1]) & (db[j, 0] < ratio * db[j, 1])
+    return i[ok], j[ok]
 
 
 class ConstraintLinker:
@@ -56,6 +184,7 @@ class ConstraintLinker:
     def __init__(self, params: LinkParams, cell_diameter: float | None = None) -> None:
         self.params = params
         self.diameter = cell_diameter
+        self.stats = MatchStats(params)
         self.tracks: dict[int, list[int]] = {}  # label -> [begin, end, parent]
         self.t = 0
         self._prev: _Linked | None = None
@@ -83,15 +212,16 @@ class ConstraintLinker:
     def _link(self, cur: FrameObjects) -> np.ndarray:
         """Track label of every object of the current frame."""
         assert self.diameter is not None
-        p, d = self.params, self.diameter
+        p = self.params
         n = len(cur)
-        nbrs = _neighbour_counts(cur.centroids, p.neighbour_radius * d)
+        nbrs = _neighbour_counts(cur.centroids, p.neighbour_radius * self.diameter)
         prev = self._prev
         self._lost = [g for g in self._lost if self.t - g.frame <= p.max_gap + 1]
         # source[j]: where object j comes from: ("prev", i) continues previous object i,
         # ("div", i) is a daughter of previous object i, ("lost", k) closes a gap of lost track k.
         source: list[tuple[str, int] | None] = [None] * n
-        if prev is not None:
+        if prev is not None and n:
+            self.stats.add(prev, cur)
             self._match(prev, cur, nbrs, source)
         labels = np.zeros(n, dtype=np.int64)
         velocity = np.full((n, cur.centroids.shape[1]), np.nan)
@@ -113,7 +243,8 @@ class ConstraintLinker:
         if prev is not None:
             ended = set(range(len(prev))) - {src[1] for src in source if src and src[0] != "lost"}
             self._lost += [
-                _Lost(int(prev.labels[i]), self.t - 1, prev.centroids[i], prev.areas[i])
+                _Lost(int(prev.labels[i]), self.t - 1, prev.centroids[i], prev.areas[i],
+                      prev.velocity[i])
                 for i in sorted(ended)
             ]
         self._prev = _Linked(labels, cur.centroids, cur.areas, nbrs, velocity)
@@ -123,43 +254,68 @@ class ConstraintLinker:
         self, prev: _Linked, cur: FrameObjects, nbrs: np.ndarray,
         source: list[tuple[str, int] | None],
     ) -> None:
-        """Fill ``source``: strict assignment, relaxed assignment of the leftovers, divisions."""
+        """Fill ``source``: an assignment of continuations, then one of the objects left over
+        to daughter slots of the previous frame's objects and to lost tracks."""
         assert self.diameter is not None
-        p = self.params
-        gate = p.max_step * self.diameter
-        strict = _pair_costs(prev, cur, nbrs, gate, p.max_area_change, p.max_turn_deg)
-        for i, j in _assign(strict):
+        gate = self.stats.gate(self.diameter)
+        moving = self.stats.use_velocity()
+        costs = _RowCosts(cur, nbrs, self.stats.area_scale())
+        n_prev = len(prev)
+        ahead = prev.predicted(1, moving)
+        # Not continuing a track ends it: any continuation inside the gate (cost at most 3)
+        # beats an end and a start.
+        links = _assign(costs(ahead, prev, gate), np.full(n_prev, END_COST), END_COST)
+        for i, j in links:
             source[j] = ("prev", i)
-        # The relaxed pass: leftovers of the previous frame and lost tracks, wider gates, and the
-        # area change as a cost only ("slight deformations", Sec. 3.2), so no hard area gate.
-        rows = np.array([j for j, s in enumerate(source) if s is None], dtype=np.int64)
-        if not len(rows):
-            return
-        matched = {s[1] for s in source if s is not None}
-        free_prev = np.array([i for i in range(len(prev)) if i not in matched], dtype=np.int64)
-        sources = [prev.take(free_prev), *([self._lost_objects()] if self._lost else [])]
-        owners = [("prev", int(i)) for i in free_prev]
-        owners += [("lost", k) for k in range(len(self._lost))]
-        relaxed = np.concatenate([
-            _pair_costs(src, cur, nbrs, p.relax * gate, p.relax * p.max_area_change,
-                        p.max_turn_deg, rows, area_is_gate=False)
-            for src in sources
-        ], axis=0)
-        for owner, r in _assign(relaxed):
-            source[int(rows[r])] = owners[owner]
+        if links:
+            i, j = np.array(links).T
+            self.stats.add_links(np.linalg.norm(cur.centroids[j] - ahead[i], axis=1), gate)
         free = np.array([s is None for s in source])
-        for mother, daughters in _divisions(
-            prev, cur, source, free, gate, p.relax, p.neighbour_radius * self.diameter
-        ):
-            for j in daughters:
-                source[j] = ("div", mother)
+        if not free.any():
+            return
+        continued = np.zeros(n_prev, dtype=bool)
+        continued[[s[1] for s in source if s is not None]] = True
+        # Daughter slots: one for a continued object (its continuation is the other daughter),
+        # two for one that was not; a slot or a gap left free ends nothing.
+        slots = np.concatenate([np.arange(n_prev), np.flatnonzero(~continued)])
+        rows = [costs(prev.centroids[slots], prev.take(slots), gate, shape=False)]
+        if self._lost:
+            rows.append(self._gap_costs(costs, gate, moving))
+        stacked = np.concatenate(rows, axis=0)
+        stacked[:, ~free] = np.inf
+        taken: dict[int, list[int]] = {}
+        for r, j in _assign(stacked, np.zeros(len(stacked)), END_COST):
+            if r >= len(slots):
+                source[j] = ("lost", r - len(slots))
+            else:
+                taken.setdefault(int(slots[r]), []).append(j)
+        for i, found in taken.items():
+            if continued[i] or len(found) == 2:
+                mates = found + [j for j, s in enumerate(source) if s == ("prev", i)]
+                for j in mates:
+                    source[j] = ("div", i)
+            else:  # the review's relaxed pass: a continuation found only without the shape terms
+                source[found[0]] = ("prev", i)
+
+    def _gap_costs(self, costs: _RowCosts, gate: float, moving: bool) -> np.ndarray:
+        """Costs of closing the gap of each lost track to each current object: its gate grows
+        with the square root of the frames since it was lost, as a random walk's spread."""
+        lost = self._lost_objects()
+        steps = np.array([self.t - g.frame for g in self._lost])
+        gaps = np.full((len(lost), len(costs.cur)), np.inf)
+        for k in np.unique(steps):
+            at = np.flatnonzero(steps == k)
+            gaps[at] = costs(lost.predicted(int(k), moving)[at], lost.take(at),
+                             gate * math.sqrt(k))
+        return gaps
 
     def _lost_objects(self) -> _Linked:
         return _Linked(
             np.array([g.label for g in self._lost]),
             np.array([g.centroid for g in self._lost]),
             np.array([g.area for g in self._lost]),
-            None, None,
+            None,
+            np.array([g.velocity for g in self._lost]),
         )
 
 
@@ -183,40 +339,6 @@ def division_cost(mother: np.ndarray, a: np.ndarray, b: np.ndarray, gate: float,
     return (offset / gate) ** 2 + (da / reach) ** 2 + (db / reach) ** 2
 
 
-def _divisions(
-    prev: _Linked, cur: FrameObjects, source: list[tuple[str, int] | None], free: np.ndarray,
-    gate: float, relax: float, neighbour_radius: float,
-) -> list[tuple[int, tuple[int, int]]]:
-    """Divisions (mother, (daughter, daughter)) chosen greedily by :func:`division_cost`
-    among the hypotheses. A hypothesis pairs two current objects, each unlinked or linked to the
-    mother, at least one unlinked."""
-    if not free.any() or not len(prev):
-        return []
-    match_of = {s[1]: j for j, s in enumerate(source) if s is not None and s[0] == "prev"}
-    free_idx = np.flatnonzero(free)
-    reach = relax * gate
-    near = cKDTree(cur.centroids[free_idx]).query_ball_point(prev.centroids, reach)
-    hypotheses = []
-    for i, found in enumerate(near):
-        cands = sorted(int(free_idx[k]) for k in found)
-        if i in match_of:
-            pairs = [(match_of[i], j) for j in cands]
-        else:
-            pairs = [(a, b) for x, a in enumerate(cands) for b in cands[x + 1:]]
-        for a, b in pairs:
-            cost = division_cost(prev.centroids[i], cur.centroids[a], cur.centroids[b], gate,
-                                 relax, neighbour_radius)
-            if cost is not None:
-                hypotheses.append((cost, i, a, b))
-    chosen, used_mothers, used = [], set(), set()
-    for _, i, a, b in sorted(hypotheses):
-        if i not in used_mothers and a not in used and b not in used:
-            chosen.append((i, (a, b)))
-            used_mothers.add(i)
-            used.update((a, b))
-    return chosen
-
-
 @dataclass
 class _Linked:
     """Objects of a linked frame (or lost tracks) as the cost terms need them."""
@@ -237,6 +359,12 @@ class _Linked:
             None if self.velocity is None else self.velocity[idx],
         )
 
+    def predicted(self, steps: int, moving: bool) -> np.ndarray:
+        """Centroids ``steps`` frames on: constant velocity where known and ``moving``."""
+        if not moving or self.velocity is None:
+            return self.centroids
+        return self.centroids + steps * np.nan_to_num(self.velocity)
+
 
 @dataclass
 class _Lost:
@@ -246,6 +374,7 @@ class _Lost:
     frame: int
     centroid: np.ndarray
     area: float
+    velocity: np.ndarray
 
 
 def _neighbour_counts(centroids: np.ndarray, radius: float) -> np.ndarray:
@@ -255,70 +384,56 @@ def _neighbour_counts(centroids: np.ndarray, radius: float) -> np.ndarray:
     return cKDTree(centroids).query_ball_point(centroids, radius, return_length=True) - 1
 
 
-def _pair_costs(
-    src: _Linked, cur: FrameObjects, nbrs: np.ndarray | None, gate: float,
-    area_gate: float | None, max_turn_deg: float | None, rows: np.ndarray | None = None,
-    area_is_gate: bool = True,
-) -> np.ndarray:
-    """(len(src), len(rows)) cost of linking each source to each current object; inf if gated.
+@dataclass
+class _RowCosts:
+    """Link costs from sources to the current frame's objects, every term 0 at a perfect match
+    and 1 at its threshold: (distance / gate)², (log area ratio / area scale)² (at most 1), and
+    the neighbour-count change relative to the larger count."""
 
-    Terms, each 0 at a perfect match and 1 at its threshold: (distance / gate)², (relative area
-    change / area gate)² (at most 1), neighbour-count change relative to the larger count, and a
-    turn penalty (1 when |Δθ| exceeds the limit), weighted by the shorter step over the gate so
-    that the direction of sub-pixel jitter does not count.
-    """
-    rows = np.arange(len(cur)) if rows is None else rows
-    cost = np.full((len(src), len(rows)), np.inf)
-    if not len(src) or not len(rows):
+    cur: FrameObjects
+    nbrs: np.ndarray
+    area_scale: float
+
+    def __call__(self, at: np.ndarray, src: _Linked, gate: float, shape: bool = True
+                 ) -> np.ndarray:
+        """(len(src), len(cur)) costs of sources expected at ``at``; inf beyond ``gate``;
+        the distance term alone where ``shape`` is False."""
+        cost = np.full((len(src), len(self.cur)), np.inf)
+        if not len(src) or not len(self.cur):
+            return cost
+        pairs = cKDTree(at).query_ball_point(self.cur.centroids, gate)
+        jj = np.repeat(np.arange(len(self.cur)), [len(x) for x in pairs])
+        ii = np.fromiter((i for x in pairs for i in x), dtype=np.int64, count=len(jj))
+        if not len(ii):
+            return cost
+        dist = np.linalg.norm(self.cur.centroids[jj] - at[ii], axis=1)
+        total = (dist / gate) ** 2
+        if shape:
+            change = np.log(self.cur.areas[jj] / src.areas[ii]) / self.area_scale
+            total += np.minimum(change**2, 1.0)
+        if shape and src.nbrs is not None:
+            a, b = src.nbrs[ii], self.nbrs[jj]
+            total += np.abs(a - b) / np.maximum(np.maximum(a, b), 1)
+        cost[ii, jj] = total
         return cost
-    pos = cur.centroids[rows]
-    pairs = cKDTree(src.centroids).query_ball_point(pos, gate)
-    jj = np.repeat(np.arange(len(rows)), [len(x) for x in pairs])
-    ii = np.fromiter((i for x in pairs for i in x), dtype=np.int64, count=len(jj))
-    if not len(ii):
-        return cost
-    step = pos[jj] - src.centroids[ii]
-    dist = np.linalg.norm(step, axis=1)
-    total = (dist / gate) ** 2
-    keep = np.ones(len(ii), dtype=bool)
-    if area_gate is not None:
-        change = np.abs(cur.areas[rows][jj] - src.areas[ii]) / src.areas[ii]
-        if area_is_gate:
-            keep = change <= area_gate
-        # Capped at 1: past its threshold an area change says no more (the relaxed pass keeps
-        # such links, charged as much as a change right at the threshold).
-        total += np.minimum((change / area_gate) ** 2, 1.0)
-    if nbrs is not None and src.nbrs is not None:
-        a, b = src.nbrs[ii], nbrs[rows][jj]
-        total += np.abs(a - b) / np.maximum(np.maximum(a, b), 1)
-    if max_turn_deg is not None and src.velocity is not None:
-        before = src.velocity[ii]
-        norm_before = np.linalg.norm(before, axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cos = np.einsum("ij,ij->i", before, step) / (norm_before * dist)
-        turned = np.nan_to_num(cos, nan=1.0) < math.cos(math.radians(max_turn_deg))
-        weight = np.minimum(np.nan_to_num(norm_before), dist) / gate
-        total += turned * np.minimum(weight, 1.0)
-    cost[ii[keep], jj[keep]] = total[keep]
-    return cost
 
 
-def _assign(cost: np.ndarray) -> list[tuple[int, int]]:
-    """Globally optimal (row, column) matches among the finite entries of ``cost``.
-
-    Each row may stay unmatched at twice the largest finite cost plus one, so that gated links are
-    strongly preferred to none (as laptrack's alternative cost above its costs does).
-    """
-    finite = np.isfinite(cost)
+def _assign(cost: np.ndarray, death: np.ndarray, birth: float) -> list[tuple[int, int]]:
+    """Globally optimal (row, column) matches among the finite entries of ``cost``, where
+    leaving row ``r`` unmatched costs ``death[r]`` and leaving a column unmatched ``birth``
+    (the alternative costs of Jaqaman et al. 2008): a link is made only where it costs less than
+    the row's end and the column's start together."""
+    gain = cost - death[:, None] - birth
+    gain[gain >= 0] = np.inf
+    finite = np.isfinite(gain)
     if not finite.any():
         return []
     busy_rows, busy_cols = finite.any(axis=1), finite.any(axis=0)
-    sub = cost[np.ix_(busy_rows, busy_cols)]
+    sub = gain[np.ix_(busy_rows, busy_cols)]
     r_idx, c_idx = np.flatnonzero(busy_rows), np.flatnonzero(busy_cols)
-    unmatched = 2.0 * float(sub[np.isfinite(sub)].max()) + 1.0
     padded = np.full((len(r_idx), len(c_idx) + len(r_idx)), np.inf)
     padded[:, : len(c_idx)] = sub
-    padded[np.arange(len(r_idx)), len(c_idx) + np.arange(len(r_idx))] = unmatched
+    padded[np.arange(len(r_idx)), len(c_idx) + np.arange(len(r_idx))] = 0.0
     rr, cc = linear_sum_assignment(padded)
     return [(int(r_idx[r]), int(c_idx[c])) for r, c in zip(rr, cc, strict=True)
             if c < len(c_idx)]
