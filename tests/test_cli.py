@@ -283,3 +283,47 @@ def test_view_needs_something_to_draw(sample: Path) -> None:
     assert result.exit_code == 1
     assert result.stderr.strip() == \
         "error: nothing to draw: give --movie FILE, --lineage FILE or both"
+
+
+def scrambled_markers(gt: Path, out: Path, frames: int) -> Path:
+    """The GT markers of ``frames`` frames, relabelled at random per frame, as label files."""
+    rng = np.random.default_rng(0)
+    out.mkdir()
+    for t in range(frames):
+        markers = tifffile.imread(gt / "TRA" / f"man_track{t:03d}.tif")
+        labels = np.unique(markers[markers > 0])
+        lut = np.zeros(markers.max() + 1, np.uint16)
+        lut[labels] = rng.permutation(len(labels)) + 1
+        tifffile.imwrite(out / f"seg{t:03d}.tif", lut[markers])
+    return out
+
+
+def test_link_with_laptrack_gives_a_valid_result(sample: Path, tmp_path: Path) -> None:
+    masks = scrambled_markers(sample / "01_GT", tmp_path / "masks", 40)
+    out = tmp_path / "linked"
+    result = run("link", masks, "--out", out, "--diameter", 60, "--linker", "laptrack")
+    assert result.exit_code == 0, result.output
+    assert read_result(out).errors() == []
+    run("evaluate", "--gt", sample / "01_GT", "--res", out, "--json", tmp_path / "m.json")
+    scores = json.loads((tmp_path / "m.json").read_text())
+    assert scores["TRA"] > 0.99 and scores["LNK"] > 0.97
+
+
+def test_track_with_laptrack_linker(sample: Path, tmp_path: Path) -> None:
+    out = tmp_path / "01_RES"
+    result = run("track", sample / "01", "--out", out, "--linker", "laptrack")
+    assert result.exit_code == 0, result.output
+    assert read_result(out).errors() == []
+    run("evaluate", "--gt", sample / "01_GT", "--res", out, "--json", tmp_path / "m.json")
+    assert json.loads((tmp_path / "m.json").read_text())["TRA"] > 0.9
+
+
+def test_unknown_linker_and_linker_of_a_method_that_does_not_link(sample: Path,
+                                                                  tmp_path: Path) -> None:
+    one_error_line(run("link", sample / "01_GT" / "TRA", "--out", tmp_path / "o",
+                       "--linker", "magic"),
+                   "unknown linker 'magic'; choose one of celltrail, laptrack")
+    one_error_line(run("track", sample / "01", "--out", tmp_path / "o", "--method", "cap",
+                       "--linker", "laptrack"),
+                   "--linker applies to --method classical or cellboxify only")
+    assert not (tmp_path / "o").exists()

@@ -11,7 +11,6 @@ from skimage.draw import disk
 
 from celltrail.core.result import MaskStore
 from celltrail.linking import ConstraintLinker, LinkParams, link, measure
-from celltrail.linking.constraint import _Linked, _pair_costs
 
 SHAPE = (96, 96)
 Cell = tuple[int, tuple[float, float], float]  # (true identity, centre, radius)
@@ -129,22 +128,6 @@ def test_area_change_beyond_strict_gate_linked_by_relaxed_pass() -> None:
     result = link(frames_of(scene))
     result.validate()
     assert all(len(v) == 1 for v in track_of(result, scene).values())
-
-
-def test_turn_beyond_limit_costs_more_than_straight_step() -> None:
-    # A cell moving right by 10 px; two candidates 10 px away: straight on, or turned by 90°.
-    frame = np.zeros(SHAPE, dtype=np.uint16)
-    frame[disk((40, 60), 5, shape=SHAPE)] = 1  # straight on
-    frame[disk((50, 50), 5, shape=SHAPE)] = 2  # turned
-    cur = measure(frame)
-    area = float(cur.areas[0])
-    moving = _Linked(np.array([1]), np.array([[40.0, 50.0]]), np.array([area]), None,
-                     np.array([[0.0, 10.0]]))
-    cost = _pair_costs(moving, cur, None, 20.0, 0.15, 30.0)
-    assert cost[0, 1] > cost[0, 0] + 0.2
-    still = _Linked(moving.labels, moving.centroids, moving.areas, None, np.full((1, 2), np.nan))
-    cost = _pair_costs(still, cur, None, 20.0, 0.15, 30.0)
-    assert cost[0, 1] == pytest.approx(cost[0, 0], abs=0.02)
 
 
 def test_same_input_same_output() -> None:

@@ -138,6 +138,8 @@ def track(
                                                               "instead of those the classical "
                                                               "detector finds (--preset).")]
     = None,
+    linker: Annotated[str, typer.Option(help="classical, cellboxify: how masks are linked, "
+                                             "celltrail or laptrack.")] = "celltrail",
 ) -> None:
     """Segment and track cells in INPUT and write a CTC result folder.
 
@@ -146,6 +148,7 @@ def track(
     the first frame (found by the classical detector, or --queries-from-gt) as points;
     --method cellboxify segments with a CellBoxify model (--model) and links the masks.
     """
+    from celltrail.linking import get_linker
     from celltrail.methods import get_tracker
 
     images = open_sequence(input).every(frame_step)
@@ -163,20 +166,23 @@ def track(
         raise InputError(None, "--queries-from-gt applies to --method cap only")
     if tta and not embedtrack:
         raise InputError(None, "--tta applies to --method embedtrack only")
+    if linker != "celltrail" and method not in ("classical", "cellboxify"):
+        raise InputError(None, "--linker applies to --method classical or cellboxify only")
+    get_linker(linker)  # an unknown name fails here, before any work
     with one_line_warnings():
         if embedtrack:
             tracker = embedtrack_tracker(model, tta)
         elif cap:
             tracker = cap_tracker(model, queries_from_gt, preset, diameter, new_cells is not False)
         elif cellboxify:
-            tracker = cellboxify_tracker(model)
+            tracker = cellboxify_tracker(model, linker)
         elif boxtrack:
             prompts, origin = box_prompts(images, frame_step, boxes, boxes_from_gt,
                                           box_frame_base)
             console.print(f"prompts: {len(prompts)} boxes from {origin}")
             tracker = boxtrack_tracker(prompts, backend, preset, model, new_cells, divisions)
         else:
-            tracker = get_tracker(method, preset=preset, diameter=diameter)
+            tracker = get_tracker(method, preset=preset, diameter=diameter, linker=linker)
         run_tracker(images, out, lambda store, on_frame: tracker.track(images, store, on_frame),
                     mot=boxtrack)
     if movie is not None:
@@ -434,10 +440,13 @@ def link(
     out: Annotated[Path, typer.Option(help="Result folder (maskTTT.tif, res_track.txt, tables).")],
     diameter: Annotated[float | None, typer.Option(help="Cell diameter in pixels (estimated "
                                                          "from the masks if not given).")] = None,
+    linker: Annotated[str, typer.Option(help="celltrail (ours, online) or laptrack.")]
+    = "celltrail",
 ) -> None:
     """Track a segmentation you already have (e.g. from Cellpose): link its labels over time."""
-    from celltrail.linking import link as link_frames
+    from celltrail.linking import get_linker
 
+    link_frames = get_linker(linker)
     labels = open_sequence(masks)
     if labels.dtype.kind not in "biu":
         raise InputError(masks, f"label images must be integers, found {labels.dtype}")

@@ -117,8 +117,8 @@ def cap_tracker(model: str | None, queries_from_gt: Path | None, preset: str,
     return get_tracker("cap", **options)
 
 
-def cellboxify_tracker(model: str | None) -> Tracker:
-    """CellBoxify's masks linked by the classical linker, with a shipped model or a checkpoint."""
+def cellboxify_tracker(model: str | None, linker: str = "celltrail") -> Tracker:
+    """CellBoxify's masks linked by ``linker``, with a shipped model or a checkpoint."""
     from celltrail.methods import get_tracker
     from celltrail.methods.cellboxify import SHIPPED
 
@@ -126,4 +126,4 @@ def cellboxify_tracker(model: str | None) -> Tracker:
         names = ", ".join(SHIPPED.names())
         raise InputError(None, f"--method cellboxify needs --model: a checkpoint path or a "
                                f"shipped model ({names})")
-    return get_tracker("cellboxify", model=model)
+    return get_tracker("cellboxify", model=model, linker=linker)

@@ -40,7 +40,6 @@ as soon as it is linked.
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -86,41 +85,63 @@ class LinkParams:
 END_COST = 1.5
 
 
+class _Ring:
+    """The last ``size`` rows of ``width`` floats appended, in a preallocated array (memory stays
+    the same however long the sequence)."""
+
+    def __init__(self, size: int, width: int) -> None:
+        self._data = np.empty((size, width))
+        self._count = 0
+
+    def __len__(self) -> int:
+        return min(self._count, len(self._data))
+
+    def extend(self, rows: np.ndarray) -> None:
+        rows = np.asarray(rows, dtype=np.float64).reshape(-1, self._data.shape[1])
+        rows = rows[-len(self._data):]
+        at = (self._count + np.arange(len(rows))) % len(self._data)
+        self._data[at] = rows
+        self._count += len(rows)
+
+    def values(self) -> np.ndarray:
+        """The rows kept (in no particular order)."""
+        return self._data[: len(self)]
+
+
 class MatchStats:
-    """A bounded pool of the confident matches' residuals and log area ratios."""
+    """Bounded pools of the confident matches' and the links' residuals and log area ratios."""
 
     def __init__(self, params: LinkParams) -> None:
         self.params = params
-        self.still: deque[float] = deque(maxlen=params.window)  # |step|^2
-        # (|step|^2, |step - velocity|^2) of the matches whose source has a velocity
-        self.pairs: deque[tuple[float, float]] = deque(maxlen=params.window)
-        self.log_area: deque[float] = deque(maxlen=params.window)
+        self.still = _Ring(params.window, 1)  # |step|^2 of confident matches
+        # (|step|^2, |step - velocity|^2) of the confident matches whose source has a velocity
+        self.pairs = _Ring(params.window, 2)
+        self.log_area = _Ring(params.window, 1)
         # (|residual|^2, gate^2) of the continuations the linker made, each cut at its gate
-        self.links: deque[tuple[float, float]] = deque(maxlen=params.window)
+        self.links = _Ring(params.window, 2)
 
     def add(self, prev: _Linked, cur: FrameObjects) -> None:
         """Pool the confident matches between the previous and the current frame."""
         i, j = confident_pairs(prev.centroids, cur.centroids, self.params.confident_ratio)
         step = cur.centroids[j] - prev.centroids[i]
         still = np.einsum("ij,ij->i", step, step)
-        self.still.extend(still.tolist())
+        self.still.extend(still)
         if prev.velocity is not None:
             known = np.isfinite(prev.velocity[i]).all(axis=1)
             rest = step[known] - prev.velocity[i][known]
-            self.pairs.extend(zip(still[known].tolist(),
-                                  np.einsum("ij,ij->i", rest, rest).tolist(), strict=True))
-        self.log_area.extend(np.log(cur.areas[j] / prev.areas[i]).tolist())
+            self.pairs.extend(np.stack([still[known], np.einsum("ij,ij->i", rest, rest)], 1))
+        self.log_area.extend(np.log(cur.areas[j] / prev.areas[i]))
+
+    def add_links(self, residuals: np.ndarray, gate: float) -> None:
+        """Pool the residuals of the continuations made under ``gate``."""
+        self.links.extend(np.stack([residuals**2, np.full(len(residuals), gate**2)], 1))
 
     def use_velocity(self) -> bool:
         """Whether the constant-velocity prediction fits the confident matches better."""
         if len(self.pairs) < self.params.min_samples:
             return False
-        still, moving = np.mean(np.array(self.pairs), axis=0)
+        still, moving = np.mean(self.pairs.values(), axis=0)
         return bool(moving < still)
-
-    def add_links(self, residuals: np.ndarray, gate: float) -> None:
-        """Pool the residuals of the continuations made under ``gate``."""
-        self.links.extend((float(r) ** 2, gate**2) for r in residuals)
 
     def gate(self, diameter: float) -> float:
         """Largest step a link may take, in pixels: the step that a true one exceeds with
@@ -133,10 +154,10 @@ class MatchStats:
         matches (whose ratio test favours short steps)."""
         floor = self.params.max_step * diameter
         if len(self.links) >= self.params.min_samples:
-            r2, g2 = np.array(self.links).T
+            r2, g2 = self.links.values().T
             sigma2 = _truncated_rayleigh_variance(r2, g2)
         elif len(self.still) >= self.params.min_samples:
-            squares = np.array(self.pairs)[:, 1] if self.use_velocity() else np.array(self.still)
+            squares = self.pairs.values()[:, 1] if self.use_velocity() else self.still.values()
             sigma2 = float(np.mean(squares)) / 2  # maximum-likelihood Rayleigh variance
         else:
             return floor
@@ -147,7 +168,7 @@ class MatchStats:
         floor = math.log1p(self.params.max_area_change)
         if len(self.log_area) < self.params.min_samples:
             return floor
-        ratios = np.array(self.log_area)
+        ratios = self.log_area.values()
         spread = 1.4826 * float(np.median(np.abs(ratios - np.median(ratios))))  # robust s.d.
         return max(floor, 3.0 * spread)
 

@@ -8,18 +8,21 @@ import numpy as np
 
 from celltrail.core.result import MaskStore, TrackingResult
 from celltrail.core.sequence import ImageSequence
-from celltrail.linking import link
+from celltrail.linking import get_linker
 from celltrail.methods.base import prefetch_map
 from celltrail.segmentation import Segmenter
 
 
 class ClassicalTracker:
-    """Segment each frame with a modality preset, then link with the review's constraints."""
+    """Segment each frame with a modality preset, then link (by default with our constraint
+    linker; ``linker`` names one of :data:`celltrail.linking.LINKERS`)."""
 
     name = "classical"
 
-    def __init__(self, preset: str = "fluo-nuclei", diameter: float | None = None) -> None:
+    def __init__(self, preset: str = "fluo-nuclei", diameter: float | None = None,
+                 linker: str = "celltrail") -> None:
         self.segmenter = Segmenter(preset, diameter=diameter)
+        self.link = get_linker(linker)
 
     def segment_frames(
         self, images: ImageSequence, on_frame: Callable[[int], None] | None = None
@@ -39,4 +42,4 @@ class ClassicalTracker:
     ) -> TrackingResult:
         """Segment and link every frame; masks go to ``store`` as they are final."""
         frames = self.segment_frames(images, on_frame)
-        return link(frames, store=store, cell_diameter=self.segmenter.diameter)
+        return self.link(frames, store=store, cell_diameter=self.segmenter.diameter)

@@ -9,17 +9,20 @@ import numpy as np
 
 from celltrail.core.result import MaskStore, TrackingResult
 from celltrail.core.sequence import ImageSequence
-from celltrail.linking import link
+from celltrail.linking import get_linker
 from celltrail.methods.cellboxify.segmenter import MIN_SCORE, CellBoxifySegmenter
 
 
 class CellBoxifyTracker:
-    """Segment each frame with a CellBoxify model, then link with the review's constraints."""
+    """Segment each frame with a CellBoxify model, then link (``linker``: one of
+    :data:`celltrail.linking.LINKERS`)."""
 
     name = "cellboxify"
 
-    def __init__(self, model: str | Path, min_score: float = MIN_SCORE) -> None:
+    def __init__(self, model: str | Path, min_score: float = MIN_SCORE,
+                 linker: str = "celltrail") -> None:
         self.segmenter = CellBoxifySegmenter(model, min_score)
+        self.link = get_linker(linker)
 
     def track(
         self,
@@ -36,4 +39,4 @@ class CellBoxifyTracker:
                     on_frame(t)
                 yield labels
 
-        return link(frames(), store=store)
+        return self.link(frames(), store=store)
