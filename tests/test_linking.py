@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import tracemalloc
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 from skimage.draw import disk
 
 from celltrail.core.result import MaskStore
-from celltrail.linking import ConstraintLinker, LinkParams, link, measure
+from celltrail.io.ctc import read_tracking_gt
+from celltrail.linking import LINKERS, ConstraintLinker, LinkParams, link, measure
+from celltrail.linking.constraint import _truncated_rayleigh_variance
+from celltrail.metrics.ctc import evaluate_result
+from celltrail.simulate import SimParams, simulate
 
 SHAPE = (96, 96)
 Cell = tuple[int, tuple[float, float], float]  # (true identity, centre, radius)
@@ -216,3 +221,108 @@ def test_measure_gives_known_centroids_and_areas_for_any_label_values() -> None:
         assert found.areas.tolist() == expected[1]
         assert found.relabel(np.array([1, 2, 3])).tolist() == np.select(
             [frame == 2, frame == 3, frame == 7], [1, 2, 3]).tolist()
+
+
+def test_division_found_when_the_mother_sits_on_one_daughter() -> None:
+    # A marker may stay where the mother was and become one daughter; the other appears 12 px
+    # away (0.75 diameters): still a division, as laptrack would find it.
+    scene = []
+    for t in range(6):
+        other: Cell = (2, (75.0, 20.0 + 2 * t), 8.0)
+        if t <= 2:
+            scene.append([(1, (30.0, 40.0), 8.0), other])
+        else:
+            scene.append([(10, (30.0, 40.0), 7.0), (11, (30.0, 52.0 + (t - 3)), 7.0), other])
+    result = link(frames_of(scene))
+    result.validate()
+    labels = track_of(result, scene)
+    (mother,), (a,), (b,) = labels[1], labels[10], labels[11]
+    assert result.lineage[a].parent == result.lineage[b].parent == mother
+    assert result.lineage[mother].end == 2 and result.lineage[a].begin == 3
+
+
+def test_area_doubling_still_linked() -> None:
+    scene = moving_scene()
+    for t in range(4, 8):  # cell 3's area doubles at frame 4: no hard area gate
+        scene[t] = [(k, c, r * 1.42 if k == 3 else r) for k, c, r in scene[t]]
+    result = link(frames_of(scene))
+    result.validate()
+    assert all(len(v) == 1 for v in track_of(result, scene).values())
+
+
+def fast_scene(n_frames: int = 12) -> list[list[Cell]]:
+    """Twelve cells of radius 6 (12 px), 150 px apart, each stepping 13 px per frame (over a
+    diameter, beyond the review's 0.8-diameter gate) and turning by 20 degrees every frame."""
+    starts = [(75.0 + 150 * i, 75.0 + 150 * j) for i in range(3) for j in range(4)]
+    scene = []
+    for t in range(n_frames):
+        cells: list[Cell] = []
+        for k, (y, x) in enumerate(starts):
+            angles = np.radians(20.0 * np.arange(t) + 30.0 * k)
+            cells.append((k + 1, (y + 13 * np.sin(angles).sum(), x + 13 * np.cos(angles).sum()),
+                          6.0))
+        scene.append(cells)
+    return scene
+
+
+def test_gate_adapts_to_large_motion() -> None:
+    scene = fast_scene()
+    rng = np.random.default_rng(0)
+    linker = ConstraintLinker(LinkParams())
+    labels: dict[int, set[int]] = {}
+    for cells in scene:
+        frame = np.zeros((450, 600), np.uint16)
+        for (_, centre, radius), label in zip(cells, rng.permutation(len(cells)) + 1,
+                                              strict=True):
+            frame[disk(centre, radius, shape=frame.shape)] = label
+        mask = linker.step(frame)
+        for identity, (y, x), _ in cells:
+            labels.setdefault(identity, set()).add(int(mask[round(y), round(x)]))
+    assert linker.stats.gate(linker.diameter) > 13 > 0.8 * linker.diameter
+    assert all(len(v) == 1 for v in labels.values()) and len(linker.tracks) == 12
+
+
+def test_truncated_rayleigh_fit_recovers_the_scale() -> None:
+    rng = np.random.default_rng(0)
+    steps = rng.normal(0.0, 2.0, (20000, 2))  # variance 4 per axis
+    r2 = (steps**2).sum(axis=1)
+    kept = r2 < 9.0  # cut at 1.5 sigma: the plain mean of r2 / 2 says about 2.1
+    assert float(np.mean(r2[kept])) / 2 < 2.5
+    assert _truncated_rayleigh_variance(r2[kept], np.full(kept.sum(), 9.0)) == pytest.approx(
+        4.0, rel=0.05)
+
+
+def scrambled(gt_dir: Path, seed: int = 0) -> list[np.ndarray]:
+    """The TRA markers of a CTC GT folder, each frame's labels shuffled."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for markers in read_tracking_gt(gt_dir).masks:
+        labels, inverse = np.unique(np.asarray(markers), return_inverse=True)
+        new = np.zeros(len(labels), np.int64)
+        new[labels != 0] = rng.permutation(int((labels != 0).sum())) + 1
+        out.append(new[inverse.reshape(markers.shape)].astype(np.uint16))
+    return out
+
+
+def oracle_scores(tmp_path: Path, displacement: float, seed: int) -> dict[str, dict]:
+    """LNK and BC(0) of both linkers on the scrambled markers of a simulated sequence with
+    many divisions (25 cells of 14 px, division rate 0.05, 20 frames)."""
+    params = SimParams(frames=20, size=128, cells=25, cell_diameter=14.0,
+                       displacement=displacement, division_rate=0.05)
+    gt = simulate(tmp_path / f"{displacement}-{seed}", params, seed=seed).with_name("01_GT")
+    frames = scrambled(gt)
+    return {name: evaluate_result(run(frames), gt, threads=1) for name, run in LINKERS.items()}
+
+
+def test_oracle_linking_of_simulated_divisions(tmp_path: Path) -> None:
+    scores = [oracle_scores(tmp_path, 0.15, seed)["celltrail"] for seed in range(3)]
+    assert np.mean([s["LNK"] for s in scores]) > 0.97
+    assert np.mean([s["BC(0)"] for s in scores]) > 0.85
+
+
+def test_oracle_linking_beats_laptrack_on_fast_motion(tmp_path: Path) -> None:
+    # Steps of half a diameter on average: many beyond laptrack's fixed (0.8 d)^2 cutoff.
+    scores = oracle_scores(tmp_path, 0.5, 0)
+    ours, theirs = scores["celltrail"], scores["laptrack"]
+    assert ours["LNK"] > theirs["LNK"] + 0.05 and ours["LNK"] > 0.7
+    assert ours["BC(0)"] > theirs["BC(0)"]
