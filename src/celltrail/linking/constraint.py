@@ -343,14 +343,16 @@ class ConstraintLinker:
 def division_cost(mother: np.ndarray, a: np.ndarray, b: np.ndarray, gate: float, relax: float,
                   neighbour_radius: float) -> float | None:
     """The cost of daughters at ``a`` and ``b`` for a mother at ``mother`` one frame before,
-    or None where they cannot be hers.
+    or None where they cannot be hers: a geometric division test after the review, used by
+    CAP's tracker (the linker above no longer uses it: it rejects a division whose mother's
+    marker stays on one daughter).
 
-    Each daughter lies within the relaxed distance gate ``relax * gate`` of the mother
-    (daughters are unmatched leftovers, so the second pass's gate applies; the area rule is
-    waived), the daughters are neighbours of each other (within ``neighbour_radius``), and the
-    mother sits between them: nearer their midpoint than to either of them (a cell that merely
-    keeps its place next to a newly appearing object fails this). Cost: (midpoint offset /
-    gate)² plus (daughter distance / relaxed gate)² per daughter.
+    Each daughter lies within the relaxed distance gate ``relax * gate`` of the mother (the
+    area rule is waived), the daughters are neighbours of each other (within
+    ``neighbour_radius``), and the mother sits between them: nearer their midpoint than to
+    either of them (a cell that merely keeps its place next to a newly appearing object fails
+    this). Cost: (midpoint offset / gate)² plus (daughter distance / relaxed gate)² per
+    daughter.
     """
     reach = relax * gate
     da, db = (float(np.linalg.norm(k - mother)) for k in (a, b))
