@@ -45,6 +45,7 @@ from celltrail.pipeline import (
     embedtrack_tracker,
     save_result,
 )
+from celltrail.segmentation import DEFAULT_PRESET
 
 #: The columns of the summary table :func:`run_batch` returns.
 SUMMARY_COLUMNS = ["input", "out", "status", "frames", "tracks", "seconds", "error"]
@@ -59,7 +60,7 @@ class BatchJob:
     input: Path
     out: Path
     method: str = "classical"
-    preset: str = "fluo-nuclei"
+    preset: str = DEFAULT_PRESET
     diameter: float | None = None
     frame_step: int = 1
     boxes: Path | None = None
