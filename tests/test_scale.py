@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from scipy import ndimage as ndi
 from typer.testing import CliRunner
 
 from celltrail.cli import app
@@ -63,6 +64,20 @@ def test_large_untextured_cells_ask_for_the_diameter(tmp_path: Path, modality: s
 def test_auto_preset_picks_the_modality(tmp_path: Path, modality: str, preset: str) -> None:
     image, _ = simulated_frame(tmp_path, modality, 30)
     assert look(image)[0] == preset
+
+
+def test_packed_textured_cells_ask_for_the_diameter() -> None:
+    """One textured clump 220 px wide with no borders inside (as packed DIC cells): the blobs
+    measure the texture grain, and most of the clump lies deeper than that: refused."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:256, :256]
+    inside = (yy - 128) ** 2 + (xx - 128) ** 2 <= 110**2
+    image = 128 + rng.normal(0, 2, inside.shape)
+    image[inside] += ndi.gaussian_filter(rng.normal(0, 60, inside.shape), 1.0)[inside]
+    with pytest.raises(InputError, match=r"^cannot tell the cell size: most of the textured "
+                                         r"foreground lies in clumps over two cells of the "
+                                         r"estimated \d+ px wide"):
+        resolve_scale(image.clip(0, 255).astype(np.uint8))
 
 
 def lineage() -> Lineage:

@@ -13,7 +13,12 @@ binary map, so the texture inside a cell does not vote). Every scale-space maxim
 diameter ``2 sqrt(2) sigma`` (a disc's LoG response peaks at ``sigma = r / sqrt(2)``); the
 diameter is the median of the blobs weighted by response times area, so that the cell scale
 wins over the many small texture and noise blobs. The confidence is the share of that weight
-within a factor sqrt(2) of the answer: low when the sizes spread over many scales.
+within a factor sqrt(2) of the answer: low when the sizes spread over many scales. Textured
+cells packed into clumps show no size at all (the mask is one plateau; only their borders,
+which texture does not mark, separate them): when most of the mask lies deeper inside it than
+a measured diameter, which no isolated cell of that size reaches, the estimate is refused too.
+
+When refused, the caller asks for the diameter (``--diameter``), saying which of these it was.
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ _MAX_DARK_SHARE = 0.05
 _DIC_ANISOTROPY = 0.25
 #: Scales per octave of the blob detector and the smallest sigma (pixels; a 4 px cell).
 _PER_OCTAVE, _SIGMA_MIN = 4, 1.4
+#: Presets whose size is measured on the texture mask, and the largest share of its foreground
+#: that may lie in packed clumps (deeper than a diameter) before the size is not trusted: most.
+PRESETS_TEXTURED, MAX_PACKED = ("dic", "phase"), 0.5
 #: Below this confidence the estimate is not used: under a quarter of the blob weight lies
 #: within a factor sqrt(2) of the answer (one octave out of the four to five a frame spans).
 MIN_CONFIDENCE = 0.25
@@ -150,6 +158,15 @@ def estimate_diameter(image: np.ndarray, preset: str) -> tuple[float, float]:
     return d, float(weight[near].sum() / weight.sum())
 
 
+def packed_share(image: np.ndarray, diameter: float) -> float:
+    """Share of the textured foreground lying deeper inside it than ``diameter``: twice as deep
+    as the middle of an isolated cell of that size, so only clumps of packed cells have any."""
+    mask = _texture_mask(_normalise(image))
+    if not mask.any():
+        return 0.0
+    return float(np.mean(ndi.distance_transform_edt(mask)[mask] > diameter))
+
+
 def measure_scale(image: np.ndarray, preset: str = "auto",
                   diameter: float | None = None) -> Scale:
     """The preset and diameter for ``image``: those given, the others measured.
@@ -171,4 +188,8 @@ def measure_scale(image: np.ndarray, preset: str = "auto",
                          f"{d:.0f} px, confidence {confidence:.2f} < {MIN_CONFIDENCE})")
     if d > min(np.shape(image)) / 2:
         raise ValueError(f"the estimated cell diameter ({d:.0f} px) is over half the frame")
+    if preset in PRESETS_TEXTURED and packed_share(image, d) > MAX_PACKED:
+        raise ValueError(f"most of the textured foreground lies in clumps over two cells of "
+                         f"the estimated {d:.0f} px wide, so the texture does not show where one "
+                         "cell ends (packed cells)")
     return Scale(preset, d, preset_from, where, confidence)
