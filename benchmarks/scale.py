@@ -30,6 +30,7 @@ from celltrail.core.sequence import read_tiff
 from celltrail.io.ctc import read_result, read_segmentation_gt, read_tracking_gt
 from celltrail.metrics import evaluate
 from celltrail.segmentation import resolve_scale
+from celltrail.segmentation.scale import look
 
 CTC = ("DIC-C2DH-HeLa", "Fluo-N2DH-GOWT1", "Fluo-N2DH-SIM+")
 #: ±25 %: the target of issue 26.
@@ -74,13 +75,14 @@ def measured(image: np.ndarray) -> tuple[str, float | None]:
     try:
         scale = resolve_scale(image)
     except InputError:
-        return "unsure", None
+        return look(image)[0], None
     return scale.preset, scale.diameter
 
 
 def part_a(data: Path) -> None:
     print("| set | images | preset chosen | reference d (px) | estimated d (px), median | "
-          "estimate / reference | images within ±25 % | unsure |\n|---|---|---|---|---|---|---|---|")
+          "estimate / reference | images within ±25 % | unsure |")
+    print("|---|---|---|---|---|---|---|---|")
     rows = []
     for name in CTC:
         seq, _, ref = ctc_reference(data, name)
@@ -115,7 +117,8 @@ def stats(values: np.ndarray) -> str:
 
 def part_b(data: Path) -> None:
     print("| set | frames | run says | cells per frame min / median / max | reference | "
-          "empty frames | DET | TRA |\n|---|---|---|---|---|---|---|---|")
+          "empty frames | DET | TRA |")
+    print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for name in CTC:
             seq, gt, _ = ctc_reference(data, name)

@@ -91,17 +91,17 @@ def look(image: np.ndarray) -> tuple[str, str]:
     dark = float(np.mean(x < level - _OUTLIER_SIGMAS * noise))
     share = dark / max(bright + dark, 1e-9)
     if bright > 0 and share <= _MAX_DARK_SHARE:
-        return "fluo-nuclei", (f"bright objects on a dark background ({100 * share:.0f}% of "
-                               "the signal darker than the background)")
+        return "fluo-nuclei", (f"bright objects on a dark background, {100 * share:.0f}% of "
+                               "the signal darker than the background")
     gy, gx = np.gradient(ndi.gaussian_filter(x, 1.0))
     tensor = np.array([[np.mean(gx * gx), np.mean(gx * gy)], [np.mean(gx * gy), np.mean(gy * gy)]])
     low, high = np.linalg.eigvalsh(tensor)
     anisotropy = float((high - low) / max(high + low, 1e-12))
-    what = (f"cells darker and brighter than a mid-grey background ({100 * share:.0f}% of the "
-            f"signal darker), gradient anisotropy {anisotropy:.2f}")
+    what = (f"cells darker and brighter than a mid-grey background, {100 * share:.0f}% of the "
+            f"signal darker, gradient anisotropy {anisotropy:.2f}")
     if anisotropy > _DIC_ANISOTROPY:
         return "dic", f"{what}: relief along one direction"
-    return "phase", f"{what}: isotropic texture (phase contrast or bright field)"
+    return "phase", f"{what}: isotropic texture, phase contrast or bright field"
 
 
 def _blobs(objects: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
