@@ -11,13 +11,16 @@ from scipy import ndimage as ndi
 from typer.testing import CliRunner
 
 from celltrail.cli import app
+from celltrail.core import open_sequence
 from celltrail.core.errors import InputError
 from celltrail.core.lineage import Lineage, Track
 from celltrail.io.ctc import read_tracking_gt
+from celltrail.methods.boxtrack import BoxTracker, ClassicalPromptSegmenter
 from celltrail.segmentation import resolve_scale
 from celltrail.segmentation.scale import MIN_CONFIDENCE, estimate_diameter, look
 from celltrail.simulate import SimParams, simulate
 from celltrail.summary import cells_per_frame, summary_lines, warnings_for
+from tests.test_boxtrack import dividing_cell
 
 runner = CliRunner()
 
@@ -135,3 +138,14 @@ def test_track_prints_the_summary(sample: Path, tmp_path: Path) -> None:
     assert any(line.startswith("diameter: ") and "estimated from the first frame" in line
                for line in lines)
     assert not any(line.startswith("warning:") for line in lines)
+
+
+def test_boxtrack_classical_backend_reports_its_settings() -> None:
+    frames, boxes, _ = dividing_cell()
+    tracker = BoxTracker(boxes, ClassicalPromptSegmenter())
+    result = tracker.track(open_sequence(frames))
+    assert tracker.settings() == {
+        "method": "boxtrack", "backend": "classical", "preset": "fluo-nuclei (classical backend)",
+        "diameter": "20.0 px (the first prompts' median box size)"}
+    assert summary_lines(result.lineage, len(frames), tracker.settings())[:2] == [
+        "cells per frame: min 2, median 2.5, max 3 (8 frames)", "tracks: 4, divisions: 1"]
