@@ -174,13 +174,21 @@ def bad_pixels(data: Path) -> dict[str, Case]:
     negative = frames(tmp / "negative", [m.astype(np.int16) - 1 for m in labels], "mask")
     nanimg = frames(tmp / "nan", [ramp, nan, ramp])
     infimg = frames(tmp / "inf", [ramp, ramp, inf])
+    flat = frames(tmp / "flat", [ramp, ramp])
     return {
         "track on a frame with NaN": Case(
-            ["track", nanimg, "--out", tmp / "o"],
+            ["track", nanimg, "--out", tmp / "o", "--preset", "fluo-nuclei",
+             "--diameter", "9"],
             f"{nanimg / 't001.tif'}: 1 pixels are NaN or infinite", tmp / "o"),
         "segment on a frame with -inf": Case(
-            ["segment", infimg, "--out", tmp / "o", "--method", "classical"],
+            ["segment", infimg, "--out", tmp / "o", "--method", "classical",
+             "--diameter", "9"],
             f"{infimg / 't002.tif'}: 1 pixels are NaN or infinite", tmp / "o"),
+        "track on a frame with nothing to measure": Case(
+            ["track", flat, "--out", tmp / "o"],
+            f"{flat / 't000.tif'}: cannot tell the cell size: the first frame shows no "
+            f"cell-like structure to measure; give the cell diameter in pixels (--diameter)",
+            tmp / "o"),
         "link on masks whose 4th frame is float": Case(
             ["link", flt, "--out", tmp / "o"],
             f"{flt / 'mask003.tif'}: pixel type float32 differs from uint16 of "

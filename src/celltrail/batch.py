@@ -44,6 +44,7 @@ from celltrail.pipeline import (
     embedtrack_tracker,
     save_result,
 )
+from celltrail.segmentation import DEFAULT_PRESET
 
 #: The files ``celltrail track`` writes besides the masks (boxtrack adds its MOT file).
 RESULT_FILES = ("res_track.txt", "tracks.csv", "tracks.parquet")
@@ -56,7 +57,7 @@ class BatchJob:
     input: Path
     out: Path
     method: str = "classical"
-    preset: str = "fluo-nuclei"
+    preset: str = DEFAULT_PRESET
     diameter: float | None = None
     frame_step: int = 1
     boxes: Path | None = None

@@ -40,6 +40,8 @@ from celltrail.pipeline import (
     embedtrack_tracker,
     save_result,
 )
+from celltrail.segmentation import DEFAULT_PRESET
+from celltrail.summary import settings_of, summary_lines
 from celltrail.viz.movie import MOVIE_SUFFIXES
 
 app = typer.Typer(
@@ -169,12 +171,14 @@ AllowGaps = Annotated[bool, typer.Option(help="Accept numbered frame files with 
 
 
 def run_tracker(images: ImageSequence, out: Path, run: Run, mot: bool = False,
-                overwrite: bool = False) -> None:
+                overwrite: bool = False) -> TrackingResult:
     """Call ``run(store, on_frame)`` writing into ``out`` atomically, with a progress bar; with
     ``mot`` the folder also gets the tracks as MOT lines (``tracking_results.txt``)."""
     with atomic_dir(out, overwrite) as tmp, progress_bar(len(images), "tracking") as on_frame:
-        save_result(run(MaskStore(tmp, digits=frame_digits(len(images))), on_frame), tmp, mot)
+        result = run(MaskStore(tmp, digits=frame_digits(len(images))), on_frame)
+        save_result(result, tmp, mot)
     console.print(f"wrote {len(images)} frames to {out}")
+    return result
 
 
 @app.command()
@@ -186,7 +190,8 @@ def track(
     method: Annotated[str, typer.Option(help="Tracking method: classical, boxtrack, "
                                              "embedtrack, cap or cellboxify.")]
     = "classical",
-    preset: Annotated[str, typer.Option(help="Modality: fluo-nuclei, dic, phase.")] = "fluo-nuclei",
+    preset: Annotated[str, typer.Option(help="Modality: auto (chosen from the first frame), "
+                                             "fluo-nuclei, dic, phase.")] = DEFAULT_PRESET,
     diameter: Annotated[float | None, typer.Option(help="Cell diameter in pixels (estimated "
                                                          "from the images if not given).")] = None,
     frame_step: Annotated[int, typer.Option(min=1, help="Track every K-th frame only; the "
@@ -264,8 +269,11 @@ def track(
             tracker = boxtrack_tracker(prompts, backend, preset, model, new_cells, divisions)
         else:
             tracker = get_tracker(method, preset=preset, diameter=diameter)
-        run_tracker(images, out, lambda store, on_frame: tracker.track(images, store, on_frame),
-                    mot=boxtrack, overwrite=overwrite)
+        result = run_tracker(images, out,
+                             lambda store, on_frame: tracker.track(images, store, on_frame),
+                             mot=boxtrack, overwrite=overwrite)
+    for line in summary_lines(result.lineage, len(images), settings_of(tracker)):
+        print(line, file=sys.stderr)
     if movie is not None:
         write_result_movie(images, out, movie)
 
@@ -490,8 +498,9 @@ def segment(
     method: Annotated[str, typer.Option(help="cellboxify or classical.")] = "cellboxify",
     model: Annotated[str | None, typer.Option(help="cellboxify: a shipped model's name or a "
                                                    "checkpoint path.")] = None,
-    preset: Annotated[str, typer.Option(help="classical: modality, fluo-nuclei, dic, phase.")]
-    = "fluo-nuclei",
+    preset: Annotated[str, typer.Option(help="classical: modality, auto (chosen from the first "
+                                             "frame), fluo-nuclei, dic, phase.")]
+    = DEFAULT_PRESET,
     diameter: Annotated[float | None, typer.Option(help="classical: cell diameter in pixels "
                                                          "(estimated if not given).")] = None,
     allow_gaps: AllowGaps = False,
@@ -714,7 +723,9 @@ def simulate(
     frames: Annotated[int, typer.Option(help="Number of frames.")] = 50,
     size: Annotated[int, typer.Option(help="Frame side in pixels.")] = 256,
     cells: Annotated[int, typer.Option(help="Cells in view at the start (sets density).")] = 30,
-    modality: Annotated[str, typer.Option(help="fluo-nuclei, phase or dic.")] = "fluo-nuclei",
+    modality: Annotated[str, typer.Option(help="fluo-nuclei, phase, dic, fluo-cells (cell "
+                                                 "bodies with protrusions) or brightfield.")]
+    = "fluo-nuclei",
     dtype: Annotated[str, typer.Option(help="uint8 or uint16.")] = "uint8",
     diameter: Annotated[float, typer.Option(help="Mean cell diameter in pixels.")] = 24.0,
     displacement: Annotated[float, typer.Option(help="Mean motion per frame, in diameters.")]

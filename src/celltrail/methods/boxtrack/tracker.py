@@ -117,6 +117,14 @@ class BoxTracker:
         self.diameter = float(np.median(np.sqrt(first["w"] * first["h"])))
         segmenter.set_scale(self.diameter)
 
+    def settings(self) -> dict[str, str]:
+        """Method, backend, preset (classical backend) and cell size used, for the summary."""
+        found = {"method": self.name, "backend": str(self.segmenter.name)}
+        if getattr(self.segmenter, "preset", None):
+            found["preset"] = f"{self.segmenter.preset} (classical backend)"  # type: ignore[attr-defined]
+        found["diameter"] = f"{self.diameter:.1f} px (the first prompts' median box size)"
+        return found
+
     def track(
         self,
         images: ImageSequence,
