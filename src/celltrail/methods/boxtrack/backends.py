@@ -6,12 +6,13 @@ from pathlib import Path
 
 from celltrail.core.errors import InputError
 from celltrail.methods.boxtrack.segmenters import ClassicalPromptSegmenter, PromptSegmenter
+from celltrail.segmentation import DEFAULT_PRESET
 
 BACKENDS = ("learned", "classical")
 
 
 def make_segmenter(
-    backend: str = "learned", preset: str = "fluo-nuclei", model: str | Path | None = None
+    backend: str = "learned", preset: str = DEFAULT_PRESET, model: str | Path | None = None
 ) -> PromptSegmenter:
     """The promptable segmenter ``backend``: ``learned`` (our trained network; ``model`` is a
     shipped model's name or a checkpoint path, default the shipped one) or ``classical``
