@@ -169,7 +169,7 @@ def adaptation_rows(seq_dir: Path, preset: str, model: str) -> list[str]:
         result = BoxTracker(boxes, auto).track(images)
     calibration = auto.calibration
     seconds = (time.perf_counter() - start - calibration.seconds) / len(images)
-    runs = {f"auto: {calibration.chosen}": (result, seconds, calibration.seconds)}
+    runs = {f"auto: {calibration.chosen}": (result, seconds, f"{calibration.seconds:.1f}")}
     variants = {"learned": make_segmenter("learned", preset, model, adapt=False),
                 "learned, adapted": calibration.segmenters["learned, adapted"],
                 f"classical ({preset})": make_segmenter("classical", preset)}
@@ -178,15 +178,15 @@ def adaptation_rows(seq_dir: Path, preset: str, model: str) -> list[str]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             result = BoxTracker(boxes, segmenter).track(images)
-        extra = calibration.adapt_seconds if name == "learned, adapted" else None
+        extra = (f"{calibration.adapt_seconds:.1f} ({calibration.adapt_steps} steps)"
+                 if name == "learned, adapted" else "")
         runs[name] = (result, (time.perf_counter() - start) / len(images), extra)
     rows = []
     gt = seq_dir.with_name(f"{seq_dir.name}_GT")
     for name, (result, per_frame, extra) in runs.items():
         scores = evaluate_result(result, gt, threads=1)
         cells = [f"{scores[k]:.3f}" for k in ADAPT_COLUMNS]
-        rows.append(f"| {name} | " + " | ".join(cells) + f" | {per_frame:.3f} | "
-                    + ("" if extra is None else f"{extra:.1f}") + " |")
+        rows.append(f"| {name} | " + " | ".join(cells) + f" | {per_frame:.3f} | {extra} |")
     return rows
 
 

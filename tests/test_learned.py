@@ -200,10 +200,12 @@ def test_adaptation_lowers_the_box_loss_and_never_writes_the_weights(tmp_path: P
     shipped.set_scale(float(np.median(np.sqrt(boxes["w"] * boxes["h"]))))
     weights = {k: v.clone() for k, v in shipped.net.state_dict().items()}
     frame = frame_sequence(image, xyxy, shipped.scale)
-    run = adapt(shipped, image, xyxy, AdaptParams(steps=40))
-    assert (run.steps, run.cut_short) == (40, False) and run.segmenter.scale == shipped.scale
-    loss_before, loss_after = box_loss(shipped.net, frame), box_loss(run.segmenter.net, frame)
-    assert loss_after < 0.9 * loss_before, (loss_before, loss_after)
+    run = adapt(shipped, image, xyxy, AdaptParams(steps=15))
+    assert (run.steps, run.cut_short) == (15, False) and run.segmenter.scale == shipped.scale
+    loss_before = box_loss(shipped.net, frame, batches=4)
+    loss_after = box_loss(run.segmenter.net, frame, batches=4)
+    # measured 0.99 -> 0.66 after 20 steps (0.75 after 10)
+    assert loss_after < 0.85 * loss_before, (loss_before, loss_after)
     # the shipped model is untouched, on disk and in memory
     assert _weights_digest() == before
     assert all(torch.equal(v, shipped.net.state_dict()[k]) for k, v in weights.items())

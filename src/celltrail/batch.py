@@ -35,6 +35,7 @@ from celltrail.core.sequence import ImageSequence, open_sequence
 from celltrail.io.atomic import atomic_dir
 from celltrail.io.ctc import frame_digits, numbered_files
 from celltrail.methods import get_tracker
+from celltrail.methods.boxtrack.backends import DEFAULT_BACKEND
 from celltrail.pipeline import (
     MOT_FILE,
     box_prompts,
@@ -65,7 +66,7 @@ class BatchJob:
     boxes: Path | None = None
     boxes_from_gt: Path | None = None
     box_frame_base: int = 0
-    backend: str = "learned"
+    backend: str = DEFAULT_BACKEND
     model: str | None = None
     tta: bool = False
     queries_from_gt: Path | None = None
