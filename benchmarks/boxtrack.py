@@ -18,7 +18,7 @@ that frame has one, else silver truth, else TRA markers), as the paper's protoco
   zero-shot model) and on simulated kinds with cells of 15 and 75 px (the default model), the
   learned backend as shipped and adapted to the sequence from its first-frame boxes, the
   classical backend (the modality's preset) and ``auto``: MOTA, IDF1, TRA, SEG, s/frame and
-  adaptation seconds.
+  adaptation seconds. Not part of ``all`` (about 50 minutes).
 
     python benchmarks/boxtrack.py [--part all|zero-shot|ablations|frame-step|cost|box-only|adapt]
 """
@@ -229,7 +229,7 @@ def main() -> None:
         cost()
     if args.part == "box-only":
         box_only(args.data)
-    if args.part in ("all", "adapt"):
+    if args.part == "adapt":
         adaptation(args.data)
 
 
