@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
+import subprocess
 from pathlib import Path
 
 import dask
@@ -149,7 +151,7 @@ def screen(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_batch_matches_serial_track(screen: Path) -> None:
     for i in range(3):
         files = hashes(screen / "batch" / f"{i}")
-        assert len(files) == 5 + 3  # mask000-004.tif, res_track.txt, tracks.csv, tracks.parquet
+        assert len(files) == 5 + 4  # mask000-004.tif, res_track.txt, tracks.*, .celltrail
         assert files == hashes(screen / "serial" / f"{i}")
 
 
@@ -171,7 +173,10 @@ def test_missing_input_fails_alone(screen: Path) -> None:
 
 def test_rerun_skips_finished_and_redoes_incomplete(screen: Path) -> None:
     (screen / "batch" / "2" / "mask004.tif").unlink()  # as if written by hand, half-done
-    leftover = screen / "batch" / ".2.x1y2z3.tmp"  # as if a killed run had been writing
+    ended = subprocess.Popen(["true"])
+    ended.wait()  # as if a killed run (a process now gone) had been writing
+    host = socket.gethostname().replace(".", "_")
+    leftover = screen / "batch" / f".2.{host}-{ended.pid}.x1y2z3.tmp"
     leftover.mkdir()
     (leftover / "mask000.tif").write_bytes(b"partial")
     before = {i: stamps(screen / "batch" / f"{i}") for i in range(2)}
@@ -233,3 +238,15 @@ def test_embedtrack_row_tracks_with_a_checkpoint(tiny_embedtrack: Path, tmp_path
     assert result.errors() == [] and len(result.masks) == 4
     assert row["tracks"] == len(result.lineage) > 0
     assert run_job(job)["status"] == "skipped"
+
+
+def test_row_with_nan_boxes_fails_alone_in_one_line(sample: Path, tmp_path: Path) -> None:
+    """A row whose box file holds NaN fails with the file named; nothing is written."""
+    boxes = tmp_path / "nan.csv"
+    boxes.write_text("frame,id,x,y,w,h\n0,1,nan,10,20,20\n")
+    job = BatchJob(input=sample / "01", out=tmp_path / "out", method="boxtrack", boxes=boxes,
+                   backend="classical")
+    row = run_job(job)
+    assert (row["status"], row["error"]) == (
+        "failed", f"{boxes}: line 2: values must be finite numbers")
+    assert not (tmp_path / "out").exists()

@@ -118,8 +118,8 @@ def test_track_refuses_output_inside_input(sample: Path, tmp_path: Path) -> None
     images = tmp_path / "01"
     shutil.copytree(sample / "01", images)
     one_error_line(run("track", images, "--out", images / "res"),
-                   f"{(images / 'res').resolve()}: output folder overlaps the input "
-                   f"{images.resolve()}")
+                   f"{images / 'res'}: lies inside the input {images.resolve()}; inputs are "
+                   f"never modified")
 
 
 def test_track_unknown_method(sample: Path, tmp_path: Path) -> None:
@@ -132,7 +132,8 @@ def test_link_refuses_float_masks(tmp_path: Path) -> None:
     tifffile.imwrite(tmp_path / "stack.tif", np.zeros((3, 8, 8), np.float32),
                      photometric="minisblack")
     one_error_line(run("link", tmp_path / "stack.tif", "--out", tmp_path / "o"),
-                   f"{tmp_path / 'stack.tif'}: label images must be integers, found float32")
+                   f"{tmp_path / 'stack.tif'}: label images must hold integers, found "
+                                             f"float32")
 
 
 def test_evaluate_malformed_res_track(sample: Path, tmp_path: Path) -> None:
@@ -173,7 +174,8 @@ def test_simulate_then_subsample(tmp_path: Path) -> None:
 
 def test_simulate_bad_parameter(tmp_path: Path) -> None:
     one_error_line(run("simulate", "--out", tmp_path / "s", "--modality", "xray"),
-                   "modality must be one of fluo-nuclei, phase, dic, not 'xray'")
+                   "modality must be one of fluo-nuclei, phase, dic, fluo-cells, brightfield, not "
+                   "'xray'")
     assert not (tmp_path / "s").exists()
 
 

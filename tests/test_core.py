@@ -31,9 +31,13 @@ def test_sources_agree(tmp_path: Path) -> None:
 
 
 def test_folder_sorts_numbers_naturally(tmp_path: Path) -> None:
+    """Frames go by number (t2 before t10); numbers with gaps are read in order only when
+    the gaps are allowed."""
     for t in (0, 2, 10):
         tifffile.imwrite(tmp_path / f"t{t}.tif", np.full((4, 4), t, np.uint8))
-    assert [int(f[0, 0]) for f in open_sequence(tmp_path)] == [0, 2, 10]
+    assert [int(f[0, 0]) for f in open_sequence(tmp_path, allow_gaps=True)] == [0, 2, 10]
+    with pytest.raises(InputError, match=r"frame numbers jump from 0 \(t0\.tif\) to 2"):
+        open_sequence(tmp_path)
 
 
 def test_every_kth_frame(tmp_path: Path) -> None:

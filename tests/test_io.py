@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,8 @@ import pytest
 import tifffile
 
 from celltrail.core import InputError, Lineage, Track, TrackingResult
-from celltrail.io.atomic import atomic_dir, atomic_file
+from celltrail.core.errors import OutputError
+from celltrail.io.atomic import MARKER, atomic_dir, atomic_file
 from celltrail.io.boxes import boxes_from_gt, drop_small_boxes, read_boxes
 from celltrail.io.ctc import (
     gt_as_result,
@@ -32,7 +35,7 @@ def test_result_round_trip(tmp_path: Path) -> None:
     write_result(TrackingResult(masks, lineage), tmp_path / "01_RES")
     back = read_result(tmp_path / "01_RES")
     assert sorted(p.name for p in (tmp_path / "01_RES").iterdir()) == [
-        "mask000.tif", "mask001.tif", "mask002.tif", "mask003.tif", "res_track.txt"]
+        ".celltrail", "mask000.tif", "mask001.tif", "mask002.tif", "mask003.tif", "res_track.txt"]
     np.testing.assert_array_equal(back.lineage.to_array(), lineage.to_array())
     for a, b in zip(back.masks, masks, strict=True):
         np.testing.assert_array_equal(a, b)
@@ -47,14 +50,52 @@ def test_failed_write_leaves_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_atomic_dir_replaces_old_output(tmp_path: Path) -> None:
+def test_atomic_dir_replaces_only_its_own_output(tmp_path: Path) -> None:
+    """A folder celltrail wrote is replaced whole; a user's folder only with ``overwrite``."""
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "old.txt").write_text("old")
+    with atomic_dir(out) as tmp:
+        (tmp / "old.txt").write_text("old")
     with atomic_dir(out) as tmp:
         (tmp / "new.txt").write_text("new")
-    assert [p.name for p in out.iterdir()] == ["new.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "new.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.docx").write_text("years")
+    with pytest.raises(OutputError, match=r"holds 'thesis\.docx', which celltrail did not"), \
+            atomic_dir(mine):
+        pass
+    assert (mine / "thesis.docx").read_text() == "years"
+    with atomic_dir(mine, overwrite=True) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert sorted(p.name for p in mine.iterdir()) == [MARKER, "new.txt"]
+
+
+def test_atomic_dir_never_replaces_a_file(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    with pytest.raises(OutputError, match="exists and is not a folder"), \
+            atomic_dir(notes, overwrite=True):
+        pass
+    assert notes.read_text() == "mine"
+
+
+def test_leftovers_of_a_dead_run_are_removed(tmp_path: Path) -> None:
+    """A killed run's temporary folder (its process gone) is removed by the next run on the
+    same output; one of a live process, or of another host, is left alone."""
+    ended = subprocess.Popen(["true"])
+    ended.wait()  # its process id now names no process
+    host = socket.gethostname().replace(".", "_")
+    stale = tmp_path / f".out.{host}-{ended.pid}.abcd1234.tmp"
+    live = tmp_path / f".out.{host}-{os.getpid()}.abcd1234.tmp"
+    remote = tmp_path / ".out.elsewhere-1.abcd1234.tmp"
+    for folder in (stale, live, remote):
+        folder.mkdir()
+        (folder / "mask000.tif").write_bytes(b"partial")
+    with pytest.warns(UserWarning, match="left by an interrupted run"), \
+            atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "x").write_text("x")
+    assert not stale.exists() and live.exists() and remote.exists()
 
 
 def test_atomic_outputs_have_usual_permissions(tmp_path: Path) -> None:
@@ -151,7 +192,7 @@ def test_bad_boxes(tmp_path: Path, text: str, message: str) -> None:
 def test_malformed_coco(tmp_path: Path) -> None:
     path = tmp_path / "boxes.json"
     path.write_text(json.dumps({"images": [{"id": 1}], "annotations": [{"id": 1, "image_id": 1}]}))
-    with pytest.raises(InputError, match="malformed COCO JSON: bad or missing field 'bbox'"):
+    with pytest.raises(InputError, match=r"annotation 1: 'bbox' must be \[x, y, w, h\]"):
         read_boxes(path)
 
 

@@ -121,7 +121,7 @@ def test_writer_without_parents_declares_gaps(tmp_path: Path) -> None:
     result = read_result(tmp_path / "res")
     assert [(t.label, t.begin, t.end, t.parent) for t in result.lineage.values()] == [
         (1, 0, 3, 0), (3, 0, 1, 0), (4, 3, 3, 3)]
-    with pytest.raises(InputError, match="not a CTC result folder"):
+    with pytest.raises(InputError, match="holds 'res', which celltrail did not write"):
         write_labels(str(tmp_path), masks, {})  # holds res/: never replaced
     with pytest.raises(InputError, match="integers"):
         write_labels(str(tmp_path / "float"), masks.astype(float), {})
@@ -193,7 +193,8 @@ def test_widget_reports_errors_in_its_status_line(
     widget.boxes.value = late
     widget.run_button.native.click()  # the tracker refuses in the worker thread
     wait_for_run(qtbot, widget)
-    assert widget.status.value == "box prompts on frame 45, but the sequence has 40 frames"
+    assert widget.status.value.startswith("box prompts on frame 45, but the sequence 01 has 40 "
+                                          "frames")
     assert len(viewer.layers) == 2
 
 

@@ -62,11 +62,12 @@ def test_splits_touching_nuclei():
     assert labels[100, 80] > 0 and labels[100, 114] > 0
 
 
-def test_dic_preset_asks_for_the_diameter():
+def test_unsure_scale_asks_for_the_diameter():
     with pytest.raises(InputError) as err:
         estimate_diameter(np.zeros((64, 64), np.uint8), "dic")
-    assert str(err.value) == ("the dic preset cannot measure the cell size from the images: "
-                              "give the cell diameter in pixels (--diameter)")
+    assert str(err.value) == ("cannot tell the cell size: the first frame shows no cell-like "
+                              "structure to measure; give the cell diameter in pixels "
+                              "(--diameter)")
 
 
 def test_deterministic():

@@ -228,7 +228,7 @@ def test_subsample_declares_gaps_in_markers(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("change", "message"),
-    [({"modality": "brightfield"}, "modality must be one of"),
+    [({"modality": "xray"}, "modality must be one of"),
      ({"dtype": "float32"}, "dtype must be one of"),
      ({"frames": 0}, "frames must be"),
      ({"size": 8}, "size must be at least 16"),

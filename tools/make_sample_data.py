@@ -28,7 +28,7 @@ def crop_sequence(src: Path, out: Path, y: int, x: int, size: int, frames: int) 
         src / "01_GT" / "TRA" / "man_track.txt").items()}
     markers = [np.asarray(truth.masks[t])[window] for t in range(frames)]
     cropped = TrackingResult.from_masks(markers, parents)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, overwrite=True) as tmp:  # the sample is ours to rewrite
         for sub in ("01", "01_GT/TRA", "01_GT/SEG"):
             (tmp / sub).mkdir(parents=True)
         for t in range(frames):

@@ -14,11 +14,9 @@ sequence: a rerun skips it and does the rest.
 from __future__ import annotations
 
 import csv
-import glob
 import io
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -34,6 +32,8 @@ from celltrail.core.result import MaskStore
 from celltrail.core.sequence import ImageSequence, open_sequence
 from celltrail.io.atomic import atomic_dir
 from celltrail.io.ctc import frame_digits, numbered_files
+from celltrail.io.outputs import check_output
+from celltrail.io.tables import SUMMARY_COLUMNS
 from celltrail.methods import get_tracker
 from celltrail.methods.boxtrack.backends import DEFAULT_BACKEND
 from celltrail.pipeline import (
@@ -42,13 +42,11 @@ from celltrail.pipeline import (
     boxtrack_tracker,
     cap_tracker,
     cellboxify_tracker,
-    check_out,
     embedtrack_tracker,
     save_result,
 )
+from celltrail.segmentation import DEFAULT_PRESET
 
-#: The columns of the summary table :func:`run_batch` returns.
-SUMMARY_COLUMNS = ["input", "out", "status", "frames", "tracks", "seconds", "error"]
 #: The files ``celltrail track`` writes besides the masks (boxtrack adds its MOT file).
 RESULT_FILES = ("res_track.txt", "tracks.csv", "tracks.parquet")
 
@@ -60,7 +58,7 @@ class BatchJob:
     input: Path
     out: Path
     method: str = "classical"
-    preset: str = "fluo-nuclei"
+    preset: str = DEFAULT_PRESET
     diameter: float | None = None
     frame_step: int = 1
     boxes: Path | None = None
@@ -70,6 +68,12 @@ class BatchJob:
     model: str | None = None
     tta: bool = False
     queries_from_gt: Path | None = None
+
+    def inputs(self) -> list[Path]:
+        """Every file or folder the job reads (which its output may not touch)."""
+        model = Path(self.model) if self.model is not None else None
+        paths = (self.input, self.boxes, self.boxes_from_gt, self.queries_from_gt, model)
+        return [p for p in paths if p is not None and (p is not model or p.is_file())]
 
 
 REQUIRED = ("input", "out")
@@ -225,10 +229,10 @@ def finished(job: BatchJob, frames: int) -> int | None:
     return sum(1 for line in lines if line.strip())
 
 
-def track_job(job: BatchJob, images: ImageSequence) -> int:
+def track_job(job: BatchJob, images: ImageSequence, overwrite: bool = False) -> int:
     """Track ``images`` as ``celltrail track`` would with the job's options and write its output
     folder atomically; returns the number of tracks."""
-    check_out(job.out, job.input, *(p for p in (job.boxes, job.boxes_from_gt) if p is not None))
+    check_output(job.out, job.inputs(), folder=True, overwrite=overwrite)
     boxtrack = job.method == "boxtrack"
     if boxtrack:
         prompts, _ = box_prompts(images, job.frame_step, job.boxes, job.boxes_from_gt,
@@ -242,23 +246,13 @@ def track_job(job: BatchJob, images: ImageSequence) -> int:
         tracker = cellboxify_tracker(job.model)
     else:
         tracker = get_tracker(job.method, preset=job.preset, diameter=job.diameter)
-    remove_leftovers(job.out)
-    with atomic_dir(job.out) as tmp:
+    with atomic_dir(job.out, overwrite) as tmp:
         result = tracker.track(images, MaskStore(tmp, digits=frame_digits(len(images))))
         save_result(result, tmp, mot=boxtrack)
     return len(result.lineage)
 
 
-def remove_leftovers(out: Path) -> None:
-    """Delete the temporary folders that a killed run of :func:`atomic_dir` left beside ``out``
-    (``.NAME.XXXX.tmp``, ``.NAME.XXXX.old``): partial masks no one will finish."""
-    name = glob.escape(out.name)
-    for pattern in (f".{name}.*.tmp", f".{name}.*.old"):
-        for leftover in out.parent.glob(pattern):
-            shutil.rmtree(leftover, ignore_errors=True)
-
-
-def run_job(job: BatchJob) -> dict[str, object]:
+def run_job(job: BatchJob, overwrite: bool = False) -> dict[str, object]:
     """Track one sequence unless its output folder is complete; its summary row. Whatever goes
     wrong is reported in the row (status failed) so that it spares the other sequences."""
     start = time.perf_counter()
@@ -268,7 +262,7 @@ def run_job(job: BatchJob) -> dict[str, object]:
         row["frames"] = len(images)
         tracks = finished(job, len(images))
         row["status"] = "done" if tracks is None else "skipped"
-        row["tracks"] = track_job(job, images) if tracks is None else tracks
+        row["tracks"] = track_job(job, images, overwrite) if tracks is None else tracks
     except Exception as exc:  # any failure is this sequence's alone
         row.update(status="failed", error=one_line(exc))
     row["seconds"] = time.perf_counter() - start
@@ -312,6 +306,7 @@ def run_batch(
     scheduler: str | None = None,
     workers: int = 2,
     progress: Callable[[int, int], None] | None = None,
+    overwrite: bool = False,
 ) -> pd.DataFrame:
     """Track every sequence of ``manifest`` on a dask cluster; the summary table, one row per
     sequence in manifest order (status done, skipped or failed, with the error's line).
@@ -319,7 +314,8 @@ def run_batch(
     ``scheduler`` is the address of a running cluster (``tcp://HOST:PORT``); without it a local
     cluster of ``workers`` single-threaded processes is started for the run. ``progress(done,
     total)`` is called as each sequence finishes. Finished output folders are skipped, so rerun
-    the same manifest after an interruption to do the rest.
+    the same manifest after an interruption to do the rest. ``overwrite`` lets a row replace
+    an output folder that celltrail did not write.
     """
     jobs = read_manifest(manifest)
     rows: list[dict[str, object]] = [{} for _ in jobs]
@@ -332,7 +328,8 @@ def run_batch(
             except Exception as exc:  # a bad address raises KeyError or ValueError, no one OSError
                 raise InputError(None, f"cannot reach the dask scheduler {scheduler!r} (give "
                                        f"its address, tcp://HOST:PORT): {one_line(exc)}") from exc
-        futures = {client.submit(run_job, job, pure=False): i for i, job in enumerate(jobs)}
+        futures = {client.submit(run_job, job, overwrite, pure=False): i
+                   for i, job in enumerate(jobs)}
         for done, future in enumerate(as_completed(futures), start=1):
             i = futures[future]
             try:

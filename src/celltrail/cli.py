@@ -3,7 +3,9 @@ simulate, train, demo."""
 
 from __future__ import annotations
 
-import json
+import math
+import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -21,11 +23,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from celltrail import __version__
-from celltrail.core.errors import CellTrailError, InputError
+from celltrail.core.errors import CellTrailError, InputError, OptionError
 from celltrail.core.result import MaskStore, TrackingResult
-from celltrail.core.sequence import ImageSequence, open_sequence
-from celltrail.io.atomic import atomic_dir, atomic_file
-from celltrail.io.ctc import frame_digits, read_result
+from celltrail.core.sequence import ImageSequence, open_labels, open_sequence
+from celltrail.io.atomic import atomic_dir
+from celltrail.io.ctc import companions, frame_digits, read_result
+from celltrail.io.outputs import check_output, write_json
 from celltrail.io.tables import write_table
 from celltrail.methods.base import Tracker
 from celltrail.methods.boxtrack.backends import DEFAULT_BACKEND
@@ -36,10 +39,11 @@ from celltrail.pipeline import (
     boxtrack_tracker,
     cap_tracker,
     cellboxify_tracker,
-    check_out,
     embedtrack_tracker,
     save_result,
 )
+from celltrail.segmentation import DEFAULT_PRESET
+from celltrail.summary import settings_of, summary_lines
 from celltrail.viz.movie import MOVIE_SUFFIXES
 
 app = typer.Typer(
@@ -53,16 +57,77 @@ F = TypeVar("F", bound=Callable[..., object])
 T = TypeVar("T")
 
 
+#: Process-wide settings: ``debug`` (set by ``--debug``: errors show their traceback instead
+#: of one line) and whether forked processes are set to restore the default signal handlers.
+STATE = {"debug": False, "fork_hook": False}
+
+
+class Terminated(BaseException):
+    """A termination signal (SIGTERM, SIGHUP) turned into an exception, so that temporary
+    outputs are removed on the way out as for Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+
+def _raise_terminated(signum: int, _frame: object) -> None:
+    raise Terminated(signum)
+
+
+def _default_signals() -> None:
+    """In a process forked from the CLI (an evaluation worker), the default: a worker stopped
+    by its pool ends at once, wherever it waits."""
+    for name in STOP_SIGNALS:
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
+
+
+#: The signals a scheduler or ``timeout`` stops a run with, handled like Ctrl-C.
+STOP_SIGNALS = tuple(name for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def catch_signals() -> None:
+    """Handle SIGTERM and SIGHUP like SIGINT in this process (temporary outputs are removed
+    on the way out); processes forked from it keep the default behaviour."""
+    if not STATE["fork_hook"] and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_default_signals)
+        STATE["fork_hook"] = True
+    for name in STOP_SIGNALS:
+        signal.signal(getattr(signal, name), _raise_terminated)
+
+
+def error_line(exc: BaseException) -> tuple[str, int]:
+    """The one line printed for an exception that ends a command, and the exit status."""
+    if isinstance(exc, CellTrailError):
+        return f"error: {exc}", 1
+    if isinstance(exc, KeyboardInterrupt):
+        return "error: interrupted; nothing was written", 130
+    if isinstance(exc, Terminated):
+        return f"error: stopped by {exc}; nothing was written", 128 + exc.signum
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"error: {exc.filename}: {exc.strerror or exc}", 1
+    if isinstance(exc, MemoryError):
+        return "error: out of memory", 1
+    return (f"error: unexpected {type(exc).__name__}: {' '.join(str(exc).split())} "
+            f"(run again with --debug for the traceback, and please report it)", 1)
+
+
 def reports_errors(command: F) -> F:
-    """Turn a :class:`CellTrailError` into one line on stderr and exit status 1."""
+    """Turn any error into one line on stderr and a non-zero exit status (with ``--debug``,
+    the traceback)."""
 
     @wraps(command)
     def run(*args: object, **kwargs: object) -> object:
         try:
             return command(*args, **kwargs)
-        except CellTrailError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            raise typer.Exit(1) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except (Exception, KeyboardInterrupt, Terminated) as exc:
+            if STATE["debug"]:
+                raise
+            line, status = error_line(exc)
+            print(line, file=sys.stderr)
+            raise typer.Exit(status) from None
 
     return run  # type: ignore[return-value]
 
@@ -86,14 +151,36 @@ def progress_bar(total: int, what: str) -> Iterator[Callable[[int], None]]:
 
 
 Run = Callable[[MaskStore, Callable[[int], None]], TrackingResult]
+Overwrite = Annotated[bool, typer.Option(help="Replace an existing output even if celltrail "
+                                              "did not write it (never an input).")]
 
 
-def run_tracker(images: ImageSequence, out: Path, run: Run, mot: bool = False) -> None:
+def model_file(model: str | None) -> Path | None:
+    """``--model`` as a path when it names an existing file (an input), else None (a shipped
+    model's name)."""
+    return Path(model) if model is not None and Path(model).is_file() else None
+
+
+def positive(name: str, value: float | None) -> None:
+    """Refuse an option value that is not a positive finite number."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise OptionError(name, f"must be a positive finite number, not {value:g}")
+
+
+AllowGaps = Annotated[bool, typer.Option(help="Accept numbered frame files with numbers "
+                                              "missing (t000, t002, ...), tracked as "
+                                              "consecutive frames.")]
+
+
+def run_tracker(images: ImageSequence, out: Path, run: Run, mot: bool = False,
+                overwrite: bool = False) -> TrackingResult:
     """Call ``run(store, on_frame)`` writing into ``out`` atomically, with a progress bar; with
     ``mot`` the folder also gets the tracks as MOT lines (``tracking_results.txt``)."""
-    with atomic_dir(out) as tmp, progress_bar(len(images), "tracking") as on_frame:
-        save_result(run(MaskStore(tmp, digits=frame_digits(len(images))), on_frame), tmp, mot)
+    with atomic_dir(out, overwrite) as tmp, progress_bar(len(images), "tracking") as on_frame:
+        result = run(MaskStore(tmp, digits=frame_digits(len(images))), on_frame)
+        save_result(result, tmp, mot)
     console.print(f"wrote {len(images)} frames to {out}")
+    return result
 
 
 @app.command()
@@ -105,7 +192,8 @@ def track(
     method: Annotated[str, typer.Option(help="Tracking method: classical, boxtrack, "
                                              "embedtrack, cap or cellboxify.")]
     = "classical",
-    preset: Annotated[str, typer.Option(help="Modality: fluo-nuclei, dic, phase.")] = "fluo-nuclei",
+    preset: Annotated[str, typer.Option(help="Modality: auto (chosen from the first frame), "
+                                             "fluo-nuclei, dic, phase.")] = DEFAULT_PRESET,
     diameter: Annotated[float | None, typer.Option(help="Cell diameter in pixels (estimated "
                                                          "from the images if not given).")] = None,
     frame_step: Annotated[int, typer.Option(min=1, help="Track every K-th frame only; the "
@@ -145,6 +233,8 @@ def track(
                                                               "instead of those the classical "
                                                               "detector finds (--preset).")]
     = None,
+    allow_gaps: AllowGaps = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Segment and track cells in INPUT and write a CTC result folder.
 
@@ -155,10 +245,12 @@ def track(
     """
     from celltrail.methods import get_tracker
 
-    images = open_sequence(input).every(frame_step)
-    check_out(out, input, *(p for p in (boxes, boxes_from_gt) if p is not None))
-    if movie is not None and movie.suffix.lower() not in MOVIE_SUFFIXES:
-        raise InputError(movie, "a movie must be written as .gif or .mp4")
+    positive("--diameter", diameter)
+    images = open_sequence(input, allow_gaps=allow_gaps).every(frame_step)
+    inputs = (input, boxes, boxes_from_gt, queries_from_gt, model_file(model))
+    check_output(out, inputs, folder=True, overwrite=overwrite)
+    if movie is not None:
+        check_output(movie, (*inputs, out), suffixes=MOVIE_SUFFIXES, overwrite=overwrite)
     boxtrack, embedtrack, cap = method == "boxtrack", method == "embedtrack", method == "cap"
     cellboxify = method == "cellboxify"
     if not boxtrack and any(v is not None for v in (boxes, boxes_from_gt)):
@@ -185,8 +277,11 @@ def track(
                                        adapt, console.print)
         else:
             tracker = get_tracker(method, preset=preset, diameter=diameter)
-        run_tracker(images, out, lambda store, on_frame: tracker.track(images, store, on_frame),
-                    mot=boxtrack)
+        result = run_tracker(images, out,
+                             lambda store, on_frame: tracker.track(images, store, on_frame),
+                             mot=boxtrack, overwrite=overwrite)
+    for line in summary_lines(result.lineage, len(images), settings_of(tracker)):
+        print(line, file=sys.stderr)
     if movie is not None:
         write_result_movie(images, out, movie)
 
@@ -209,7 +304,8 @@ app.add_typer(train_app, name="train")
 
 @contextmanager
 def training_sequences(data: list[Path], out: Path, load: Callable[[Path], T],
-                       simulated: bool, frames: int = 20) -> Iterator[list[T]]:
+                       simulated: bool, frames: int = 20,
+                       overwrite: bool = False) -> Iterator[list[T]]:
     """The training sequences read from ``data`` (after checking ``out`` overwrites none), with
     the simulated ones of ``frames`` frames (written to a temporary folder that lives as long
     as the block)."""
@@ -217,8 +313,8 @@ def training_sequences(data: list[Path], out: Path, load: Callable[[Path], T],
 
     from celltrail.training.simulated import simulated_sequences
 
-    for folder in data:
-        check_out(out, folder)
+    check_output(out, [p for folder in data for p in companions(folder)], suffixes=(".pt",),
+                 overwrite=overwrite)
     with console.status("reading training data"):
         sequences = [load(folder) for folder in data]
     with tempfile.TemporaryDirectory() as tmp:
@@ -249,12 +345,14 @@ def train_prompt_segmenter(
     supervision: Annotated[str, typer.Option(help="mask: learn from the cells' masks; box: "
                                                   "from their boxes alone (CellBoxify's "
                                                   "losses).")] = "mask",
+    overwrite: Overwrite = False,
 ) -> None:
     """Retrain BoxTrack's learned backend (use it with --model PATH)."""
     from celltrail.training.prompt_segmenter import TrainParams, load_sequence, train
 
     check_supervision(supervision)
-    with training_sequences(data, out, load_sequence, simulated) as sequences, \
+    with training_sequences(data, out, load_sequence, simulated,
+                            overwrite=overwrite) as sequences, \
             progress_bar(steps, "training") as on_step:
         train(sequences, out, TrainParams(steps=steps, seed=seed, supervision=supervision),
               resume=resume,
@@ -278,12 +376,14 @@ def train_embedtrack(
     resume: Annotated[Path | None, typer.Option(help="Checkpoint to continue from, or a "
                                                      "model to fine-tune.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    overwrite: Overwrite = False,
 ) -> None:
     """Train an EmbedTrack model on the first 90% of frames (the rest validates); track with
     it by --method embedtrack --model PATH."""
     from celltrail.training.embedtrack import TrainParams, load_sequence, steps_per_epoch, train
 
-    with training_sequences(data, out, load_sequence, simulated) as sequences:
+    with training_sequences(data, out, load_sequence, simulated,
+                            overwrite=overwrite) as sequences:
         per_epoch = steps_per_epoch(sequences, TrainParams(batch=batch))
         steps = max(1, round(epochs * per_epoch))
         params = TrainParams(steps=steps, batch=batch, seed=seed)
@@ -307,12 +407,14 @@ def train_cap(
     resume: Annotated[Path | None, typer.Option(help="Checkpoint to continue from, or a "
                                                      "model to fine-tune.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    overwrite: Overwrite = False,
 ) -> None:
     """Train a CAP model from cell centres and lineages (TRA markers, man_track.txt); track
     with it by --method cap --model PATH."""
     from celltrail.training.cap import TrainParams, load_sequence, train
 
-    with training_sequences(data, out, load_sequence, simulated, frames=40) as sequences, \
+    with training_sequences(data, out, load_sequence, simulated, frames=40,
+                            overwrite=overwrite) as sequences, \
             progress_bar(steps, "training") as on_step:
         train(sequences, out, TrainParams(steps=steps, seed=seed), resume=resume,
               progress=lambda step, _: on_step(step))
@@ -345,6 +447,7 @@ def train_cellboxify(
     resume: Annotated[Path | None, typer.Option(help="Checkpoint to continue from, or a "
                                                      "model to fine-tune.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    overwrite: Overwrite = False,
 ) -> None:
     """Train a CellBoxify instance segmenter; use it by `celltrail segment --method cellboxify
     --model PATH` or `celltrail track --method cellboxify --model PATH`."""
@@ -362,7 +465,7 @@ def train_cellboxify(
         raise InputError(None, f"--head must be one of {', '.join(HEADS)}, not {head!r}")
     if guide not in GUIDES:
         raise InputError(None, f"--guide must be one of {', '.join(GUIDES)}, not {guide!r}")
-    check_out(out, coco, images)
+    check_output(out, (coco, images, model_file(teacher)), suffixes=(".pt",), overwrite=overwrite)
     drawer = None if teacher is None else box_only_teacher(teacher)
     with console.status("reading training images" + " and the teacher's masks" * bool(drawer)):
         found = training_images(coco, images, supervision, drawer)
@@ -403,18 +506,22 @@ def segment(
     method: Annotated[str, typer.Option(help="cellboxify or classical.")] = "cellboxify",
     model: Annotated[str | None, typer.Option(help="cellboxify: a shipped model's name or a "
                                                    "checkpoint path.")] = None,
-    preset: Annotated[str, typer.Option(help="classical: modality, fluo-nuclei, dic, phase.")]
-    = "fluo-nuclei",
+    preset: Annotated[str, typer.Option(help="classical: modality, auto (chosen from the first "
+                                             "frame), fluo-nuclei, dic, phase.")]
+    = DEFAULT_PRESET,
     diameter: Annotated[float | None, typer.Option(help="classical: cell diameter in pixels "
                                                          "(estimated if not given).")] = None,
+    allow_gaps: AllowGaps = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Segment every frame of INPUT into label images, without tracking (`celltrail link`
     tracks them later)."""
     from celltrail.methods.cellboxify import SHIPPED, CellBoxifySegmenter
     from celltrail.segmentation import Segmenter
 
-    images = open_sequence(input)
-    check_out(out, input)
+    positive("--diameter", diameter)
+    images = open_sequence(input, allow_gaps=allow_gaps)
+    check_output(out, (input, model_file(model)), folder=True, overwrite=overwrite)
     if method == "cellboxify":
         if model is None:
             raise InputError(None, f"--method cellboxify needs --model: a checkpoint path or a "
@@ -427,7 +534,8 @@ def segment(
     else:
         raise InputError(None, f"unknown segmentation method {method!r}; choose cellboxify or "
                                f"classical")
-    with atomic_dir(out) as tmp, progress_bar(len(images), "segmenting") as on_frame:
+    with atomic_dir(out, overwrite) as tmp, \
+            progress_bar(len(images), "segmenting") as on_frame:
         store = MaskStore(tmp, digits=frame_digits(len(images)))
         for t, image in enumerate(images):
             store.append(segmenter(np.asarray(image)))
@@ -442,14 +550,15 @@ def link(
     out: Annotated[Path, typer.Option(help="Result folder (maskTTT.tif, res_track.txt, tables).")],
     diameter: Annotated[float | None, typer.Option(help="Cell diameter in pixels (estimated "
                                                          "from the masks if not given).")] = None,
+    allow_gaps: AllowGaps = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Track a segmentation you already have (e.g. from Cellpose): link its labels over time."""
     from celltrail.linking import link as link_frames
 
-    labels = open_sequence(masks)
-    if labels.dtype.kind not in "biu":
-        raise InputError(masks, f"label images must be integers, found {labels.dtype}")
-    check_out(out, masks)
+    positive("--diameter", diameter)
+    labels = open_labels(masks, allow_gaps=allow_gaps)
+    check_output(out, (masks,), folder=True, overwrite=overwrite)
 
     def frames(on_frame: Callable[[int], None]) -> Iterator[np.ndarray]:
         for t, frame in enumerate(labels):
@@ -457,7 +566,7 @@ def link(
             yield frame
 
     run_tracker(labels, out, lambda store, on_frame: link_frames(
-        frames(on_frame), store=store, cell_diameter=diameter))
+        frames(on_frame), store=store, cell_diameter=diameter), overwrite=overwrite)
 
 
 @app.command()
@@ -471,24 +580,27 @@ def convert(
     masks: Annotated[Path | None, typer.Option(help="GEFF input only: label images (folder or "
                                                     "TIFF stack) for a store without its own "
                                                     "segmentation.")] = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Convert a tracking result between the CTC layout and GEFF (napari, motile, traccuracy)."""
-    from celltrail.io.ctc import read_tracking_gt, write_result
+    from celltrail.io.ctc import check_valid, read_tracking_gt, write_result
     from celltrail.io.geff import read_geff, write_geff
 
     if not source.exists():
         raise InputError(source, "not found")
-    check_out(out, source)
+    check_output(out, (source, masks), folder=True, overwrite=overwrite)
     if (source / "TRA").is_dir() or (source / "res_track.txt").is_file():
         if masks is not None:
             raise InputError(masks, "--masks applies to a GEFF input only")
-        result = read_tracking_gt(source) if (source / "TRA").is_dir() else read_result(source)
+        result = (check_valid(read_tracking_gt(source), source, "ground truth")
+                  if (source / "TRA").is_dir()
+                  else check_valid(read_result(source), source, "result"))
     else:
         result = read_geff(source, None if masks is None else open_sequence(masks))
     if out.suffix == ".zarr":
-        write_geff(result, out)
+        write_geff(result, out, overwrite=overwrite)
     else:
-        write_result(result, out)
+        write_result(result, out, overwrite=overwrite)
     console.print(f"wrote {len(result.lineage)} tracks over {len(result.masks)} frames to {out}")
 
 
@@ -505,6 +617,7 @@ def coco(
     frames: Annotated[str | None, typer.Option(help="Only frames A:B, a half-open range as in "
                                                     "Python (0:58 is frames 0 to 57; A: and :B "
                                                     "leave an end open).")] = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Write the segmented frames of a CTC sequence as a COCO instance dataset (LIVECell
     layout), e.g. to train or score a cell detector."""
@@ -517,7 +630,7 @@ def coco(
             raise InputError(None, f"--frames must be A:B, a half-open range of frame numbers, "
                                    f"found {frames!r}")
         selected = range(int(start or 0), int(stop) if stop else sys.maxsize)
-    check_out(out, seq)
+    check_output(out, companions(seq), suffixes=(".json",), overwrite=overwrite)
     data = load_coco(ctc_to_coco(seq, out, truth, selected))
     console.print(f"wrote {len(data['images'])} images, {len(data['annotations'])} "
                   f"annotations to {out}")
@@ -552,6 +665,7 @@ def batch(
                                                      "one sequence each at a time.")] = 2,
     summary: Annotated[Path | None, typer.Option(help="Also save the summary table (.csv or "
                                                       ".parquet).")] = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Track every sequence of MANIFEST in parallel on a dask cluster.
 
@@ -560,8 +674,13 @@ def batch(
     """
     from celltrail.batch import read_manifest, run_batch  # here: keeps `celltrail --help` fast
 
-    with progress_bar(len(read_manifest(manifest)), "sequences") as on_done:
-        table = run_batch(manifest, scheduler=scheduler, workers=workers,
+    jobs = read_manifest(manifest)
+    if summary is not None:
+        check_output(summary, (manifest, *(p for job in jobs for p in job.inputs()),
+                               *(job.out for job in jobs)),
+                     suffixes=(".csv", ".parquet"), overwrite=overwrite)
+    with progress_bar(len(jobs), "sequences") as on_done:
+        table = run_batch(manifest, scheduler=scheduler, workers=workers, overwrite=overwrite,
                           progress=lambda done, _: on_done(done - 1))
     Console().print(batch_table(table))
     if summary is not None:
@@ -594,13 +713,14 @@ def evaluate_command(
     res: Annotated[Path, typer.Option(help="CTC result folder (maskTTT.tif + res_track.txt).")],
     json_out: Annotated[Path, typer.Option("--json", help="Where to save all metrics as JSON.")]
     = Path("metrics.json"),
+    overwrite: Overwrite = False,
 ) -> None:
     """Score a result with the CTC and MOT metrics (py-ctcmetrics)."""
+    check_output(json_out, (gt, res), suffixes=(".json",), overwrite=overwrite)
     with console.status("evaluating with py-ctcmetrics"):
         scores = evaluate(gt, res)
     Console().print(metrics_table(scores, f"{res} vs {gt}"))
-    with atomic_file(json_out) as tmp:
-        tmp.write_text(json.dumps(scores, indent=2))
+    write_json(scores, json_out)
     console.print(f"saved {json_out}")
 
 
@@ -611,7 +731,9 @@ def simulate(
     frames: Annotated[int, typer.Option(help="Number of frames.")] = 50,
     size: Annotated[int, typer.Option(help="Frame side in pixels.")] = 256,
     cells: Annotated[int, typer.Option(help="Cells in view at the start (sets density).")] = 30,
-    modality: Annotated[str, typer.Option(help="fluo-nuclei, phase or dic.")] = "fluo-nuclei",
+    modality: Annotated[str, typer.Option(help="fluo-nuclei, phase, dic, fluo-cells (cell "
+                                                 "bodies with protrusions) or brightfield.")]
+    = "fluo-nuclei",
     dtype: Annotated[str, typer.Option(help="uint8 or uint16.")] = "uint8",
     diameter: Annotated[float, typer.Option(help="Mean cell diameter in pixels.")] = 24.0,
     displacement: Annotated[float, typer.Option(help="Mean motion per frame, in diameters.")]
@@ -631,10 +753,12 @@ def simulate(
     from celltrail.simulate import SimParams, subsample
     from celltrail.simulate import simulate as run_simulation
 
+    name = sequence if source is None else source.name
+    for folder in (out / name, out / f"{name}_GT"):
+        check_output(folder, () if source is None else companions(source), folder=True)
     try:
         if source is not None:
             gt = source.with_name(f"{source.name}_GT")
-            check_out(out / source.name, source, gt)
             written = subsample(source, gt, out, frame_step)
         else:
             params = SimParams(frames=frames, size=size, cells=cells, modality=modality,
@@ -663,20 +787,22 @@ def view(
     lineage: Annotated[Path | None, typer.Option(help="Lineage tree to write (.png or .svg), "
                                                       "in the movie's colours.")] = None,
     fps: Annotated[int, typer.Option(min=1, help="Movie frames per second.")] = 5,
+    overwrite: Overwrite = False,
 ) -> None:
     """Draw a result: a movie of its cells over the images and/or its lineage tree."""
-    from celltrail.viz.lineage import check_plot_path
-    from celltrail.viz.movie import check_movie_path
+    from celltrail.viz.lineage import PLOT_SUFFIXES
     from celltrail.viz.report import view as draw
 
     if movie is None and lineage is None:
         raise InputError(None, "nothing to draw: give --movie FILE, --lineage FILE or both")
     if lineage is not None:
-        check_plot_path(lineage)
+        check_output(lineage, (result, images, movie), suffixes=PLOT_SUFFIXES,
+                     overwrite=overwrite)
     if movie is None:
         written = draw(result, images, lineage_path=lineage)
     else:
-        check_movie_path(movie)
+        check_output(movie, (result, images, lineage), suffixes=MOVIE_SUFFIXES,
+                     overwrite=overwrite)
         with progress_bar(len(open_sequence(images)), "movie") as on_frame:
             written = draw(result, images, movie, lineage, fps,
                            progress=lambda done, _: on_frame(done - 1))
@@ -693,10 +819,12 @@ def report(
     out: Annotated[Path, typer.Option(help="HTML page to write (one self-contained file).")],
     gt: Annotated[Path | None, typer.Option(help="CTC ground truth (NN_GT): adds the CTC and "
                                                  "MOT metrics.")] = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Write one HTML page about a result: metrics (with --gt) or counts, lineage tree, frames."""
     from celltrail.viz.report import write_report
 
+    check_output(out, (result, images, gt), suffixes=(".html", ".htm"), overwrite=overwrite)
     if gt is not None:
         console.print("evaluating with py-ctcmetrics")
     with progress_bar(len(open_sequence(images)), "report") as on_frame:
@@ -718,6 +846,10 @@ def validate(
     print(f"{res}: valid")
 
 
+#: The demo's runs, by the suffix of their folder and metrics file names.
+DEMO_RUNS = ("", "_boxtrack", "_embedtrack", "_cap")
+
+
 @app.command()
 @reports_errors
 def demo(
@@ -735,6 +867,9 @@ def demo(
 
     sample = Path(str(files("celltrail") / "sample_data" / "Fluo-N2DH-GOWT1-crop"))
     images = open_sequence(sample / "01")
+    names = [f"01_RES{n}" for n in DEMO_RUNS] + [f"metrics{n}.json" for n in DEMO_RUNS]
+    for name in [*names, "overlay.png", "boxtrack.gif"]:
+        check_output(out / name, (sample,), folder=name.startswith("01_RES"))
 
     def run_and_score(tracker: Tracker, name: str, title: str, mot: bool = False) -> Path:
         result_dir = out / ("01_RES" + name)
@@ -743,8 +878,7 @@ def demo(
         with console.status("evaluating with py-ctcmetrics"):
             scores = evaluate(sample / "01_GT", result_dir)
         Console().print(metrics_table(scores, title))
-        with atomic_file(out / f"metrics{name}.json") as tmp:
-            tmp.write_text(json.dumps(scores, indent=2))
+        write_json(scores, out / f"metrics{name}.json")
         return result_dir
 
     result_dir = run_and_score(get_tracker("classical", preset="fluo-nuclei"), "",
@@ -777,5 +911,9 @@ def _version(value: bool) -> None:
 def main(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show the full traceback of an error "
+                                                        "instead of one line.")] = False,
 ) -> None:
     """Cell masks, tracks and lineages from 2D time-lapse microscopy."""
+    STATE["debug"] = debug
+    catch_signals()

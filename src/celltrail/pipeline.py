@@ -22,15 +22,6 @@ from celltrail.methods.boxtrack.config import ADAPT_BY_DEFAULT
 MOT_FILE = "tracking_results.txt"
 
 
-def check_out(out: Path, *inputs: Path) -> None:
-    """Refuse an output folder that is, or holds, an input (inputs are never modified)."""
-    out = out.resolve()
-    for source in inputs:
-        source = source.resolve()
-        if out == source or out in source.parents or (source.is_dir() and source in out.parents):
-            raise InputError(out, f"output folder overlaps the input {source}")
-
-
 def save_result(result: TrackingResult, out: Path, mot: bool = False) -> None:
     """Check the result, then write the lineage and tracks tables beside its masks in ``out``;
     with ``mot`` also the tracks as MOT lines (:data:`MOT_FILE`)."""
@@ -70,7 +61,9 @@ def box_prompts(
     if len(skipped):
         raise InputError(boxes, f"box prompts on frame {int(skipped['frame'].iloc[0])}, which "
                                 f"--frame-step {frame_step} skips")
-    return prompts.assign(frame=prompts["frame"] // frame_step), origin
+    prompts = prompts.assign(frame=prompts["frame"] // frame_step)
+    prompts.attrs["source"] = boxes if boxes is not None else gt
+    return prompts, origin
 
 
 def boxtrack_tracker(

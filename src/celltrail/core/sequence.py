@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +22,10 @@ _SUPPORTED_KINDS = "biuf"  # bool, signed/unsigned integers, floats
 
 
 def natural_key(path: Path) -> list[object]:
-    """Sort key that orders ``t2.tif`` before ``t10.tif``."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+    """Sort key that orders ``t2.tif`` before ``t10.tif`` (and ``t001.tif`` before ``t1.tif``:
+    ties go by name, so the order never depends on the file system's)."""
+    parts = [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+    return [*parts, path.name]
 
 
 def check_frame(shape: tuple[int, ...], dtype: np.dtype, source: str | Path) -> None:
@@ -31,6 +34,12 @@ def check_frame(shape: tuple[int, ...], dtype: np.dtype, source: str | Path) -> 
         raise InputError(source, f"expected a 2D image, found shape {tuple(shape)}")
     if np.dtype(dtype).kind not in _SUPPORTED_KINDS:
         raise InputError(source, f"unsupported pixel type {np.dtype(dtype)}")
+
+
+def _family(dtype: np.dtype) -> str:
+    """Pixel types that may mix in one sequence: integers of any width, or floats, or bools."""
+    kind = np.dtype(dtype).kind
+    return "integer" if kind in "iu" else kind
 
 
 def _tiff_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
@@ -98,6 +107,9 @@ class ImageSequence(Sequence[np.ndarray]):
             raise InputError(
                 self.source_of(t), f"frame shape {frame.shape} differs from {self.shape}"
             )
+        if frame.dtype.kind == "f" and not np.isfinite(frame).all():
+            bad = int(np.count_nonzero(~np.isfinite(frame)))
+            raise InputError(self.source_of(t), f"{bad} pixels are NaN or infinite")
         return frame
 
 
@@ -114,6 +126,9 @@ class FolderSequence(ImageSequence):
                 shape, dtype = fshape, fdtype
             elif fshape != shape:
                 raise InputError(path, f"frame shape {fshape} differs from {shape} of {files[0]}")
+            elif _family(fdtype) != _family(dtype):
+                raise InputError(path, f"pixel type {np.dtype(fdtype)} differs from "
+                                       f"{np.dtype(dtype)} of {files[0]}")
         super().__init__(name, shape, dtype, len(files))
 
     def source_of(self, t: int) -> str:
@@ -182,27 +197,92 @@ class SteppedSequence(ImageSequence):
         return self.base[t * self.step]
 
 
-def tiff_files(folder: Path) -> list[Path]:
-    """The TIFF files of a folder in natural order."""
-    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in TIFF_SUFFIXES]
-    return sorted(files, key=natural_key)
+def tiff_files(folder: Path, allow_gaps: bool = False) -> list[Path]:
+    """The TIFF files of a folder in natural order. When every name holds a number, the
+    numbers are the frames: two files of one frame, or a frame missing between the first and
+    the last (unless ``allow_gaps``), are errors naming the files; so is a broken link."""
+    files = []
+    for path in folder.iterdir():
+        if path.suffix.lower() not in TIFF_SUFFIXES:
+            continue
+        if path.is_symlink() and not path.exists():
+            raise InputError(path, "broken symbolic link (its target is missing or loops)")
+        if path.is_file():
+            files.append(path)
+    files.sort(key=natural_key)
+    numbers = [re.findall(r"\d+", p.stem) for p in files]
+    if files and all(numbers):
+        check_numbering(files, [int(found[-1]) for found in numbers], allow_gaps)
+    return files
 
 
-def open_sequence(source: str | Path | np.ndarray) -> ImageSequence:
-    """Open a folder of TIFF frames, a TIFF stack or a (T, Y, X) array as an image sequence."""
+def check_numbering(files: list[Path], numbers: list[int], allow_gaps: bool) -> None:
+    """Raise :class:`InputError` on two files of one frame number or, unless ``allow_gaps``,
+    a number missing between the first and the last."""
+    frames: dict[int, list[Path]] = {}
+    for path, number in zip(files, numbers, strict=True):
+        frames.setdefault(number, []).append(path)
+    for frame, paths in frames.items():
+        if len(paths) > 1:
+            raise InputError(paths[1], f"holds frame {frame}, as does {paths[0].name}")
+    ordered = sorted(frames)
+    for before, after in pairwise(ordered):
+        if after != before + 1 and not allow_gaps:
+            raise InputError(frames[after][0], f"frame numbers jump from {before} "
+                                               f"({frames[before][0].name}) to {after}: frame "
+                                               f"{before + 1} is missing (--allow-gaps tracks "
+                                               f"them as consecutive frames)")
+
+
+class LabelSequence(ImageSequence):
+    """Label images (another sequence's frames), each checked as read: integers, no label
+    below 0 or beyond int64."""
+
+    def __init__(self, base: ImageSequence) -> None:
+        if base.dtype.kind not in "iu":
+            raise InputError(base.name, f"label images must hold integers, found {base.dtype}")
+        self.base = base
+        super().__init__(base.name, base.shape, base.dtype, len(base))
+
+    def source_of(self, t: int) -> str:
+        return self.base.source_of(t)
+
+    def _read(self, t: int) -> np.ndarray:
+        frame = self.base[t]
+        if frame.dtype.kind not in "iu":
+            raise InputError(self.source_of(t), f"label images must hold integers, found "
+                                                f"{frame.dtype}")
+        if frame.size and frame.min() < 0:
+            raise InputError(self.source_of(t), f"negative label {frame.min()}")
+        if frame.dtype == np.uint64 and frame.size and frame.max() > np.iinfo(np.int64).max:
+            raise InputError(self.source_of(t), f"label {frame.max()} is beyond int64")
+        return frame
+
+
+def open_sequence(source: str | Path | np.ndarray, allow_gaps: bool = False) -> ImageSequence:
+    """Open a folder of TIFF frames, a TIFF stack or a (T, Y, X) array as an image sequence
+    (``allow_gaps``: see :func:`tiff_files`)."""
     if isinstance(source, np.ndarray):
         return ArraySequence(source)
     path = Path(source)
+    if path.is_symlink() and not path.exists():
+        raise InputError(path, "broken symbolic link (its target is missing or loops)")
     if not path.exists():
         raise InputError(path, "no such file or folder")
     if path.is_dir():
-        files = tiff_files(path)
+        files = tiff_files(path, allow_gaps)
         if not files:
             raise InputError(path, "folder holds no TIFF images (.tif/.tiff)")
         return FolderSequence(files, str(path))
     if path.suffix.lower() not in TIFF_SUFFIXES:
         raise InputError(path, "expected a folder of TIFF frames or a .tif/.tiff stack")
     return StackSequence(path)
+
+
+def open_labels(source: str | Path | np.ndarray, allow_gaps: bool = False) -> LabelSequence:
+    """Open label images (a segmentation) as :func:`open_sequence` opens images, checking
+    that they hold non-negative integer labels."""
+    return LabelSequence(open_sequence(source, allow_gaps))
 
 
 def normalise(image: np.ndarray, percentiles: tuple[float, float] = (1, 99.8)) -> np.ndarray:

@@ -11,6 +11,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from celltrail.core.errors import InputError
@@ -19,6 +20,10 @@ from celltrail.io.ctc import numbered_files, relabel_by_markers
 from celltrail.io.tables import frame_rows
 
 BOX_COLUMNS = ["frame", "id", "x", "y", "w", "h"]
+#: The largest box id: ids become track labels, which the CTC's mask files hold as integers.
+MAX_ID = 2**31 - 1
+#: The largest frame number a box may name.
+MAX_FRAME = 10**9
 
 
 def read_boxes(
@@ -58,11 +63,24 @@ def _read_table(path: Path) -> pd.DataFrame:
     if not rows:
         raise InputError(path, "no boxes in file")
     boxes = pd.DataFrame(rows, columns=[*BOX_COLUMNS, "line"])
-    for column in ("frame", "id"):
-        if not (boxes[column] == boxes[column].round()).all():
-            raise InputError(path, f"{column} numbers must be integers")
-        boxes[column] = boxes[column].astype(int)
-    return boxes
+    return _integer_ids(boxes, path)
+
+
+def _integer_ids(boxes: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Refuse a box with a value that is not a finite number, or a frame or id that is not an
+    integer in range (an id becomes a track label: 1 to :data:`MAX_ID`); make both ints."""
+    finite = np.isfinite(boxes[BOX_COLUMNS].to_numpy(dtype=float)).all(axis=1)
+    for column, least, most in (("frame", 0, MAX_FRAME), ("id", 1, MAX_ID)):
+        values = boxes[column].to_numpy(dtype=float)
+        good = finite & (values == np.round(values)) & (values >= least) & (values <= most)
+        if not good.all():
+            row = boxes[~good].iloc[0]
+            where = f"line {int(row['line'])}: " if row["line"] is not None else ""
+            problem = ("values must be finite numbers" if not finite[~good][0] else
+                       f"{column} must be an integer from {least} to {most}, found "
+                       f"{row[column]:g}" + (" (ids become track labels)" * (column == "id")))
+            raise InputError(path, where + problem)
+    return boxes.astype({"frame": int, "id": int})
 
 
 def _is_number(text: str) -> bool:
@@ -78,24 +96,50 @@ def _read_coco(path: Path) -> pd.DataFrame:
     the annotation's ``track_id`` or ``instance_id`` where present, else its ``id``."""
     try:
         coco = json.loads(path.read_text())
-        images = sorted(coco["images"], key=lambda im: im.get("frame_id", im["id"]))
-        frame_of = {im["id"]: i for i, im in enumerate(images)}
-        if any("frame_id" in im for im in images):
-            frame_of = {im["id"]: int(im["frame_id"]) for im in images}
-        rows = []
-        for ann in coco["annotations"]:
-            x, y, w, h = (float(v) for v in ann["bbox"])
-            cell = ann.get("track_id", ann.get("instance_id", ann["id"]))
-            rows.append([frame_of[ann["image_id"]], int(cell), x, y, w, h])
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(path, f"not a readable COCO JSON file ({exc})") from exc
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(path, f"malformed COCO JSON: bad or missing field {exc}") from exc
+    images = _coco_list(coco, "images", path)
+    if not all(isinstance(im, dict) and "id" in im for im in images):
+        raise InputError(path, "malformed COCO JSON: every image needs an 'id'")
+    frame_of = _coco_frames(images, path)
+    rows = []
+    for number, ann in enumerate(_coco_list(coco, "annotations", path), start=1):
+        bbox = ann.get("bbox") if isinstance(ann, dict) else None
+        if not isinstance(bbox, list) or len(bbox) != 4 or not all(
+                isinstance(v, (int, float)) for v in bbox):
+            raise InputError(path, f"annotation {number}: 'bbox' must be [x, y, w, h]")
+        if ann.get("image_id") not in frame_of:
+            raise InputError(path, f"annotation {number}: image_id {ann.get('image_id')!r} "
+                                   f"is not the id of an image in 'images'")
+        cell = ann.get("track_id", ann.get("instance_id", ann.get("id", number)))
+        if not isinstance(cell, (int, float)):
+            raise InputError(path, f"annotation {number}: its id must be a number, found "
+                                   f"{cell!r}")
+        rows.append([frame_of[ann["image_id"]], cell, *(float(v) for v in bbox), None])
     if not rows:
         raise InputError(path, "no boxes in file")
-    boxes = pd.DataFrame(rows, columns=BOX_COLUMNS)
-    boxes["line"] = None
-    return boxes
+    return _integer_ids(pd.DataFrame(rows, columns=[*BOX_COLUMNS, "line"]), path)
+
+
+def _coco_list(coco: object, key: str, path: Path) -> list:
+    """``coco[key]``, which must be a list (COCO's ``images`` and ``annotations``)."""
+    if not isinstance(coco, dict) or not isinstance(coco.get(key), list):
+        raise InputError(path, f"malformed COCO JSON: no list of {key!r}")
+    return coco[key]
+
+
+def _coco_frames(images: list[dict], path: Path) -> dict[object, int]:
+    """Each image id's frame: its ``frame_id`` if the images have them, else its rank by id."""
+    if any("frame_id" in im for im in images):
+        if not all(isinstance(im.get("frame_id"), int) for im in images):
+            raise InputError(path, "malformed COCO JSON: some images have no integer "
+                                   "'frame_id'")
+        return {im["id"]: im["frame_id"] for im in images}
+    try:
+        ordered = sorted(images, key=lambda im: im["id"])
+    except TypeError as exc:
+        raise InputError(path, "malformed COCO JSON: image ids of mixed types") from exc
+    return {im["id"]: i for i, im in enumerate(ordered)}
 
 
 def _check_boxes(boxes: pd.DataFrame, path: Path, shape: tuple[int, int] | None) -> None:

@@ -20,7 +20,7 @@ from scipy import ndimage
 
 from celltrail.core.errors import InputError
 from celltrail.core.sequence import TIFF_SUFFIXES, FolderSequence, check_frame, read_tiff
-from celltrail.io.atomic import atomic_file
+from celltrail.io.atomic import SIGNATURE, atomic_file
 from celltrail.io.ctc import numbered_files
 
 CATEGORIES = [{"id": 1, "name": "cell"}]
@@ -77,7 +77,7 @@ def ctc_to_coco(
             coco["annotations"].append(annotation)
     out_json = Path(out_json)
     with atomic_file(out_json) as tmp:
-        tmp.write_text(json.dumps(coco))
+        tmp.write_text(json.dumps({"info": {"description": SIGNATURE}, **coco}))
     return out_json
 
 

@@ -14,7 +14,13 @@ import numpy as np
 from celltrail.core.errors import InputError
 from celltrail.core.lineage import Lineage
 from celltrail.core.result import MaskStore, TrackingResult
-from celltrail.core.sequence import FolderSequence, ImageSequence, open_sequence, read_tiff
+from celltrail.core.sequence import (
+    FolderSequence,
+    ImageSequence,
+    LabelSequence,
+    open_sequence,
+    read_tiff,
+)
 from celltrail.io.atomic import atomic_dir, atomic_file
 
 _NUMBER = re.compile(r"(\d+)\.tiff?$", re.IGNORECASE)
@@ -27,12 +33,23 @@ def frame_digits(n_frames: int) -> int:
 
 def numbered_files(folder: Path, prefix: str) -> dict[int, Path]:
     """``{frame: path}`` of the files ``<prefix><number>.tif`` in a folder."""
-    files = {}
-    for path in folder.glob(f"{prefix}*"):
+    files: dict[int, Path] = {}
+    for path in sorted(folder.glob(f"{prefix}*")):
         match = _NUMBER.search(path.name)
         if match and path.name[: match.start()] == prefix:
-            files[int(match.group(1))] = path
+            frame = int(match.group(1))
+            if frame in files:
+                raise InputError(path, f"holds frame {frame}, as does {files[frame].name}")
+            if path.is_symlink() and not path.exists():
+                raise InputError(path, "broken symbolic link (its target is missing or loops)")
+            files[frame] = path
     return files
+
+
+def companions(seq_dir: str | Path) -> list[Path]:
+    """A CTC image folder ``NN`` and the folders read with it: ``NN_GT`` and ``NN_ST``."""
+    seq_dir = Path(seq_dir)
+    return [seq_dir, *(seq_dir.with_name(f"{seq_dir.name}{end}") for end in ("_GT", "_ST"))]
 
 
 def read_images(folder: str | Path) -> ImageSequence:
@@ -56,7 +73,10 @@ def read_man_track(path: str | Path) -> Lineage:
         fields = line.split()
         if len(fields) != 4 or not all(re.fullmatch(r"-?\d+", f) for f in fields):
             raise InputError(path, f"line {number}: expected 4 integers 'L B E P', found {line!r}")
-        rows.append([int(f) for f in fields])
+        row = [int(f) for f in fields]
+        if any(not -(2**63) <= value < 2**63 for value in row):
+            raise InputError(path, f"line {number}: a number beyond the 64-bit integer range")
+        rows.append(row)
     try:
         lineage = Lineage.from_array(np.array(rows, dtype=np.int64))
     except ValueError as exc:
@@ -73,7 +93,7 @@ def write_man_track(lineage: Lineage, path: str | Path) -> None:
         np.savetxt(tmp, lineage.to_array(), fmt="%d")
 
 
-def _label_frames(folder: Path, prefix: str, what: str) -> FolderSequence:
+def _label_frames(folder: Path, prefix: str, what: str) -> LabelSequence:
     files = numbered_files(folder, prefix)
     if not files:
         raise InputError(folder, f"no {what} files '{prefix}TTT.tif'")
@@ -81,7 +101,7 @@ def _label_frames(folder: Path, prefix: str, what: str) -> FolderSequence:
     if missing:
         name = f"{prefix}{missing[0]:03d}.tif"
         raise InputError(folder, f"{what} frame {missing[0]} ('{name}') is missing")
-    return FolderSequence([files[t] for t in sorted(files)], str(folder))
+    return LabelSequence(FolderSequence([files[t] for t in sorted(files)], str(folder)))
 
 
 def read_tracking_gt(gt_dir: str | Path) -> TrackingResult:
@@ -115,10 +135,21 @@ def read_result(res_dir: str | Path) -> TrackingResult:
     )
 
 
-def write_result(result: TrackingResult, out_dir: str | Path) -> Path:
-    """Write a result as a CTC result folder, atomically: all of it or nothing."""
+def check_valid(result: TrackingResult, where: str | Path, what: str) -> TrackingResult:
+    """Raise :class:`InputError` naming ``where`` at the first violated CTC invariant of
+    ``result`` (``what`` it is: result, ground truth); reads every mask."""
+    errors = result.errors()
+    if errors:
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise InputError(where, f"not a valid {what}: {errors[0]}{more}")
+    return result
+
+
+def write_result(result: TrackingResult, out_dir: str | Path, overwrite: bool = False) -> Path:
+    """Write a result as a CTC result folder, atomically: all of it or nothing. An existing
+    folder is replaced only when celltrail wrote it (or with ``overwrite``)."""
     out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, overwrite) as tmp:
         store = MaskStore(tmp, digits=frame_digits(len(result.masks)))
         for mask in result.masks:
             store.append(mask)

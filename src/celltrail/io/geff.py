@@ -76,8 +76,9 @@ def _metadata(dtypes: dict[str, np.dtype]) -> GeffMetadata:
         )
 
 
-def write_geff(result: TrackingResult, path: str | Path) -> Path:
-    """Write a result as a GEFF store (graph + segmentation), atomically; returns ``path``."""
+def write_geff(result: TrackingResult, path: str | Path, overwrite: bool = False) -> Path:
+    """Write a result as a GEFF store (graph + segmentation), atomically; returns ``path``.
+    An existing store is replaced only when celltrail wrote it (or with ``overwrite``)."""
     path = Path(path)
     if not len(result.masks):
         raise CellTrailError("a result with no frames cannot be written as GEFF")
@@ -85,7 +86,7 @@ def write_geff(result: TrackingResult, path: str | Path) -> Path:
     dtype = mask_dtype(top)
     columns: dict[str, list[np.ndarray]] = {name: [] for name in ("t", "y", "x", "area", "seg_id")}
     frame_labels = []
-    with atomic_dir(path) as tmp:
+    with atomic_dir(path, overwrite) as tmp:
         root = zarr.open_group(tmp, mode="w", zarr_format=2)
         shape = np.asarray(result.masks[0]).shape
         seg = root.create_array(

@@ -14,6 +14,8 @@ from celltrail.core.lineage import Lineage
 from celltrail.io.atomic import atomic_file
 
 TABLE_COLUMNS = ["id", "frame", "y", "x", "area", "bbox_x", "bbox_y", "bbox_w", "bbox_h", "parent"]
+#: The columns of a batch's summary table (``celltrail batch --summary``).
+SUMMARY_COLUMNS = ["input", "out", "status", "frames", "tracks", "seconds", "error"]
 
 
 def frame_rows(mask: np.ndarray, frame: int) -> pd.DataFrame:

@@ -18,7 +18,15 @@ from ctc_metrics.scripts.evaluate import evaluate_sequence
 
 from celltrail.core.errors import InputError
 from celltrail.core.result import TrackingResult
-from celltrail.io.ctc import gt_as_result, numbered_files, read_result, write_result
+from celltrail.core.sequence import FolderSequence, LabelSequence
+from celltrail.io.ctc import (
+    check_valid,
+    gt_as_result,
+    numbered_files,
+    read_result,
+    read_tracking_gt,
+    write_result,
+)
 
 #: Metrics shown first, in this order, in tables.
 #: The metrics that need the ground truth's segmentation masks (``SEG``).
@@ -37,16 +45,28 @@ def _plain(value: object) -> float | int | None:
     return float(value)
 
 
-def _check_frames(gt_dir: Path, res_dir: Path) -> None:
-    gt_frames = set(numbered_files(gt_dir / "TRA", "man_track"))
-    res_frames = set(numbered_files(res_dir, "mask"))
-    missing = sorted(gt_frames - res_frames)
-    if missing:
-        raise InputError(
-            res_dir,
-            f"no result mask for frame {missing[0]} ('mask{missing[0]:03d}.tif'); "
-            f"the ground truth has {len(gt_frames)} frames",
-        )
+def check_pair(gt_dir: Path, res_dir: Path) -> None:
+    """Check a result and its ground truth before py-ctcmetrics sees them: both valid (labels
+    consistent with their track files), the same frames of the same shape, readable SEG
+    masks of that shape."""
+    truth, result = read_tracking_gt(gt_dir), read_result(res_dir)
+    if not len(result.lineage):
+        raise InputError(res_dir, "the result has no tracks (res_track.txt is empty)")
+    if len(result.masks) != len(truth.masks):
+        raise InputError(res_dir, f"{len(result.masks)} result masks, but the ground truth "
+                                  f"has {len(truth.masks)} frames")
+    if result.masks.shape != truth.masks.shape:
+        raise InputError(res_dir, f"masks of shape {result.masks.shape}, but the ground "
+                                  f"truth's are {truth.masks.shape}")
+    check_valid(truth, gt_dir / "TRA", "ground truth")
+    check_valid(result, res_dir, "result")
+    seg = gt_dir / "SEG"
+    for t, path in (numbered_files(seg, "man_seg") if seg.is_dir() else {}).items():
+        if t >= len(truth.masks):
+            raise InputError(path, f"frame {t} lies beyond the last TRA frame "
+                                   f"{len(truth.masks) - 1}")
+        if LabelSequence(FolderSequence([path], str(path))).shape != truth.masks.shape:
+            raise InputError(path, f"shape differs from the TRA markers' {truth.masks.shape}")
 
 
 def evaluate(gt_dir: str | Path, res_dir: str | Path, threads: int = 0) -> dict[str, object]:
@@ -61,9 +81,7 @@ def evaluate(gt_dir: str | Path, res_dir: str | Path, threads: int = 0) -> dict[
     if (res_dir / "TRA").is_dir():
         with tempfile.TemporaryDirectory() as tmp:
             return evaluate(gt_dir, write_result(gt_as_result(res_dir), Path(tmp) / "res"), threads)
-    if not len(read_result(res_dir).lineage):  # raises on a missing or malformed res_track.txt
-        raise InputError(res_dir, "the result has no tracks (res_track.txt is empty)")
-    _check_frames(gt_dir, res_dir)
+    check_pair(gt_dir, res_dir)
     metrics = list(ALL_METRICS)
     # py-ctcmetrics fails without SEG masks: leave out what needs them
     if not ((gt_dir / "SEG").is_dir() and numbered_files(gt_dir / "SEG", "man_seg")):

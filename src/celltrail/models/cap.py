@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from celltrail.models.checkpoint import load_weights, read_checkpoint
+from celltrail.models.checkpoint import build_network, read_checkpoint
 
 #: Stride of the feature map (the paper's k = 4).
 STRIDE = 4
@@ -226,9 +226,7 @@ def load_checkpoint(path: str | Path) -> dict:
 
 def network_from(state: dict) -> CAPNet:
     """The network of a checkpoint, in float32 and eval mode."""
-    net = CAPNet(CAPConfig.from_dict(state["config"]))
-    load_weights(net, state)
-    return net.eval()
+    return build_network(state, lambda config: CAPNet(CAPConfig.from_dict(config)))  # type: ignore[return-value]
 
 
 __all__ = ["PERCENTILES", "POINTS", "SPACING", "STRIDE", "CAPConfig", "CAPNet", "CAPOutput",

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from celltrail.models.checkpoint import load_weights, read_checkpoint
+from celltrail.models.checkpoint import build_network, read_checkpoint
 from celltrail.models.ops import nms, roi_align
 
 #: Anchor side (pixels) on P2…P6 (section 5 of the paper).
@@ -344,6 +344,4 @@ def load_checkpoint(path: str | Path) -> dict:
 
 def network_from(state: dict) -> CellBoxifyNet:
     """The network of a checkpoint, in float32 and eval mode."""
-    net = CellBoxifyNet(CellBoxifyConfig.from_dict(state["config"]))
-    load_weights(net, state)
-    return net.eval()
+    return build_network(state, lambda config: CellBoxifyNet(CellBoxifyConfig.from_dict(config)))  # type: ignore[return-value]

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from celltrail.models.checkpoint import load_weights, read_checkpoint
+from celltrail.models.checkpoint import build_network, read_checkpoint
 
 #: Pixels per unit of position and offset (the reference implementation's 1024-pixel grid).
 COORD_UNIT = 1024.0
@@ -168,9 +168,7 @@ def load_checkpoint(path: str | Path) -> dict:
 
 def network_from(state: dict) -> EmbedTrackNet:
     """The network of a checkpoint, in float32 and eval mode."""
-    net = EmbedTrackNet(EmbedTrackConfig.from_dict(state["config"]))
-    load_weights(net, state)
-    return net.eval()
+    return build_network(state, lambda config: EmbedTrackNet(EmbedTrackConfig.from_dict(config)))  # type: ignore[return-value]
 
 
 __all__ = ["COORD_UNIT", "PERCENTILES", "W_S", "EmbedTrackConfig", "EmbedTrackNet",

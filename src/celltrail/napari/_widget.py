@@ -39,7 +39,7 @@ from celltrail.methods import Tracker, get_tracker
 from celltrail.methods.boxtrack import BACKENDS, BoxTracker, make_segmenter
 from celltrail.methods.embedtrack import shipped_models
 from celltrail.napari._reader import PARENTS_KEY, LayerData, tracking_layers
-from celltrail.segmentation import PRESETS
+from celltrail.segmentation import AUTO, DEFAULT_PRESET, PRESETS
 
 METHODS = ("boxtrack", "classical", "embedtrack")
 
@@ -157,7 +157,8 @@ class TrackWidget(Container):
         self._warnings: list[str] = []
         self.method = ComboBox(label="method", choices=list(METHODS), value="boxtrack")
         self.backend = ComboBox(label="backend", choices=list(BACKENDS), value="learned")
-        self.preset = ComboBox(label="preset", choices=sorted(PRESETS), value="fluo-nuclei")
+        self.preset = ComboBox(label="preset", choices=[AUTO, *sorted(PRESETS)],
+                               value=DEFAULT_PRESET)
         self.model = ComboBox(label="model", choices=shipped_models())
         self.checkpoint = FileEdit(label="or checkpoint", filter="*.pt", nullable=True,
                                    tooltip="A trained EmbedTrack model (.pt); when given it is "

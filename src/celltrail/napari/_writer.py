@@ -9,6 +9,7 @@ import numpy as np
 
 from celltrail.core.errors import InputError
 from celltrail.core.result import TrackingResult
+from celltrail.io.atomic import check_replaceable_dir
 from celltrail.io.ctc import write_result
 from celltrail.napari._reader import PARENTS_KEY
 
@@ -18,11 +19,10 @@ def write_labels(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
 
     Parents come from the layer metadata the reader or the tracking widget put there (none for
     other layers). Labels that vanish and come back become new tracks, as CTC requires. An
-    existing folder is replaced only if it is a CTC result folder, so no other data is lost.
+    existing folder is replaced only if celltrail wrote it, so no other data is lost.
     """
     out = Path(path)
-    if out.exists() and any(out.iterdir()) and not (out / "res_track.txt").is_file():
-        raise InputError(out, "exists and is not a CTC result folder; not replacing it")
+    check_replaceable_dir(out)
     if data.ndim not in (2, 3):
         raise InputError(out, f"expected (T, Y, X) labels, found shape {tuple(data.shape)}")
     if np.dtype(data.dtype).kind not in "ui":

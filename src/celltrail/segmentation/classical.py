@@ -26,6 +26,7 @@ from skimage.filters import threshold_otsu
 from skimage.segmentation import watershed
 
 from celltrail.core.errors import InputError
+from celltrail.segmentation.scale import Scale, measure_scale
 
 
 @dataclass(frozen=True)
@@ -71,21 +72,18 @@ PRESETS: dict[str, SegmentParams] = {
     "dic": SegmentParams(texture=True, min_separation=0.4),
     "phase": SegmentParams(texture=True, min_separation=0.4),
 }
-
-#: First guess of the diameter as a fraction of the shorter image side, refined from the data.
-_FIRST_GUESS = 0.1
-#: Refinement rounds of the diameter estimate (it settles in two).
-_ROUNDS = 3
-#: A component is one cell when its area is at most this multiple of its inscribed disc
-#: (an ellipse of axis ratio 2 has ratio 2; two touching discs about 2.2).
-_SINGLE_RATIO = 2.0
+#: The preset that chooses one of :data:`PRESETS` from the first frame's look.
+AUTO = "auto"
+#: The preset every command and method uses unless told otherwise (defined here only).
+DEFAULT_PRESET = AUTO
 
 
 def _params(preset: str, params: SegmentParams | None) -> SegmentParams:
     if params is not None:
         return params
     if preset not in PRESETS:
-        raise InputError(None, f"unknown segmentation preset {preset!r}; known: {sorted(PRESETS)}")
+        raise InputError(None, f"unknown segmentation preset {preset!r}; known: "
+                               f"{sorted([AUTO, *PRESETS])}")
     return PRESETS[preset]
 
 
@@ -222,70 +220,43 @@ def _factor(d: float, p: SegmentParams) -> int:
     return max(1, round(d / p.work_diameter))
 
 
-def _bright_objects(x: np.ndarray, d: float, p: SegmentParams) -> np.ndarray:
-    """Objects for measuring size: Otsu on the log intensity, lightly smoothed (a tight mask;
-    the detection mask of :func:`_fluo_foreground` reaches into the blur around nuclei)."""
-    fine = ndi.gaussian_filter(x, p.smooth * d / 2)
-    work = np.log1p(fine - fine.min())
-    if work.max() <= 0:
-        return np.zeros(x.shape, bool)
-    return _fill_small_holes(work > threshold_otsu(work), d, p)
+def resolve_scale(image: np.ndarray, preset: str = DEFAULT_PRESET,
+                  diameter: float | None = None) -> Scale:
+    """The preset and cell diameter for ``image`` (see :mod:`celltrail.segmentation.scale`):
+    ``preset="auto"`` chooses the modality, a missing ``diameter`` is measured; an unsure
+    measurement stops with an :class:`InputError` that asks for the diameter."""
+    image = _check_image(image)
+    if preset != AUTO:
+        _params(preset, None)
+    try:
+        return measure_scale(image, preset, diameter)
+    except ValueError as exc:
+        raise InputError(None, f"cannot tell the cell size: {exc}; give the cell diameter in "
+                               "pixels (--diameter)") from None
 
 
-def _diameter_from_mask(mask: np.ndarray) -> float | None:
-    """Median cell diameter of a foreground mask, or None when it holds no object.
-
-    Components that are one cell (area at most ``_SINGLE_RATIO`` times their inscribed disc) give
-    their equivalent diameter; when there are none (all cells touch) twice the inscribed radius of
-    the components is used, which a clump of touching cells keeps.
-    """
-    labels, n = ndi.label(mask)
-    if n == 0:
-        return None
-    index = np.arange(1, n + 1)
-    areas = ndi.sum_labels(mask, labels, index)
-    radius = ndi.maximum(ndi.distance_transform_edt(mask), labels, index) + 0.5
-    big = areas >= 0.1 * areas.max()  # specks do not vote
-    single = big & (areas <= _SINGLE_RATIO * np.pi * radius**2)
-    if single.any():
-        return float(np.median(np.sqrt(4 * areas[single] / np.pi)))
-    return float(2 * np.median(radius[big]))
-
-
-def estimate_diameter(image: np.ndarray, preset: str = "fluo-nuclei") -> float:
-    """Typical nucleus diameter in pixels, measured from the thresholded objects of the image.
-
-    Only fluorescence is supported: in texture images (DIC, phase) packed cells form one
-    foreground and show no reliable size, so those presets need the diameter from the user.
-    """
-    image, p = _check_image(image), _params(preset, None)
-    if p.texture:
-        raise InputError(None, f"the {preset} preset cannot measure the cell size from the "
-                               "images: give the cell diameter in pixels (--diameter)")
-    d = _FIRST_GUESS * min(image.shape)
-    for _ in range(_ROUNDS):
-        factor = _factor(d, p)
-        found = _diameter_from_mask(_bright_objects(_downsample(image, factor), d / factor, p))
-        if found is None:
-            break
-        d = max(found * factor, 3.0)
-    return d
+def estimate_diameter(image: np.ndarray, preset: str = DEFAULT_PRESET) -> float:
+    """Typical cell diameter in pixels, measured on the image (raises when unsure)."""
+    return resolve_scale(image, preset).diameter
 
 
 def segment(
     image: np.ndarray,
-    preset: str = "fluo-nuclei",
+    preset: str = DEFAULT_PRESET,
     diameter: float | None = None,
     params: SegmentParams | None = None,
 ) -> np.ndarray:
     """Label the cells of a 2D image (int32, 0 = background).
 
-    ``diameter`` (pixels) is estimated from the image when not given (fluorescence only);
-    ``params`` overrides the preset's constants.
+    ``preset="auto"`` chooses the modality and a missing ``diameter`` (pixels) is measured,
+    both from the image; ``params`` overrides the preset's constants.
     """
     image = _check_image(image)
+    if preset == AUTO or diameter is None:
+        scale = resolve_scale(image, preset, diameter)
+        preset, diameter = scale.preset, scale.diameter
     p = _params(preset, params)
-    d = float(diameter) if diameter is not None else estimate_diameter(image, preset)
+    d = float(diameter)
     if d <= 0:
         raise InputError(None, f"cell diameter must be positive, got {d}")
     factor = _factor(d, p)
@@ -295,25 +266,32 @@ def segment(
 
 
 class Segmenter:
-    """Segment a whole sequence at one scale: the diameter is fixed by the first frame seen.
+    """Segment a whole sequence at one scale and modality, fixed by the first frame seen.
 
-    ``Segmenter("fluo-nuclei")(frame)`` returns the frame's int32 label image.
+    ``Segmenter("auto")(frame)`` returns the frame's int32 label image; after the first frame
+    :attr:`scale` says which preset and diameter are used and where they came from.
     """
 
     def __init__(
         self,
-        preset: str = "fluo-nuclei",
+        preset: str = DEFAULT_PRESET,
         diameter: float | None = None,
         params: SegmentParams | None = None,
     ) -> None:
-        self.params = _params(preset, params)
+        if preset != AUTO:
+            _params(preset, params)
+        self.params = params
         self.preset = preset
         self.diameter = diameter
+        self.scale: Scale | None = None
 
     def fix_scale(self, image: np.ndarray) -> float:
-        """The diameter used for every frame: measured on ``image`` unless already known."""
-        if self.diameter is None:
-            self.diameter = estimate_diameter(_check_image(image), self.preset)
+        """The diameter used for every frame: measured on ``image`` unless already known (the
+        preset too, when it is ``auto``)."""
+        if self.scale is None:
+            self.scale = resolve_scale(image, self.preset, self.diameter)
+            self.preset, self.diameter = self.scale.preset, self.scale.diameter
+        assert self.diameter is not None
         return self.diameter
 
     def __call__(self, image: np.ndarray) -> np.ndarray:

@@ -13,7 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-MODALITIES = ("fluo-nuclei", "phase", "dic")
+MODALITIES = ("fluo-nuclei", "phase", "dic", "fluo-cells", "brightfield")
+#: fluo-cells: protrusion length, in cell radii (thin spikes along the outline's three phases),
+#: and brightness relative to nuclei (cell bodies are dim: the stain spreads over the cytoplasm)
+_SPIKE_LENGTH, _CELL_BODY_BRIGHTNESS = 0.9, 0.35
+#: angular sharpness of a protrusion (cos^p; p = 400 gives about 0.05 rad half-width)
+_SPIKE_SHARPNESS = 400
 DTYPES = {"uint8": 255.0, "uint16": 4095.0}  # uint16 images use a 12-bit camera range
 _HARMONICS = np.array([2.0, 3.0, 4.0])
 _TEXTURE_SIZE = 128
@@ -61,6 +66,8 @@ class Renderer:
         self.noise = noise
         self.bleaching = bleaching
         self.rng = rng
+        self.fluo = modality.startswith("fluo")
+        self.spikes = _SPIKE_LENGTH if modality == "fluo-cells" else 0.0
         self.texture = _smooth_noise(rng, _TEXTURE_SIZE, (1.0, 3.0), (0.6, 0.4))
         self.illumination = _illumination_field(rng, view[2:], illumination)
         if modality == "phase":  # transfer function of the low-pass that makes halo and shade-off
@@ -80,8 +87,7 @@ class Renderer:
         index = np.zeros(self.domain, dtype=np.int32)
         in_view = np.zeros(len(shapes), dtype=np.int64)
         top, left, height, width = self.view
-        fluo = self.modality == "fluo-nuclei"
-        look = (0.7, 0.3) if fluo else (0.0, 0.12)  # flat nuclei, or dome-shaped cells
+        look = (0.7, 0.3) if self.fluo else (0.0, 0.12)  # flat nuclei, or dome-shaped cells
         for i, shape in enumerate(shapes):
             patch = self._patch(shape, *look)
             if patch is None:
@@ -101,7 +107,7 @@ class Renderer:
         self, shape: Shape, flatness: float, texture_strength: float
     ) -> tuple[tuple[int, int], np.ndarray, np.ndarray, np.ndarray] | None:
         """Mask, anti-aliased coverage and signal of one cell in its clipped bounding box."""
-        reach = shape.radius * (1 + float(np.abs(shape.amps).sum())) + 2
+        reach = shape.radius * (1 + float(np.abs(shape.amps).sum()) + self.spikes) + 2
         y0, x0 = max(int(shape.y - reach), 0), max(int(shape.x - reach), 0)
         y1 = min(int(shape.y + reach) + 2, self.domain[0])
         x1 = min(int(shape.x + reach) + 2, self.domain[1])
@@ -114,6 +120,9 @@ class Renderer:
         outline = shape.radius * (
             1 + np.cos(angle[..., None] * _HARMONICS + shape.phases) @ shape.amps
         )
+        if self.spikes:  # thin protrusions in the directions of the outline's phases
+            toward = np.maximum(np.cos(angle[..., None] - shape.phases), 0) ** _SPIKE_SHARPNESS
+            outline = outline + shape.radius * self.spikes * toward.sum(axis=-1)
         inside = outline - dist
         alpha = np.clip(inside + 0.5, 0.0, 1.0)
         q = np.minimum(dist / np.maximum(outline, 1e-6), 1.0)
@@ -129,8 +138,10 @@ class Renderer:
         """The camera frame of the field of view at (simulated) time ``t``."""
         top, left, height, width = self.view
         view = (slice(top, top + height), slice(left, left + width))
-        if self.modality == "fluo-nuclei":
+        if self.fluo:
             sharp = ndimage.gaussian_filter(signal[view], self.blur) if self.blur else signal[view]
+            if self.modality == "fluo-cells":
+                sharp = _CELL_BODY_BRIGHTNESS * sharp
             bleach = np.exp(-self.bleaching * t)
             frame = 0.06 + self.illumination * bleach * sharp
             if self.noise:  # Poisson photon noise, then Gaussian read noise
@@ -142,12 +153,15 @@ class Renderer:
             if self.modality == "phase":
                 low = np.fft.irfft2(np.fft.rfft2(thick) * self._lowpass, s=thick.shape)
                 frame = 0.55 - 0.5 * (thick - low)[view]
+            elif self.modality == "brightfield":  # slight absorption, a bright defocus rim
+                rim = thick - ndimage.gaussian_filter(thick, 1.0 + 0.05 * self.cell_diameter)
+                frame = 0.6 - 0.2 * thick[view] + 0.4 * rim[view]
             else:  # DIC: shear along the diagonal gives the relief look
                 grad_y, grad_x = np.gradient(thick)
                 frame = 0.5 + 0.15 * self.cell_diameter**0.5 * (grad_y + grad_x)[view]
             frame = (0.5 + 0.5 * self.illumination) * frame  # transmitted light: milder
             if self.noise:
-                read_noise = 0.015 if self.modality == "phase" else 0.008
+                read_noise = {"phase": 0.015, "brightfield": 0.01}.get(self.modality, 0.008)
                 frame = frame + self.rng.normal(0.0, read_noise * self.noise, frame.shape)
         return np.clip(np.rint(frame * self.scale), 0, self.scale).astype(self.dtype)
 

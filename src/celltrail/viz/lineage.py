@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from celltrail.core.errors import InputError
 from celltrail.core.lineage import Lineage
-from celltrail.io.atomic import atomic_file
+from celltrail.io.atomic import SIGNATURE, atomic_file
 from celltrail.viz.overlay import Colour, family_colours
 
 PLOT_SUFFIXES = (".png", ".svg")
@@ -117,8 +117,8 @@ def plot_lineage(
 
 
 def save_figure(figure: Figure, target: object, fmt: str) -> None:
-    """Save to a file name or file object without a date or creator, so a file drawn twice
-    from the same lineage is the same file."""
-    metadata = {"Date": None, "Creator": None, "Type": None} if fmt == "svg" else {
-        "Software": None}
+    """Save to a file name or file object without a date, so a file drawn twice from the same
+    lineage is the same file; celltrail is named as its creator."""
+    metadata = {"Date": None, "Creator": SIGNATURE, "Type": None} if fmt == "svg" else {
+        "Software": SIGNATURE}
     figure.savefig(target, format=fmt, dpi=150, facecolor="white", metadata=metadata)

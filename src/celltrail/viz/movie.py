@@ -13,7 +13,7 @@ from PIL import Image
 
 from celltrail.core.errors import InputError
 from celltrail.core.lineage import Lineage
-from celltrail.io.atomic import atomic_file
+from celltrail.io.atomic import SIGNATURE, atomic_file
 from celltrail.viz.overlay import TRAIL, overlay_frames
 
 MOVIE_SUFFIXES = (".gif", ".mp4")
@@ -56,7 +56,7 @@ def write_movie(
     with atomic_file(path) as tmp:
         if path.suffix.lower() == ".gif":
             first.save(tmp, format="GIF", save_all=True, append_images=frames,
-                       duration=round(1000 / fps), loop=0)
+                       duration=round(1000 / fps), loop=0, comment=SIGNATURE.encode())
         else:
             _write_mp4(tmp, chain([first], frames), first.size, fps)
     return path
@@ -69,7 +69,7 @@ def _write_mp4(
     width, height = size[0] + size[0] % 2, size[1] + size[1] % 2
     writer = imageio_ffmpeg.write_frames(
         str(path), (width, height), fps=fps, codec="libx264", macro_block_size=1,
-        output_params=["-f", "mp4"], ffmpeg_log_level="error",
+        output_params=["-f", "mp4", "-metadata", f"comment={SIGNATURE}"], ffmpeg_log_level="error",
     )
     writer.send(None)  # start ffmpeg
     try:

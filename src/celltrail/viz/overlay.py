@@ -14,14 +14,14 @@ from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, PngImagePlugin
 from scipy import ndimage
 from skimage.measure import regionprops
 from skimage.segmentation import find_boundaries
 
 from celltrail.core.lineage import Lineage
 from celltrail.core.sequence import normalise
-from celltrail.io.atomic import atomic_file
+from celltrail.io.atomic import SIGNATURE, atomic_file
 
 Colour = tuple[int, int, int]
 #: A position ``(y, x)`` in pixels.
@@ -203,5 +203,7 @@ def write_overlay(
         sheet.paste(tile, (x, 0))
         x += tile.width + 4
     with atomic_file(path) as tmp:
-        sheet.save(tmp, format="PNG")
+        info = PngImagePlugin.PngInfo()
+        info.add_text("Software", SIGNATURE)
+        sheet.save(tmp, format="PNG", pnginfo=info)
     return path

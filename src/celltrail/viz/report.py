@@ -18,7 +18,7 @@ from celltrail.core.lineage import Lineage
 from celltrail.core.result import TrackingResult
 from celltrail.core.sequence import ImageSequence, open_sequence
 from celltrail.io.atomic import atomic_file
-from celltrail.io.ctc import read_result
+from celltrail.io.ctc import check_valid, read_result
 from celltrail.metrics.ctc import AOGM_PARTS, HEADLINE, evaluate
 from celltrail.viz.lineage import check_plot_path, lineage_figure, plot_lineage, save_figure
 from celltrail.viz.movie import check_movie_path, write_movie
@@ -45,7 +45,7 @@ def open_result(
     result_dir: str | Path, images: str | Path | ImageSequence
 ) -> tuple[TrackingResult, ImageSequence]:
     """Read a result folder and open its images, checking they have the same frames."""
-    result = read_result(result_dir)
+    result = check_valid(read_result(result_dir), result_dir, "result")
     sequence = images if isinstance(images, ImageSequence) else open_sequence(images)
     if len(sequence) != len(result.masks):
         raise InputError(sequence.name, f"{len(sequence)} frames, but the result {result_dir} "

@@ -8,6 +8,7 @@ from pathlib import Path
 from celltrail.core.errors import InputError
 from celltrail.methods.boxtrack.config import ADAPT_BY_DEFAULT, AdaptParams
 from celltrail.methods.boxtrack.segmenters import ClassicalPromptSegmenter, PromptSegmenter
+from celltrail.segmentation import DEFAULT_PRESET
 
 BACKENDS = ("auto", "learned", "classical")
 #: The backend used unless one is named: chosen on the prompted frame from the prompts.
@@ -16,7 +17,7 @@ DEFAULT_BACKEND = "auto"
 
 def make_segmenter(
     backend: str = DEFAULT_BACKEND,
-    preset: str = "fluo-nuclei",
+    preset: str = DEFAULT_PRESET,
     model: str | Path | None = None,
     adapt: bool | AdaptParams = ADAPT_BY_DEFAULT,
     report: Callable[[str], None] | None = None,

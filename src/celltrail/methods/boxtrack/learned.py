@@ -17,6 +17,7 @@ from celltrail.core.errors import InputError
 from celltrail.core.sequence import normalise
 from celltrail.methods.boxtrack.patch import Patch
 from celltrail.methods.boxtrack.segmenters import Candidates
+from celltrail.models.checkpoint import build_network
 from celltrail.models.prompt_segmenter import (
     CANONICAL_DIAMETER,
     NetConfig,
@@ -74,12 +75,7 @@ class LearnedPromptSegmenter:
                                        f"shipped: {', '.join(shipped_models()) or 'none'}; "
                                        f"or give a checkpoint path")
         state = load_checkpoint(path)
-        net = PromptSegNet(NetConfig(**state["config"]))
-        try:
-            net.load_state_dict({k: v.float() for k, v in state["state_dict"].items()})
-        except RuntimeError as exc:
-            raise InputError(path, "checkpoint does not match the prompt-segmenter network") \
-                from exc
+        net = build_network(state, lambda config: PromptSegNet(NetConfig(**config)))
         return cls(net, state.get("trained_on", []))
 
     def set_scale(self, diameter: float) -> None:

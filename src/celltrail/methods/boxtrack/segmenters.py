@@ -13,7 +13,8 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from celltrail.methods.boxtrack.patch import Patch, box_iou
-from celltrail.segmentation import segment
+from celltrail.segmentation import AUTO, DEFAULT_PRESET, segment
+from celltrail.segmentation.scale import look
 from celltrail.viz.overlay import to_uint8
 
 #: Candidate masks returned per prompt (SAM's multimask output).
@@ -88,7 +89,7 @@ class ClassicalPromptSegmenter:
     name = "classical"
     screens_proposals = False
 
-    def __init__(self, preset: str = "fluo-nuclei") -> None:
+    def __init__(self, preset: str = DEFAULT_PRESET) -> None:
         self.preset = preset
         self.diameter: float | None = None
 
@@ -96,6 +97,8 @@ class ClassicalPromptSegmenter:
         self.diameter = diameter
 
     def encode(self, image: np.ndarray) -> _ClassicalFeatures:
+        if self.preset == AUTO:  # the modality is fixed by the first frame
+            self.preset = look(image)[0]
         labels = segment(image, self.preset, self.diameter)
         return _ClassicalFeatures(
             to_uint8(image), labels, ndi.find_objects(labels),

@@ -100,17 +100,33 @@ class BoxTracker:
         config = config or BoxTrackConfig()
         config.validate()
         self.config = config
+        self.source = boxes.attrs.get("source")  # the prompts' file, for messages
         boxes, dropped = drop_small_boxes(boxes, self.config.min_box_side)
         if dropped:
             warnings.warn(f"skipped {len(dropped)} boxes with a side below "
                           f"{self.config.min_box_side:g} px (ids {dropped[:10]})", stacklevel=2)
         if boxes.empty:
-            raise InputError(None, "no box prompts left to track")
+            raise InputError(self.source, f"no box prompts left to track: all {len(dropped)} "
+                                          f"boxes have a side below "
+                                          f"{self.config.min_box_side:g} px")
         self.boxes = boxes
         self.segmenter = segmenter
         first = boxes[boxes["frame"] == boxes["frame"].min()]
         self.diameter = float(np.median(np.sqrt(first["w"] * first["h"])))
         segmenter.set_scale(self.diameter)
+
+    def settings(self) -> dict[str, str]:
+        """Method, backend, preset (classical backend) and cell size used, for the summary."""
+        segmenter = self.segmenter
+        found = {"method": self.name, "backend": str(segmenter.name)}
+        calibration = getattr(segmenter, "calibration", None)
+        if calibration is not None:  # chosen (or adapted) on the prompted frame
+            found["backend"] = f"{calibration.chosen} (prompt check)"
+            segmenter = segmenter.chosen  # type: ignore[attr-defined]
+        if getattr(segmenter, "preset", None):
+            found["preset"] = f"{segmenter.preset} (classical backend)"  # type: ignore[attr-defined]
+        found["diameter"] = f"{self.diameter:.1f} px (the first prompts' median box size)"
+        return found
 
     def track(
         self,
@@ -121,8 +137,10 @@ class BoxTracker:
         """Segment and track the prompted cells through ``images``."""
         last = int(self.boxes["frame"].max())
         if last >= len(images):
-            raise InputError(None, f"box prompts on frame {last}, but the sequence has "
-                                   f"{len(images)} frames")
+            raise InputError(self.source, f"box prompts on frame {last}, but the sequence "
+                                          f"{images.name} has {len(images)} frames (frames "
+                                          f"count from 0; --box-frame-base 1 if the file "
+                                          f"counts from 1)")
         store = MaskStore() if store is None else store
         calibrate = getattr(self.segmenter, "calibrate", None)
         if calibrate is not None:  # choose (and adapt) the backend on the prompted frame

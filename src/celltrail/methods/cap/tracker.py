@@ -37,7 +37,7 @@ from celltrail.methods.cap.model import model_path
 from celltrail.methods.cap.points import PointTracks, Review, near
 from celltrail.methods.cap.raw import rolling_windows
 from celltrail.models.cap import PERCENTILES, SPACING, load_checkpoint, network_from
-from celltrail.segmentation import Segmenter
+from celltrail.segmentation import DEFAULT_PRESET, Segmenter
 
 #: A point is visible when its predicted visibility exceeds this.
 VISIBLE = 0.5
@@ -169,7 +169,7 @@ class CAPTracker:
     name = "cap"
 
     def __init__(self, model: str | Path = "DIC-C2DH-HeLa+Fluo-N2DH-SIM+",
-                 queries_from_gt: str | Path | None = None, preset: str = "fluo-nuclei",
+                 queries_from_gt: str | Path | None = None, preset: str = DEFAULT_PRESET,
                  diameter: float | None = None, window: int | None = None,
                  new_cells: bool = True) -> None:
         state = load_checkpoint(model_path(model))
@@ -178,7 +178,17 @@ class CAPTracker:
         self.gt = None if queries_from_gt is None else Path(queries_from_gt)
         self.preset, self.diameter = preset, diameter
         self.new_cells = new_cells
+        self.detector: Segmenter | None = None  # the classical detector of the last run
         self._pyramids: dict[int, list[torch.Tensor]] = {}  # frame -> its feature pyramid
+
+    def settings(self) -> dict[str, str]:
+        """Method and the detector's preset and diameter, with where they came from."""
+        scale = None if self.detector is None else self.detector.scale
+        if scale is None:
+            return {"method": self.name}
+        return {"method": self.name,
+                "detector preset": f"{scale.preset} ({scale.preset_from})",
+                "detector diameter": f"{scale.diameter:.1f} px ({scale.diameter_from})"}
 
     def queries(self, images: ImageSequence, cells: np.ndarray | None
                 ) -> tuple[np.ndarray, float]:
@@ -273,7 +283,7 @@ class CAPTracker:
     ) -> TrackingResult:
         """Track every frame; marker masks go to ``store`` frame by frame."""
         store = MaskStore() if store is None else store
-        segment = Segmenter(self.preset, self.diameter)  # its scale is fixed on frame 0
+        segment = self.detector = Segmenter(self.preset, self.diameter)  # scale from frame 0
         first = (segment(np.asarray(images[0])) if self.gt is None or self.new_cells
                  else None)
         centres, radius = self.queries(images, first)

@@ -1,0 +1,69 @@
+"""The end-of-run summary of a tracking result, and warnings about results that look wrong.
+
+A run must never end silently empty: a detector that finds no cell in most frames is almost
+always run at the wrong scale or modality, and object counts far above the first frame's are
+what a model applied to data unlike its training set produces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from celltrail.core.lineage import Lineage
+
+#: Counts above this multiple of the first frame's are suspect: a population at most doubles
+#: in one cell cycle, and a time-lapse rarely covers more than about one and a half cycles.
+JUMP = 3.0
+
+
+def cells_per_frame(lineage: Lineage, frames: int) -> np.ndarray:
+    """Cells in each frame: the tracks alive there (a CTC track is one object per frame)."""
+    change = np.zeros(frames + 1, np.int64)
+    for track in lineage.values():
+        change[max(track.begin, 0)] += 1
+        change[min(track.end + 1, frames)] -= 1
+    return np.cumsum(change)[:frames]
+
+
+def warnings_for(counts: np.ndarray, cause: str) -> list[str]:
+    """What looks wrong in the cells-per-frame ``counts``; ``cause`` is the likely cause of
+    empty frames."""
+    found: list[str] = []
+    empty = int(np.sum(counts == 0))
+    if empty and 2 * empty > len(counts):
+        found.append(f"no cell found in {empty} of {len(counts)} frames: probably {cause}")
+    elif empty:
+        found.append(f"no cell found in {empty} of {len(counts)} frames")
+    if len(counts) and counts[0] > 0 and counts.max() > JUMP * counts[0]:
+        t = int(np.argmax(counts))
+        found.append(f"{counts[t]} cells in frame {t}, over {JUMP:g} times the {counts[0]} of "
+                     "frame 0: false objects? (a model on data unlike its training set, or a "
+                     "diameter too small)")
+    return found
+
+
+def summary_lines(lineage: Lineage, frames: int, settings: Mapping[str, str]) -> list[str]:
+    """A short summary: cells per frame, tracks, divisions and the settings with their origin."""
+    counts = cells_per_frame(lineage, frames)
+    low, mid, high = (f(counts) if frames else 0 for f in (np.min, np.median, np.max))
+    lines = [f"cells per frame: min {low}, median {mid:g}, max {high} ({frames} frames)",
+             f"tracks: {len(lineage)}, divisions: {len(lineage.divisions())}"]
+    lines += [f"{name}: {value}" for name, value in settings.items()]
+    if "diameter" in settings:
+        cause = (f"the preset ({settings.get('preset', '?').split(' (')[0]}) or the cell "
+                 f"diameter ({settings['diameter'].split(' (')[0]}) does not fit these images; "
+                 "try another --preset or --diameter")
+    else:
+        cause = "the method or its model does not fit these images"
+    return lines + [f"warning: {w}" for w in warnings_for(counts, cause)]
+
+
+def settings_of(tracker: object) -> dict[str, str]:
+    """The settings a tracker used and where they came from (its ``settings()`` if it has
+    one), for the summary."""
+    describe = getattr(tracker, "settings", None)
+    if callable(describe):
+        return describe()
+    return {"method": str(getattr(tracker, "name", type(tracker).__name__))}
