@@ -14,8 +14,13 @@ that frame has one, else silver truth, else TRA markers), as the paper's protoco
   data from boxes alone (``.cache/prompt_segmenter/without-<sequence>_box.pt``, from
   ``tools/train_prompt_segmenter.py --supervision box``) against the shipped mask-trained one.
   Not part of ``all``.
+- ``adapt``: the leave-one-dataset-out table of adaptation: on each shared sequence (its
+  zero-shot model) and on simulated kinds with cells of 15 and 75 px (the default model), the
+  learned backend as shipped and adapted to the sequence from its first-frame boxes, the
+  classical backend (the modality's preset) and ``auto``: MOTA, IDF1, TRA, SEG, s/frame and
+  adaptation seconds. Not part of ``all`` (about 50 minutes).
 
-    python benchmarks/boxtrack.py [--part all|zero-shot|ablations|frame-step|cost|box-only]
+    python benchmarks/boxtrack.py [--part all|zero-shot|ablations|frame-step|cost|box-only|adapt]
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ def track(seq_dir: Path, backend: str, preset: str, model: str | None = None,
     """Track a CTC sequence from its GT first-frame boxes; the result and seconds per frame."""
     boxes, _ = boxes_from_gt(seq_dir.with_name(f"{seq_dir.name}_GT"))
     images = open_sequence(seq_dir)
-    segmenter = make_segmenter(backend, preset, model)
+    segmenter = make_segmenter(backend, preset, model, adapt=False)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # small boxes skipped: reported by the CLI, not here
@@ -145,12 +150,74 @@ def cost() -> None:
                       f"{times[cells] / times[10]:.2f} |", flush=True)
 
 
+#: Simulated kinds of the adaptation table (modality, cell diameter): sizes outside the
+#: 20-44 px the shipped models' simulated training data has.
+SIMULATED_KINDS = (("fluo-nuclei", 15.0), ("fluo-nuclei", 75.0), ("dic", 15.0), ("dic", 75.0),
+                   ("phase", 15.0), ("phase", 75.0))
+ADAPT_COLUMNS = ("MOTA", "IDF1", "TRA", "SEG")
+
+
+def adaptation_rows(seq_dir: Path, preset: str, model: str) -> list[str]:
+    """The learned backend (``model``) as shipped and adapted to the sequence, the classical
+    one (``preset``) and ``auto``, from the GT first-frame boxes: table rows."""
+    boxes, _ = boxes_from_gt(seq_dir.with_name(f"{seq_dir.name}_GT"))
+    images = open_sequence(seq_dir)
+    auto = make_segmenter("auto", preset, model, adapt=True)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = BoxTracker(boxes, auto).track(images)
+    calibration = auto.calibration
+    seconds = (time.perf_counter() - start - calibration.seconds) / len(images)
+    runs = {f"auto: {calibration.chosen}": (result, seconds, f"{calibration.seconds:.1f}")}
+    variants = {"learned": make_segmenter("learned", preset, model, adapt=False),
+                "learned, adapted": calibration.segmenters["learned, adapted"],
+                f"classical ({preset})": make_segmenter("classical", preset)}
+    for name, segmenter in variants.items():
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = BoxTracker(boxes, segmenter).track(images)
+        extra = (f"{calibration.adapt_seconds:.1f} ({calibration.adapt_steps} steps)"
+                 if name == "learned, adapted" else "")
+        runs[name] = (result, (time.perf_counter() - start) / len(images), extra)
+    rows = []
+    gt = seq_dir.with_name(f"{seq_dir.name}_GT")
+    for name, (result, per_frame, extra) in runs.items():
+        scores = evaluate_result(result, gt, threads=1)
+        cells = [f"{scores[k]:.3f}" for k in ADAPT_COLUMNS]
+        rows.append(f"| {name} | " + " | ".join(cells) + f" | {per_frame:.3f} | {extra} |")
+    return rows
+
+
+def adaptation(data: Path) -> None:
+    print("\nAdaptation to the sequence from its first-frame boxes (leave one dataset out). "
+          "'adapt s': fine-tuning seconds (auto: the whole check, fine-tuning included)")
+    names = ("variant", *ADAPT_COLUMNS, "s/frame", "adapt s")
+    print("| " + " | ".join(names) + " |\n|" + "---|" * len(names))
+    for name, preset in SEQUENCES.items():
+        print(f"| **{name} 01**, model without-{name} (saw the other two sequences and "
+              f"simulated data) |" + " |" * (len(names) - 1), flush=True)
+        for line in adaptation_rows(data / name / "01", preset, f"without-{name}"):
+            print(line, flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for modality, diameter in SIMULATED_KINDS:
+            params = SimParams(frames=30, size=512, cells=int(512**2 / (3.5 * diameter**2)),
+                               modality=modality, cell_diameter=diameter)
+            seq = simulate(Path(tmp) / f"{modality}-{diameter:g}", params, seed=7)
+            print(f"| **simulated {modality}, {diameter:g} px**, model all (saw simulated "
+                  f"data of every modality, 20-44 px cells, other seeds) |"
+                  + " |" * (len(names) - 1), flush=True)
+            for line in adaptation_rows(seq, modality, "all"):
+                print(line, flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data/ctc"))
     parser.add_argument("--part", default="all",
                         choices=["all", "zero-shot", "ablations", "frame-step", "cost",
-                                 "box-only"])
+                                 "box-only", "adapt"])
     args = parser.parse_args()
     if args.part in ("all", "zero-shot"):
         zero_shot(args.data)
@@ -162,6 +229,8 @@ def main() -> None:
         cost()
     if args.part == "box-only":
         box_only(args.data)
+    if args.part == "adapt":
+        adaptation(args.data)
 
 
 if __name__ == "__main__":

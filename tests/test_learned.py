@@ -3,18 +3,30 @@ checkpoints, and the shipped weights tracking the bundled real sample."""
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from celltrail.cli import app
 from celltrail.core import InputError, open_sequence
 from celltrail.io.boxes import boxes_from_gt
-from celltrail.methods.boxtrack import BoxTracker, make_segmenter
-from celltrail.methods.boxtrack.learned import DEFAULT_MODEL, LearnedPromptSegmenter, model_name
+from celltrail.methods.boxtrack import BoxTrackConfig, BoxTracker, make_segmenter
+from celltrail.methods.boxtrack.adapt import adapt, box_loss, frame_sequence
+from celltrail.methods.boxtrack.config import AdaptParams
+from celltrail.methods.boxtrack.learned import (
+    DEFAULT_MODEL,
+    WEIGHTS,
+    LearnedPromptSegmenter,
+    model_name,
+)
 from celltrail.metrics.ctc import evaluate_result
+from celltrail.models.checkpoint import save_checkpoint
 from celltrail.models.ops import roi_align
 from celltrail.models.prompt_segmenter import K, PromptSegNet, box_prompt, crop_boxes
 from celltrail.simulate import SimParams, simulate
@@ -156,6 +168,103 @@ def test_shipped_model_tracks_the_sample(sample: Path) -> None:
     boxes, _ = boxes_from_gt(sample / "01_GT")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = BoxTracker(boxes, make_segmenter("learned")).track(open_sequence(sample / "01"))
+        result = BoxTracker(boxes, make_segmenter("learned", adapt=False)).track(
+            open_sequence(sample / "01"))
     scores = evaluate_result(result, sample / "01_GT", threads=1)
     assert scores["MOTA"] > 0.95 and scores["IDF1"] > 0.95  # measured 0.980 and 0.988
+
+
+def _prompted(root: Path, params: SimParams, seed: int) -> tuple[np.ndarray, pd.DataFrame]:
+    """A simulated sequence's first frame and its cells' GT boxes."""
+    simulate(root, params, seed=seed)
+    boxes, _ = boxes_from_gt(root / "01_GT")
+    return open_sequence(root / "01")[0], boxes
+
+
+def _corners(boxes: pd.DataFrame) -> np.ndarray:
+    xyxy = boxes[["x", "y", "w", "h"]].to_numpy(dtype=np.float64, copy=True)
+    xyxy[:, 2:] += xyxy[:, :2]
+    return xyxy
+
+
+def _weights_digest() -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in WEIGHTS.glob("*.pt")}
+
+
+def test_adaptation_lowers_the_box_loss_and_never_writes_the_weights(tmp_path: Path) -> None:
+    image, boxes = _prompted(tmp_path, SimParams(frames=1, size=160, cells=10, modality="phase",
+                                                 cell_diameter=16.0), seed=5)
+    xyxy = _corners(boxes)
+    before = _weights_digest()
+    shipped = LearnedPromptSegmenter.load()
+    shipped.set_scale(float(np.median(np.sqrt(boxes["w"] * boxes["h"]))))
+    weights = {k: v.clone() for k, v in shipped.net.state_dict().items()}
+    frame = frame_sequence(image, xyxy, shipped.scale)
+    run = adapt(shipped, image, xyxy, AdaptParams(steps=15))
+    assert (run.steps, run.cut_short) == (15, False) and run.segmenter.scale == shipped.scale
+    loss_before = box_loss(shipped.net, frame, batches=4)
+    loss_after = box_loss(run.segmenter.net, frame, batches=4)
+    # measured 0.99 -> 0.66 after 20 steps (0.75 after 10)
+    assert loss_after < 0.85 * loss_before, (loss_before, loss_after)
+    # the shipped model is untouched, on disk and in memory
+    assert _weights_digest() == before
+    assert all(torch.equal(v, shipped.net.state_dict()[k]) for k, v in weights.items())
+    # seeded: the same settings give the same weights
+    again = [adapt(shipped, image, xyxy, AdaptParams(steps=3)).segmenter.net.state_dict()
+             for _ in range(2)]
+    assert all(torch.equal(again[0][k], again[1][k]) for k in again[0])
+
+
+def test_frame_sequence_holds_out_cells() -> None:
+    image = np.zeros((60, 80), dtype=np.uint8)
+    boxes = np.array([[4.0, 4.0, 24.0, 20.0], [30.0, 30.0, 50.0, 56.0]])
+    frame = frame_sequence(image, boxes, 0.5, hidden=[1])
+    labels = frame.labels[0]
+    assert labels.shape == (30, 40) and frame.hidden == {2}
+    rows, cols = np.nonzero(labels == 2)  # the ellipse spans its box, at half scale
+    assert (cols.min(), rows.min(), cols.max() + 1, rows.max() + 1) == (15, 15, 25, 28)
+
+
+def _useless_model(path: Path) -> Path:
+    """A prompt segmenter whose masks are always empty."""
+    net = PromptSegNet()
+    with torch.no_grad():
+        net.fine[-1].weight.zero_()
+        net.fine[-1].bias.fill_(-10.0)
+    save_checkpoint(net, path, {"trained_on": []})
+    return path
+
+
+def test_auto_picks_the_classical_backend_where_the_learned_one_fails(tmp_path: Path) -> None:
+    params = SimParams(frames=6, size=160, cells=6, division_rate=0, apoptosis_rate=0,
+                       displacement=0.05, overlap=0, irregularity=0.3)
+    _, boxes = _prompted(tmp_path / "seq", params, seed=2)
+    model = _useless_model(tmp_path / "useless.pt")
+    lines: list[str] = []
+    segmenter = make_segmenter("auto", model=model, adapt=False, report=lines.append)
+    result = BoxTracker(boxes, segmenter).track(open_sequence(tmp_path / "seq" / "01"))
+    calibration = segmenter.calibration
+    scores = {a.name: a for a in calibration.scores}
+    assert scores["learned (useless)"].matched == 0 and scores["learned (useless)"].mean_iou == 0
+    assert calibration.chosen.startswith("classical (") and calibration.best().matched == 1
+    assert lines == [calibration.table()] and lines[0].endswith(f"backend: {calibration.chosen}")
+    assert evaluate_result(result, tmp_path / "seq" / "01_GT", threads=1)["MOTA"] > 0.9
+    # the command line prints the check and says which backend it chose
+    out = CliRunner().invoke(app, ["track", str(tmp_path / "seq" / "01"), "--out",
+                                   str(tmp_path / "res"), "--method", "boxtrack",
+                                   "--boxes-from-gt", str(tmp_path / "seq" / "01_GT"),
+                                   "--model", str(model), "--no-adapt"])
+    assert out.exit_code == 0, out.output
+    assert "prompt check" in out.stderr and f"backend: {calibration.chosen}" in out.stderr
+
+
+def test_a_poor_fit_to_the_prompts_warns(tmp_path: Path) -> None:
+    image, boxes = _prompted(tmp_path, SimParams(frames=1, size=160, cells=4, overlap=0),
+                             seed=4)
+    empty = np.full_like(image, image.min())
+    segmenter = make_segmenter("auto", model=_useless_model(tmp_path / "useless.pt"),
+                               adapt=False)
+    segmenter.set_scale(24.0)
+    with pytest.warns(UserWarning, match=r"even the best BoxTrack backend \(.*\) matches only "
+                                         r"0% of the prompted cells"):
+        segmenter.calibrate(empty, boxes, BoxTrackConfig())

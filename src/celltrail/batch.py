@@ -35,6 +35,7 @@ from celltrail.io.ctc import frame_digits, numbered_files
 from celltrail.io.outputs import check_output
 from celltrail.io.tables import SUMMARY_COLUMNS
 from celltrail.methods import get_tracker
+from celltrail.methods.boxtrack.backends import DEFAULT_BACKEND
 from celltrail.pipeline import (
     MOT_FILE,
     box_prompts,
@@ -63,7 +64,7 @@ class BatchJob:
     boxes: Path | None = None
     boxes_from_gt: Path | None = None
     box_frame_base: int = 0
-    backend: str = "learned"
+    backend: str = DEFAULT_BACKEND
     model: str | None = None
     tta: bool = False
     queries_from_gt: Path | None = None

@@ -31,6 +31,8 @@ from celltrail.io.ctc import companions, frame_digits, read_result
 from celltrail.io.outputs import check_output, write_json
 from celltrail.io.tables import write_table
 from celltrail.methods.base import Tracker
+from celltrail.methods.boxtrack.backends import DEFAULT_BACKEND
+from celltrail.methods.boxtrack.config import ADAPT_BY_DEFAULT
 from celltrail.metrics.ctc import AOGM_PARTS, HEADLINE, evaluate
 from celltrail.pipeline import (
     box_prompts,
@@ -207,8 +209,13 @@ def track(
                                                             "CTC ground truth (NN_GT).")] = None,
     box_frame_base: Annotated[int, typer.Option(help="boxtrack: number of the first frame in "
                                                      "--boxes (1 for MOT-style bbox.txt).")] = 0,
-    backend: Annotated[str, typer.Option(help="boxtrack: segmenter, learned or classical (with "
-                                              "--preset).")] = "learned",
+    backend: Annotated[str, typer.Option(help="boxtrack: segmenter, auto (the one whose masks "
+                                              "fit the prompt boxes best: learned, adapted or "
+                                              "classical with each preset), learned or "
+                                              "classical (with --preset).")] = DEFAULT_BACKEND,
+    adapt: Annotated[bool, typer.Option(help="boxtrack: fine-tune the learned backend on the "
+                                             "prompted frame from its boxes first (up to a "
+                                             "minute).")] = ADAPT_BY_DEFAULT,
     model: Annotated[str | None, typer.Option(help="boxtrack, embedtrack, cap, cellboxify: the "
                                                    "model, a shipped name (the data it was "
                                                    "trained on, e.g. Fluo-N2DH-GOWT1) or a "
@@ -272,7 +279,8 @@ def track(
             prompts, origin = box_prompts(images, frame_step, boxes, boxes_from_gt,
                                           box_frame_base)
             console.print(f"prompts: {len(prompts)} boxes from {origin}")
-            tracker = boxtrack_tracker(prompts, backend, preset, model, new_cells, divisions)
+            tracker = boxtrack_tracker(prompts, backend, preset, model, new_cells, divisions,
+                                       adapt, console.print)
         else:
             tracker = get_tracker(method, preset=preset, diameter=diameter, linker=linker)
         result = run_tracker(images, out,
@@ -889,7 +897,8 @@ def demo(
                   out / "overlay.png")
     with one_line_warnings():
         prompts, _ = box_prompts(images, 1, None, sample / "01_GT", 0)
-        boxtrack = boxtrack_tracker(prompts, "learned", "fluo-nuclei", None, None, True)
+        boxtrack = boxtrack_tracker(prompts, "learned", "fluo-nuclei", None, None, True,
+                                    adapt=False)  # the shipped model as it is, in seconds
         boxtrack_dir = run_and_score(boxtrack, "_boxtrack",
                                      "BoxTrack (learned) from first-frame boxes", mot=True)
     write_result_movie(images, boxtrack_dir, out / "boxtrack.gif")

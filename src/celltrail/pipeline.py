@@ -3,6 +3,7 @@ demo share (checks, prompts, the files beside the masks)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +16,7 @@ from celltrail.io.ctc import write_man_track
 from celltrail.io.mot import write_mot
 from celltrail.io.tables import tracks_table, write_table
 from celltrail.methods.base import Tracker
+from celltrail.methods.boxtrack.config import ADAPT_BY_DEFAULT
 
 #: BoxTrack's MOT-format output, named as in its reference code (Box-it-Track-it).
 MOT_FILE = "tracking_results.txt"
@@ -71,16 +73,19 @@ def boxtrack_tracker(
     model: str | None,
     new_cells: bool | None,
     divisions: bool,
+    adapt: bool = ADAPT_BY_DEFAULT,
+    report: Callable[[str], None] | None = None,
 ) -> Tracker:
-    """BoxTrack with the given segmentation backend; boxes too small to prompt with are skipped
-    with a warning."""
+    """BoxTrack with the given segmentation backend (``auto``: chosen on the prompted frame,
+    its check's table given to ``report``), the learned one adapted to the sequence with
+    ``adapt``; boxes too small to prompt with are skipped with a warning."""
     from celltrail.methods import get_tracker
     from celltrail.methods.boxtrack import BoxTrackConfig, make_segmenter
 
-    if model is not None and backend != "learned":
+    if model is not None and backend == "classical":
         raise InputError(None, "--model applies to the learned backend only")
     config = BoxTrackConfig(new_cells=new_cells, divisions=divisions)
-    segmenter = make_segmenter(backend, preset=preset, model=model)
+    segmenter = make_segmenter(backend, preset=preset, model=model, adapt=adapt, report=report)
     return get_tracker("boxtrack", boxes=prompts, segmenter=segmenter, config=config)
 
 

@@ -48,6 +48,9 @@ class TrainSequence:
     name: str
     images: dict[int, np.ndarray]
     labels: dict[int, np.ndarray]
+    #: Cells that are there (never taken for background) but never prompted: held out to score
+    #: the model on cells it did not learn from.
+    hidden: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,7 @@ class _Sampler:
             fgs.append(lab > 0 if masks else _box_interiors(lab))
             if not masks:
                 guides.append(self._view(self._guide(seq, t), place, 1))
-            cells = [c for c in np.unique(lab) if c]
+            cells = [c for c in np.unique(lab) if c and c not in seq.hidden]
             rng.shuffle(cells)
             for cell in cells[:p.prompts]:
                 mask = lab == cell

@@ -63,3 +63,25 @@ class BoxTrackConfig:
                                    f"got {self.memory_policy!r}")
         if self.memory_size < 1:
             raise InputError(None, f"memory size must be at least 1, got {self.memory_size}")
+
+
+#: BoxTrack's learned backend adapts to the sequence from its prompts unless told not to
+#: (``--no-adapt``).
+ADAPT_BY_DEFAULT = True
+
+
+@dataclass(frozen=True)
+class AdaptParams:
+    """Fine-tuning settings: the step count fixes the result (seeded); ``seconds`` only cuts
+    it short on a slow machine (then the run says so). 100 steps took 35-55 s on a busy 2-core
+    machine (one step 0.2-0.5 s, whatever the frame size: the crops are of fixed size)."""
+
+    steps: int = 100
+    seconds: float = 60.0
+    batch: int = 4
+    #: A tenth of the peak rate the shipped models were trained with (2e-3): a fine-tune.
+    lr: float = 2e-4
+    seed: int = 0
+    #: Torch threads while fine-tuning: batches this small gain little from more, and on a busy
+    #: 2-core machine two threads ran a step 2-10x slower than one (measured).
+    threads: int = 1

@@ -83,11 +83,8 @@ class LearnedPromptSegmenter:
 
     @torch.no_grad()
     def encode(self, image: np.ndarray) -> _Features:
-        x = torch.from_numpy(normalise(image))[None, None]
+        x = canonical_image(image, self.scale)
         h, w = image.shape
-        size = (max(8, round(h * self.scale)), max(8, round(w * self.scale)))
-        x = F.interpolate(x, size=size, mode="bilinear", antialias=self.scale < 1,
-                          align_corners=False)
         features = self.net.encode(x)
         fg = torch.sigmoid(self.net.foreground(features))
         fg = F.interpolate(fg, size=(h, w), mode="bilinear", align_corners=False)
@@ -127,6 +124,13 @@ class LearnedPromptSegmenter:
         labels, _ = ndi.label(features.foreground > 0.5)
         return [Patch.from_mask(labels[sl] == i + 1, sl[0].start, sl[1].start)
                 for i, sl in enumerate(ndi.find_objects(labels)) if sl is not None]
+
+
+def canonical_image(image: np.ndarray, scale: float) -> torch.Tensor:
+    """The normalised frame (1, 1, h, w) rescaled by ``scale``, as the encoder sees it."""
+    x = torch.from_numpy(normalise(image))[None, None]
+    size = tuple(max(8, round(n * scale)) for n in image.shape)
+    return F.interpolate(x, size=size, mode="bilinear", antialias=scale < 1, align_corners=False)
 
 
 def _raster(patch: Patch | None, crop: np.ndarray, size: int) -> np.ndarray:

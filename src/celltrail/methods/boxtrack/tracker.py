@@ -99,8 +99,6 @@ class BoxTracker:
     ) -> None:
         config = config or BoxTrackConfig()
         config.validate()
-        if config.new_cells is None:
-            config = replace(config, new_cells=segmenter.screens_proposals)
         self.config = config
         self.source = boxes.attrs.get("source")  # the prompts' file, for messages
         boxes, dropped = drop_small_boxes(boxes, self.config.min_box_side)
@@ -119,9 +117,14 @@ class BoxTracker:
 
     def settings(self) -> dict[str, str]:
         """Method, backend, preset (classical backend) and cell size used, for the summary."""
-        found = {"method": self.name, "backend": str(self.segmenter.name)}
-        if getattr(self.segmenter, "preset", None):
-            found["preset"] = f"{self.segmenter.preset} (classical backend)"  # type: ignore[attr-defined]
+        segmenter = self.segmenter
+        found = {"method": self.name, "backend": str(segmenter.name)}
+        calibration = getattr(segmenter, "calibration", None)
+        if calibration is not None:  # chosen (or adapted) on the prompted frame
+            found["backend"] = f"{calibration.chosen} (prompt check)"
+            segmenter = segmenter.chosen  # type: ignore[attr-defined]
+        if getattr(segmenter, "preset", None):
+            found["preset"] = f"{segmenter.preset} (classical backend)"  # type: ignore[attr-defined]
         found["diameter"] = f"{self.diameter:.1f} px (the first prompts' median box size)"
         return found
 
@@ -139,7 +142,11 @@ class BoxTracker:
                                           f"count from 0; --box-frame-base 1 if the file "
                                           f"counts from 1)")
         store = MaskStore() if store is None else store
-        state = _State(self.config, self.segmenter)
+        calibrate = getattr(self.segmenter, "calibrate", None)
+        if calibrate is not None:  # choose (and adapt) the backend on the prompted frame
+            first = int(self.boxes["frame"].min())
+            calibrate(images[first], self.boxes[self.boxes["frame"] == first], self.config)
+        state = _State(_resolved(self.config, self.segmenter), self.segmenter)
         for t, image in enumerate(images):
             if image.ndim != 2:
                 raise InputError(None, f"frame {t} is not a 2D image (shape {image.shape})")
@@ -148,6 +155,20 @@ class BoxTracker:
             if on_frame is not None:
                 on_frame(t)
         return TrackingResult(store, state.tracks.lineage())
+
+
+def _resolved(config: BoxTrackConfig, segmenter: PromptSegmenter) -> BoxTrackConfig:
+    """``config`` with ``new_cells`` decided by the segmenter where it is left open."""
+    if config.new_cells is None:
+        return replace(config, new_cells=segmenter.screens_proposals)
+    return config
+
+
+def prompted_frame(segmenter: PromptSegmenter, config: BoxTrackConfig, image: np.ndarray,
+                   prompts: pd.DataFrame) -> np.ndarray:
+    """The label image BoxTrack paints on a frame from its ``prompts`` alone (labels are the
+    prompt ids): what the tracking starts from."""
+    return _State(_resolved(config, segmenter), segmenter).step(0, image, prompts)
 
 
 def _centred(patch: Patch, box: np.ndarray) -> Patch:
