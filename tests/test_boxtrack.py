@@ -158,5 +158,6 @@ def test_all_boxes_too_small() -> None:
     _, boxes, _ = dividing_cell()
     boxes["h"] = 3.0
     with pytest.warns(UserWarning, match="skipped 2 boxes"), \
-            pytest.raises(InputError, match=r"^no box prompts left to track$"):
+            pytest.raises(InputError, match=r"^no box prompts left to track: all 2 boxes have a "
+                                            r"side below 5 px$"):
         BoxTracker(boxes, ClassicalPromptSegmenter())
