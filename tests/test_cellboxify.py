@@ -410,7 +410,8 @@ def test_cli_train_segment_track(simulated: Path, tmp_path: Path) -> None:
     masks = tmp_path / "masks"
     result = run("segment", simulated, "--model", model, "--out", masks)
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in masks.iterdir()) == ["mask000.tif", "mask001.tif", "mask002.tif"]
+    assert sorted(p.name for p in masks.iterdir()) == [
+        ".celltrail", "mask000.tif", "mask001.tif", "mask002.tif"]
     assert tifffile.imread(masks / "mask000.tif").shape == (128, 128)
     result = run("track", simulated, "--method", "cellboxify", "--model", model, "--out",
                  tmp_path / "res")
@@ -477,7 +478,7 @@ def test_segment_classical(sample: Path, tmp_path: Path) -> None:
     result = run("segment", sample / "01", "--method", "classical", "--out", tmp_path / "m")
     assert result.exit_code == 0, result.output
     frames = len(open_sequence(sample / "01"))
-    written = sorted((tmp_path / "m").iterdir())
+    written = sorted((tmp_path / "m").glob("mask*.tif"))
     assert len(written) == frames
     assert tifffile.imread(written[0]).max() > 3  # several nuclei in the first frame
     one_error_line(run("segment", sample / "01", "--method", "classical", "--model", "x.pt",
