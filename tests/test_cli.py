@@ -214,6 +214,19 @@ def test_boxtrack_mot_style_boxes_frame_step_and_small_box(sample: Path, tmp_pat
     assert set(mot["id"]) == {5, 6} and set(mot["frame"]) == set(range(10))
 
 
+def test_boxtrack_warns_of_one_based_boxes(sample: Path, tmp_path: Path) -> None:
+    """A bbox.txt counted from 1 given without --box-frame-base 1 is tracked from frame 1,
+    with a warning saying how to read it."""
+    boxes = tmp_path / "bbox.txt"
+    boxes.write_text("1,5,182,33,45,45,1,-1,-1\n1,6,286,54,45,45,1,-1,-1\n")
+    result = run("track", sample / "01", "--out", tmp_path / "res", "--method", "boxtrack",
+                 "--backend", "classical", "--boxes", boxes)
+    assert result.exit_code == 0, result.output
+    assert (f"warning: {boxes}: the box prompts start on frame 1, none on frame 0: if the file "
+            f"counts frames from 1 (as MOT's bbox.txt does), give --box-frame-base 1"
+            in result.stderr.splitlines())
+
+
 def test_frame_step_and_movie(sample: Path, tmp_path: Path) -> None:
     out = tmp_path / "res"
     result = run("track", sample / "01", "--out", out, "--frame-step", 2,

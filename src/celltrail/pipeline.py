@@ -3,6 +3,7 @@ demo share (checks, prompts, the files beside the masks)."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,6 +51,10 @@ def box_prompts(
     if boxes is not None:
         prompts = read_boxes(boxes, image_shape=images.shape, frame_base=frame_base)
         origin = str(boxes)
+        if frame_base == 0 and int(prompts["frame"].min()) == 1:
+            warnings.warn(f"{boxes}: the box prompts start on frame 1, none on frame 0: if the "
+                          f"file counts frames from 1 (as MOT's bbox.txt does), give "
+                          f"--box-frame-base 1", stacklevel=2)
     else:
         prompts, source = boxes_from_gt(gt)
         height, width = images.shape
