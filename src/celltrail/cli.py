@@ -864,6 +864,7 @@ DEMO_RUNS = ("", "_boxtrack", "_embedtrack", "_cap")
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the demo's outputs.")] = Path(
         "celltrail-demo"),
+    overwrite: Overwrite = False,
 ) -> None:
     """Track the bundled real sample three ways, score each and draw them (under a minute).
 
@@ -878,12 +879,14 @@ def demo(
     images = open_sequence(sample / "01")
     names = [f"01_RES{n}" for n in DEMO_RUNS] + [f"metrics{n}.json" for n in DEMO_RUNS]
     for name in [*names, "overlay.png", "boxtrack.gif"]:
-        check_output(out / name, (sample,), folder=name.startswith("01_RES"))
+        check_output(out / name, (sample,), folder=name.startswith("01_RES"),
+                     overwrite=overwrite)
 
     def run_and_score(tracker: Tracker, name: str, title: str, mot: bool = False) -> Path:
         result_dir = out / ("01_RES" + name)
         run_tracker(images, result_dir,
-                    lambda store, on_frame: tracker.track(images, store, on_frame), mot=mot)
+                    lambda store, on_frame: tracker.track(images, store, on_frame), mot=mot,
+                    overwrite=overwrite)
         with console.status("evaluating with py-ctcmetrics"):
             scores = evaluate(sample / "01_GT", result_dir)
         Console().print(metrics_table(scores, title))
