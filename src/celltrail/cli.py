@@ -757,6 +757,7 @@ def simulate(
     source: Annotated[Path | None, typer.Option(help="Subsample this existing CTC image folder "
                                                      "(its NN_GT beside it) instead of "
                                                      "simulating.")] = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Write a synthetic sequence with exact ground truth, or subsample an existing one."""
     from celltrail.simulate import SimParams, subsample
@@ -764,11 +765,12 @@ def simulate(
 
     name = sequence if source is None else source.name
     for folder in (out / name, out / f"{name}_GT"):
-        check_output(folder, () if source is None else companions(source), folder=True)
+        check_output(folder, () if source is None else companions(source), folder=True,
+                     overwrite=overwrite)
     try:
         if source is not None:
             gt = source.with_name(f"{source.name}_GT")
-            written = subsample(source, gt, out, frame_step)
+            written = subsample(source, gt, out, frame_step, overwrite=overwrite)
         else:
             params = SimParams(frames=frames, size=size, cells=cells, modality=modality,
                                dtype=dtype, cell_diameter=diameter, displacement=displacement,
@@ -776,7 +778,7 @@ def simulate(
             params.validate()
             with progress_bar(frames, "simulating") as on_frame:
                 written = run_simulation(out, params, seed=seed, sequence=sequence,
-                                         frame_step=frame_step,
+                                         frame_step=frame_step, overwrite=overwrite,
                                          progress=lambda done, _: on_frame(done - 1))
     except ValueError as exc:
         raise InputError(None, str(exc)) from exc

@@ -320,8 +320,10 @@ def simulate(
     sequence: str = "01",
     frame_step: int = 1,
     progress: Callable[[int, int], None] | None = None,
+    overwrite: bool = False,
 ) -> Path:
-    """Write a synthetic sequence ``out_dir/NN`` with ground truth ``out_dir/NN_GT``.
+    """Write a synthetic sequence ``out_dir/NN`` with ground truth ``out_dir/NN_GT``
+    (replacing folders of those names only when celltrail wrote them, or with ``overwrite``).
 
     The same ``seed`` and parameters give the same files. With ``frame_step`` > 1 the cells move
     through ``frames * frame_step`` steps and every ``frame_step``-th one is imaged, so the
@@ -349,7 +351,8 @@ def simulate(
     view = (slice(world.margin, world.margin + height), slice(world.margin, world.margin + width))
     out_dir = Path(out_dir)
     divisions = 0
-    with atomic_dir(out_dir / sequence) as images, atomic_dir(out_dir / f"{sequence}_GT") as gt:
+    with atomic_dir(out_dir / sequence, overwrite) as images, \
+            atomic_dir(out_dir / f"{sequence}_GT", overwrite) as gt:
         (gt / "TRA").mkdir()
         (gt / "SEG").mkdir()
         for t in range(params.frames):

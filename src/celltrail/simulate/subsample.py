@@ -35,13 +35,15 @@ def subsample(
     step: int,
     sequence: str | None = None,
     start: int = 0,
+    overwrite: bool = False,
 ) -> Path:
     """Keep every ``step``-th frame from ``start`` on of ``seq_dir`` (``tTTT.tif``) and
     ``gt_dir`` (``NN_GT``); ``start`` > 0 cuts a sequence's head (e.g. to evaluate on its tail).
 
     Writes ``out_dir/NN`` and ``out_dir/NN_GT`` (TRA with a consistent ``man_track.txt``, and the
-    kept SEG frames, if any), where ``NN`` is ``sequence`` or the name of ``seq_dir``. Returns
-    the new image folder.
+    kept SEG frames, if any), where ``NN`` is ``sequence`` or the name of ``seq_dir``; folders of
+    those names are replaced only when celltrail wrote them, or with ``overwrite``. Returns the
+    new image folder.
     """
     if not isinstance(step, int) or step < 1:
         raise ValueError(f"step must be an integer >= 1, not {step!r}")
@@ -66,7 +68,8 @@ def subsample(
     kept_truth = TrackingResult.from_masks([np.asarray(truth.masks[t]) for t in kept], parents)
     seg = read_segmentation_gt(gt_dir) if (Path(gt_dir) / "SEG").is_dir() else {}
     digits = frame_digits(len(kept))
-    with atomic_dir(out_dir / name) as img_out, atomic_dir(out_dir / f"{name}_GT") as gt_out:
+    with atomic_dir(out_dir / name, overwrite) as img_out, \
+            atomic_dir(out_dir / f"{name}_GT", overwrite) as gt_out:
         (gt_out / "TRA").mkdir()
         for new, old in enumerate(kept):
             shutil.copyfile(images[old], img_out / f"t{new:0{digits}d}.tif")
