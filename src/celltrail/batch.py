@@ -32,7 +32,7 @@ from celltrail.core.result import MaskStore
 from celltrail.core.sequence import ImageSequence, open_sequence
 from celltrail.io.atomic import atomic_dir
 from celltrail.io.ctc import frame_digits, numbered_files
-from celltrail.io.outputs import check_output
+from celltrail.io.outputs import check_output, model_input
 from celltrail.io.tables import SUMMARY_COLUMNS
 from celltrail.methods import get_tracker
 from celltrail.methods.boxtrack.backends import DEFAULT_BACKEND
@@ -71,9 +71,9 @@ class BatchJob:
 
     def inputs(self) -> list[Path]:
         """Every file or folder the job reads (which its output may not touch)."""
-        model = Path(self.model) if self.model is not None else None
-        paths = (self.input, self.boxes, self.boxes_from_gt, self.queries_from_gt, model)
-        return [p for p in paths if p is not None and (p is not model or p.is_file())]
+        paths = (self.input, self.boxes, self.boxes_from_gt, self.queries_from_gt,
+                 model_input(self.model))
+        return [p for p in paths if p is not None]
 
 
 REQUIRED = ("input", "out")

@@ -28,7 +28,7 @@ from celltrail.core.result import MaskStore, TrackingResult
 from celltrail.core.sequence import ImageSequence, open_labels, open_sequence
 from celltrail.io.atomic import atomic_dir
 from celltrail.io.ctc import companions, frame_digits, read_result
-from celltrail.io.outputs import check_output, write_json
+from celltrail.io.outputs import check_output, model_input, write_json
 from celltrail.io.tables import write_table
 from celltrail.methods.base import Tracker
 from celltrail.methods.boxtrack.backends import DEFAULT_BACKEND
@@ -155,12 +155,6 @@ Overwrite = Annotated[bool, typer.Option(help="Replace an existing output even i
                                               "did not write it (never an input).")]
 
 
-def model_file(model: str | None) -> Path | None:
-    """``--model`` as a path when it names an existing file (an input), else None (a shipped
-    model's name)."""
-    return Path(model) if model is not None and Path(model).is_file() else None
-
-
 def positive(name: str, value: float | None) -> None:
     """Refuse an option value that is not a positive finite number."""
     if value is not None and not (math.isfinite(value) and value > 0):
@@ -250,7 +244,7 @@ def track(
 
     positive("--diameter", diameter)
     images = open_sequence(input, allow_gaps=allow_gaps).every(frame_step)
-    inputs = (input, boxes, boxes_from_gt, queries_from_gt, model_file(model))
+    inputs = (input, boxes, boxes_from_gt, queries_from_gt, model_input(model))
     check_output(out, inputs, folder=True, overwrite=overwrite)
     if movie is not None:
         check_output(movie, (*inputs, out), suffixes=MOVIE_SUFFIXES, overwrite=overwrite)
@@ -471,7 +465,7 @@ def train_cellboxify(
         raise InputError(None, f"--head must be one of {', '.join(HEADS)}, not {head!r}")
     if guide not in GUIDES:
         raise InputError(None, f"--guide must be one of {', '.join(GUIDES)}, not {guide!r}")
-    check_output(out, (coco, images, model_file(teacher)), suffixes=(".pt",), overwrite=overwrite)
+    check_output(out, (coco, images, model_input(teacher)), suffixes=(".pt",), overwrite=overwrite)
     drawer = None if teacher is None else box_only_teacher(teacher)
     with console.status("reading training images" + " and the teacher's masks" * bool(drawer)):
         found = training_images(coco, images, supervision, drawer)
@@ -527,7 +521,7 @@ def segment(
 
     positive("--diameter", diameter)
     images = open_sequence(input, allow_gaps=allow_gaps)
-    check_output(out, (input, model_file(model)), folder=True, overwrite=overwrite)
+    check_output(out, (input, model_input(model)), folder=True, overwrite=overwrite)
     if method == "cellboxify":
         if model is None:
             raise InputError(None, f"--method cellboxify needs --model: a checkpoint path or a "

@@ -36,6 +36,12 @@ def check_frame(shape: tuple[int, ...], dtype: np.dtype, source: str | Path) -> 
         raise InputError(source, f"unsupported pixel type {np.dtype(dtype)}")
 
 
+def check_link(path: Path) -> None:
+    """Raise :class:`InputError` when ``path`` is a symbolic link that resolves to nothing."""
+    if path.is_symlink() and not path.exists():
+        raise InputError(path, "broken symbolic link (its target is missing or loops)")
+
+
 def _family(dtype: np.dtype) -> str:
     """Pixel types that may mix in one sequence: integers of any width, or floats, or bools."""
     kind = np.dtype(dtype).kind
@@ -205,8 +211,7 @@ def tiff_files(folder: Path, allow_gaps: bool = False) -> list[Path]:
     for path in folder.iterdir():
         if path.suffix.lower() not in TIFF_SUFFIXES:
             continue
-        if path.is_symlink() and not path.exists():
-            raise InputError(path, "broken symbolic link (its target is missing or loops)")
+        check_link(path)
         if path.is_file():
             files.append(path)
     files.sort(key=natural_key)
@@ -265,8 +270,7 @@ def open_sequence(source: str | Path | np.ndarray, allow_gaps: bool = False) -> 
     if isinstance(source, np.ndarray):
         return ArraySequence(source)
     path = Path(source)
-    if path.is_symlink() and not path.exists():
-        raise InputError(path, "broken symbolic link (its target is missing or loops)")
+    check_link(path)
     if not path.exists():
         raise InputError(path, "no such file or folder")
     if path.is_dir():

@@ -43,15 +43,20 @@ def _usual_mode(path: Path, mode: int) -> None:
     path.chmod(mode & ~_umask())
 
 
+def _host() -> str:
+    """This machine's name as temporary names hold it (no dots: they separate the parts)."""
+    return socket.gethostname().replace(".", "_")
+
+
 def _owner_tag() -> str:
-    return f"{socket.gethostname().replace('.', '_')}-{os.getpid()}"
+    return f"{_host()}-{os.getpid()}"
 
 
 def _alive(tag: str) -> bool:
     """Whether the process named by a temporary name's tag may still be running (a tag of
     another host, or none, counts as alive: it is not ours to judge)."""
     host, _, pid = tag.rpartition("-")
-    if host != socket.gethostname().replace(".", "_") or not pid.isdigit():
+    if host != _host() or not pid.isdigit():
         return True
     try:
         os.kill(int(pid), 0)

@@ -18,6 +18,7 @@ from celltrail.core.sequence import (
     FolderSequence,
     ImageSequence,
     LabelSequence,
+    check_link,
     open_sequence,
     read_tiff,
 )
@@ -40,8 +41,7 @@ def numbered_files(folder: Path, prefix: str) -> dict[int, Path]:
             frame = int(match.group(1))
             if frame in files:
                 raise InputError(path, f"holds frame {frame}, as does {files[frame].name}")
-            if path.is_symlink() and not path.exists():
-                raise InputError(path, "broken symbolic link (its target is missing or loops)")
+            check_link(path)
             files[frame] = path
     return files
 

@@ -52,6 +52,12 @@ def _is_checkpoint(path: Path) -> bool:
     return isinstance(state, dict) and {"config", "state_dict"} <= set(state)
 
 
+def model_input(model: str | Path | None) -> Path | None:
+    """A ``model`` option as an input path when it names an existing file, else None (the
+    name of a shipped model reads nothing of the user's)."""
+    return Path(model) if model is not None and Path(model).is_file() else None
+
+
 def check_inputs_apart(out: Path, inputs: Iterable[str | Path | None]) -> None:
     """Refuse an output that is, holds or lies inside one of ``inputs``."""
     target = out.resolve()
