@@ -11,9 +11,7 @@ manifest is run again.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
-import io
 import os
 import resource
 import signal
@@ -25,8 +23,8 @@ from pathlib import Path
 
 from distributed import Client
 
+import celltrail
 from celltrail.batch import local_cluster, run_batch
-from celltrail.cli import track
 from celltrail.simulate import SimParams, simulate
 
 
@@ -114,9 +112,8 @@ def main() -> None:
               f"{args.cells} cells; {args.workers} workers on {os.cpu_count()} cores")
 
         start, cpu_start = time.perf_counter(), time.process_time()
-        with contextlib.redirect_stderr(io.StringIO()):  # the progress bars
-            for i in range(n):
-                track(root / f"seq{i}" / "01", out=root / "serial" / f"{i}")
+        for i in range(n):  # as `celltrail track` does, in this process
+            celltrail.track(root / f"seq{i}" / "01").save(root / "serial" / f"{i}")
         serial, serial_cpu = time.perf_counter() - start, time.process_time() - cpu_start
 
         start = time.perf_counter()  # run_batch's own cluster, made here to read its CPU time

@@ -55,7 +55,8 @@ def track(seq_dir: Path, backend: str, preset: str, model: str | None = None,
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # small boxes skipped: reported by the CLI, not here
-        result = BoxTracker(boxes, segmenter, config).track(images)
+        result = BoxTracker(segmenter=segmenter, config=config,
+                            divisions=(config or BoxTrackConfig()).divisions).track(images, boxes)
     return result, (time.perf_counter() - start) / len(images)
 
 
@@ -166,7 +167,7 @@ def adaptation_rows(seq_dir: Path, preset: str, model: str) -> list[str]:
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = BoxTracker(boxes, auto).track(images)
+        result = BoxTracker(segmenter=auto).track(images, boxes)
     calibration = auto.calibration
     seconds = (time.perf_counter() - start - calibration.seconds) / len(images)
     runs = {f"auto: {calibration.chosen}": (result, seconds, f"{calibration.seconds:.1f}")}
@@ -177,7 +178,7 @@ def adaptation_rows(seq_dir: Path, preset: str, model: str) -> list[str]:
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            result = BoxTracker(boxes, segmenter).track(images)
+            result = BoxTracker(segmenter=segmenter).track(images, boxes)
         extra = (f"{calibration.adapt_seconds:.1f} ({calibration.adapt_steps} steps)"
                  if name == "learned, adapted" else "")
         runs[name] = (result, (time.perf_counter() - start) / len(images), extra)

@@ -27,7 +27,6 @@ from common import SEQUENCES, gt_diameter
 
 from celltrail.core.sequence import ArraySequence, open_sequence
 from celltrail.methods.cap import CAPTracker
-from celltrail.methods.cap.model import model_name
 from celltrail.methods.embedtrack import EmbedTracker
 from celltrail.metrics import evaluate_result
 
@@ -41,12 +40,12 @@ ABLATIONS = {"AEG sampling, joint attention": "", "without AEG sampling": "-no-a
 
 def trained_without(name: str) -> str:
     """The shipped model that leaves ``name`` out."""
-    return model_name(n for n in SEQUENCES if n != name)
+    return "+".join(sorted(n for n in SEQUENCES if n != name))
 
 
-def _scores(tracker: CAPTracker, name: str) -> str:
+def _scores(tracker: CAPTracker, name: str, queries: Path | None = None) -> str:
     seq = SHARED / name / "01"
-    result = tracker.track(open_sequence(seq))
+    result = tracker.track(open_sequence(seq), queries)
     scores = evaluate_result(result, seq.with_name("01_GT"), threads=1)
     cells = " | ".join("n/a" if scores.get(c) is None else f"{scores[c]:.3f}"
                       for c in COLUMNS)
@@ -69,12 +68,12 @@ def loso() -> None:
         model = trained_without(name)
         gt = SHARED / name / "01_GT"
         detector = {"preset": preset, "diameter": _diameter(name)}
-        for queries, tracker in (
-                ("GT markers", CAPTracker(model, queries_from_gt=gt, **detector)),
-                (f"detector ({preset})", CAPTracker(model, **detector)),
-                ("GT markers, no new cells", CAPTracker(model, queries_from_gt=gt,
-                                                        new_cells=False))):
-            print(f"| {name} | {model} | {queries} | {_scores(tracker, name)} |", flush=True)
+        for queries, tracker, prompts in (
+                ("GT markers", CAPTracker(model=model, **detector), gt),
+                (f"detector ({preset})", CAPTracker(model=model, **detector), None),
+                ("GT markers, no new cells", CAPTracker(model=model, new_cells=False), gt)):
+            print(f"| {name} | {model} | {queries} | {_scores(tracker, name, prompts)} |",
+                  flush=True)
 
 
 def ablation(limit: float = 150.0) -> None:
@@ -95,8 +94,8 @@ def ablation_row(label: str) -> None:
     """One row of the ablation table."""
     name = "Fluo-N2DH-GOWT1"
     path = Path(".cache/cap") / f"{trained_without(name)}{ABLATIONS[label]}.pt"
-    tracker = CAPTracker(path, queries_from_gt=SHARED / name / "01_GT", new_cells=False)
-    print(f"| {label} | {_scores(tracker, name)} |", flush=True)
+    tracker = CAPTracker(model=str(path), new_cells=False)
+    print(f"| {label} | {_scores(tracker, name, SHARED / name / '01_GT')} |", flush=True)
 
 
 def speed(names: tuple[str, ...] = ("DIC-C2DH-HeLa", "Fluo-N2DH-GOWT1")) -> None:
@@ -108,12 +107,13 @@ def speed(names: tuple[str, ...] = ("DIC-C2DH-HeLa", "Fluo-N2DH-GOWT1")) -> None
         images = open_sequence(SHARED / name / "01")
         frames = ArraySequence(np.stack([np.asarray(image) for image in images]))
         timings = []
-        for tracker in (EmbedTracker(name),
-                        CAPTracker(trained_without(name), queries_from_gt=SHARED / name / "01_GT"),
-                        CAPTracker(trained_without(name), preset=SEQUENCES[name],
-                                   diameter=_diameter(name))):
+        gt = SHARED / name / "01_GT"
+        for tracker, queries in ((EmbedTracker(model=name), None),
+                                 (CAPTracker(model=trained_without(name)), gt),
+                                 (CAPTracker(model=trained_without(name), preset=SEQUENCES[name],
+                                             diameter=_diameter(name)), None)):
             start = time.perf_counter()
-            tracker.track(frames)
+            tracker.track(frames, queries)
             timings.append(time.perf_counter() - start)
         print(f"| {name} | {len(frames)} | {timings[0]:.1f} | {timings[1]:.1f} | "
               f"{timings[2]:.1f} | {timings[0] / timings[2]:.1f}x |", flush=True)

@@ -33,7 +33,6 @@ from celltrail.core.sequence import open_sequence
 from celltrail.io.coco import ctc_to_coco, read_coco
 from celltrail.linking import link
 from celltrail.methods.cellboxify import (
-    SHIPPED,
     CellBoxifySegmenter,
     instance_masks,
     paint,
@@ -42,6 +41,7 @@ from celltrail.methods.cellboxify import (
 from celltrail.metrics import evaluate_result
 from celltrail.metrics.coco import coco_ap, segmentation_scores
 from celltrail.models.cellboxify import CellBoxifyConfig, load_checkpoint
+from celltrail.models.zoo import model_path
 from celltrail.training.embedtrack.data import split_index
 
 DATASETS = ("Fluo-N2DH-SIM+", "DIC-C2DH-HeLa")
@@ -88,7 +88,7 @@ def evaluate(name: str, variants: dict[str, str | None]) -> list[dict[str, objec
         for supervision in ("mask", "box"):
             variant = variants.get(supervision)
             model = (Path(".cache/cellboxify") / f"{name}_{supervision}-{variant}.pt" if variant
-                     else SHIPPED.path(f"{name}_{supervision}"))
+                     else model_path("cellboxify", f"{name}_{supervision}"))
             results, labels, seconds, painted = detect_all(CellBoxifySegmenter(model), gt_json, seq)
             ctc = evaluate_result(link(labels), images_dir.with_name("01_GT"), threads=1)
             state = load_checkpoint(model)

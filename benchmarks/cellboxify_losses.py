@@ -28,10 +28,11 @@ from common import SHARED
 
 from celltrail.core.sequence import open_sequence
 from celltrail.io.coco import ctc_to_coco, read_coco
-from celltrail.methods.cellboxify import SHIPPED, CellBoxifySegmenter, instance_masks
+from celltrail.methods.cellboxify import CellBoxifySegmenter, instance_masks
 from celltrail.metrics.coco import coco_ap
 from celltrail.models.cellboxify import MASK_SIZE, Detections, prepare
 from celltrail.models.ops import roi_align
+from celltrail.models.zoo import model_path
 from celltrail.training.cellboxify.loop import (
     POLYGON_MARGIN,
     guide_image,
@@ -119,7 +120,7 @@ def evaluation_truth(name: str, folder: Path) -> tuple[Path, Path]:
 
 def ellipse_ap(name: str) -> dict[str, dict[str, float | None]]:
     """Mask AP of the shipped box-only model's detections, as they are and as ellipses."""
-    model = SHIPPED.path(f"{name}_box")
+    model = model_path("cellboxify", f"{name}_box")
     with tempfile.TemporaryDirectory() as tmp:
         seq, gt_json = evaluation_truth(name, Path(tmp))
         return {label: coco_ap(gt_json, detect_all(segmenter, gt_json, seq)[0], "segm")
@@ -135,7 +136,7 @@ def true_box_recall(name: str) -> dict[str, np.ndarray]:
     ellipses made exclusive (a pixel in several boxes goes to the one it lies deepest in), and
     the reference's foreground split the same way among the boxes: what a perfect foreground
     would give without any shape."""
-    models = {f"{label} model": CellBoxifySegmenter(SHIPPED.path(f"{name}_{s}"))
+    models = {f"{label} model": CellBoxifySegmenter(model_path("cellboxify", f"{name}_{s}"))
               for label, s in (("full-mask", "mask"), ("box-only", "box"))}
     ious: dict[str, list[float]] = {label: [] for label in (*models, "inscribed ellipses")}
     with tempfile.TemporaryDirectory() as tmp:

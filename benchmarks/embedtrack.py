@@ -24,9 +24,9 @@ from common import SEQUENCES, tail
 
 from celltrail.core.sequence import ArraySequence, open_sequence
 from celltrail.methods.embedtrack import EmbedTracker
-from celltrail.methods.embedtrack.model import model_path
 from celltrail.metrics import evaluate_result
 from celltrail.models.embedtrack import load_checkpoint
+from celltrail.models.zoo import model_path
 
 
 def accuracy(names: list[str]) -> None:
@@ -34,13 +34,13 @@ def accuracy(names: list[str]) -> None:
     print("| sequence | frames | SEG | DET | TRA | TRA with TTA | training |")
     print("|---|---|---|---|---|---|---|")
     for name in names:
-        state = load_checkpoint(model_path(name))
+        state = load_checkpoint(model_path("embedtrack", name))
         with tempfile.TemporaryDirectory() as tmp:
             images_dir, truth = tail(name, Path(tmp))
             images = open_sequence(images_dir)
             gt = images_dir.with_name("01_GT")
-            plain = evaluate_result(EmbedTracker(name).track(images), gt, threads=1)
-            tta = evaluate_result(EmbedTracker(name, tta=True).track(images), gt, threads=1)
+            plain = evaluate_result(EmbedTracker(model=name).track(images), gt, threads=1)
+            tta = evaluate_result(EmbedTracker(model=name, tta=True).track(images), gt, threads=1)
         seg = "n/a" if truth == "none" else f"{plain['SEG']:.3f}" + " (vs ST)" * (truth == "ST")
         minutes = float(state["seconds"]) / 60
         print(f"| {name} | {len(images)} | {seg} | {plain['DET']:.3f} | {plain['TRA']:.3f} "
@@ -57,7 +57,7 @@ def speed(repeats: int = 3) -> None:
         images = open_sequence(tail(name, Path(tmp))[0])
         frames = [np.asarray(image) for image in images]  # read once: time the method only
         for tta in (False, True):
-            tracker = EmbedTracker(name, tta=tta)
+            tracker = EmbedTracker(model=name, tta=tta)
             best = float("inf")
             for _ in range(repeats):
                 start = time.perf_counter()

@@ -99,7 +99,7 @@ def main() -> None:
               f"{'trac ctc=geff':>13} {'NS':>9} {'EC':>7}")
         for name, (preset, diameter) in SEQUENCES.items():
             gt_dir = args.data / name / "01_GT"
-            result = ClassicalTracker(preset, diameter=diameter).track(
+            result = ClassicalTracker(preset=preset, diameter=diameter).track(
                 open_sequence(args.data / name / "01"))
             result = TrackingResult(list(result.masks), result.lineage)
             res_dir = write_result(result, tmp / f"{name}-res")

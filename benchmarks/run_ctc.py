@@ -38,7 +38,7 @@ def run_classical(seq_dir: Path, preset: str, diameter: float | None):
     """The classical pipeline on a sequence; returns the result and seconds per frame."""
     start = time.perf_counter()
     images = open_sequence(seq_dir)
-    result = ClassicalTracker(preset, diameter=diameter).track(images)
+    result = ClassicalTracker(preset=preset, diameter=diameter).track(images)
     return result, (time.perf_counter() - start) / len(images)
 
 
@@ -46,7 +46,7 @@ def run_laptrack_on_ours(seq_dir: Path, preset: str, diameter: float | None):
     """celltrail's segmentation linked by laptrack (the same cutoff rule as our linker's gate)."""
     start = time.perf_counter()
     images = open_sequence(seq_dir)
-    tracker = ClassicalTracker(preset, diameter=diameter)
+    tracker = ClassicalTracker(preset=preset, diameter=diameter)
     masks = list(tracker.segment_frames(images))
     result = laptrack_result(masks, tracker.segmenter.diameter)
     return result, (time.perf_counter() - start) / len(images)

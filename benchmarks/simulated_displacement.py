@@ -37,7 +37,7 @@ def main() -> None:
             params = SimParams(frames=args.frames, cells=args.cells, displacement=displacement)
             with tempfile.TemporaryDirectory() as tmp:
                 seq = simulate(Path(tmp), params, seed=seed)
-                result = ClassicalTracker("fluo-nuclei").track(open_sequence(seq))
+                result = ClassicalTracker(preset="fluo-nuclei").track(open_sequence(seq))
                 s = score_result(result, seq.with_name("01_GT"))
             scores.append((s["TRA"], s["DET"], s["LNK"]))
         tra, det, lnk = np.mean(scores, axis=0)

@@ -27,7 +27,7 @@ NAME, FRAME, CROP = "Fluo-N2DH-SIM+", 60, (slice(200, 456), slice(150, 406))
 def main() -> None:
     root = Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/data/ctc") / NAME / "01"
     frames = [tifffile.imread(root / f"t{t:03d}.tif") for t in (FRAME - 1, FRAME)]
-    tracker = EmbedTracker(NAME)
+    tracker = EmbedTracker(model=NAME)
     tracker.predict(frames[0])
     prediction = tracker.predict(frames[1])
     labels = cluster(prediction[:5], tracker.min_size)

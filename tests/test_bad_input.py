@@ -73,10 +73,9 @@ def frames(folder: Path, arrays: list[np.ndarray], prefix: str = "t") -> Path:
 
 def spoiled_model(data: Path, spoil: Callable[[dict], None]) -> Path:
     """A copy of a shipped CAP model with ``spoil`` applied to its checkpoint."""
-    from celltrail.models.shipped import ShippedWeights
+    from celltrail.models.zoo import model_names, model_path
 
-    shipped = ShippedWeights("cap")
-    state = dict(torch.load(shipped.path(shipped.names()[0]), weights_only=True))
+    state = dict(torch.load(model_path("cap", model_names("cap")[0]), weights_only=True))
     state["config"] = dict(state["config"])
     state["state_dict"] = dict(state["state_dict"])
     spoil(state)

@@ -18,8 +18,7 @@ from celltrail.batch import BatchJob, read_manifest, run_batch, run_job
 from celltrail.cli import app
 from celltrail.core.errors import InputError
 from celltrail.io.ctc import read_result
-from celltrail.methods.cellboxify import SHIPPED as CELLBOXIFY
-from celltrail.methods.embedtrack import shipped_models
+from celltrail.models.zoo import model_names
 from celltrail.simulate import SimParams, simulate
 
 runner = CliRunner()
@@ -102,7 +101,7 @@ def test_manifest_errors(tmp_path: Path, text: str, problem: str) -> None:
     manifest.write_text(text)
     with pytest.raises(InputError) as err:
         read_manifest(manifest)
-    shipped = ", ".join(shipped_models()) or "none"
+    shipped = ", ".join(model_names("embedtrack")) or "none"
     assert str(err.value) == f"{manifest}: {problem.format(folder=tmp_path, shipped=shipped)}"
 
 
@@ -114,7 +113,7 @@ def test_cellboxify_rows_need_a_model(tmp_path: Path) -> None:
         read_manifest(manifest)
     assert str(err.value) == (
         f"{manifest}: line 2: method cellboxify needs a model: a checkpoint path or a shipped "
-        f"model ({', '.join(CELLBOXIFY.names())})")
+        f"model ({', '.join(model_names('cellboxify'))})")
     manifest.write_text("input,out,method,model\nc,d,cellboxify,Fluo-N2DH-SIM+_box\n")
     assert read_manifest(manifest)[0].model == "Fluo-N2DH-SIM+_box"
 

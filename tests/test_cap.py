@@ -16,7 +16,7 @@ from celltrail.cli import app
 from celltrail.core.lineage import Lineage, Track
 from celltrail.core.sequence import ArraySequence, open_sequence
 from celltrail.io.ctc import read_result
-from celltrail.methods.cap import CAPTracker, shipped_models
+from celltrail.methods.cap import CAPTracker
 from celltrail.methods.cap.points import PointTracks, Trajectories, encode, read_window
 from celltrail.methods.cap.raw import rolling_windows
 from celltrail.methods.cap.tracker import (
@@ -30,6 +30,7 @@ from celltrail.methods.cap.tracker import (
 from celltrail.metrics import evaluate_result
 from celltrail.models.cap import CAPConfig, CAPNet, load_checkpoint, network_from
 from celltrail.models.checkpoint import save_checkpoint
+from celltrail.models.zoo import model_names
 from celltrail.segmentation import Segmenter
 from celltrail.simulate import SimParams, simulate
 from celltrail.training.cap import SampleParams, Sampler, TrainParams, load_sequence, train
@@ -549,7 +550,7 @@ def test_cli_train_then_track(sim_sequence: Path, tmp_path: Path) -> None:
 
 def test_shipped_model_tracks_the_sample(sample: Path) -> None:
     """The default model was not trained on GOWT1: the sample is unseen data."""
-    assert len(shipped_models()) == 3
+    assert len(model_names("cap")) == 3
     for new_cells, least in ((True, 0.95), (False, 0.85)):  # 0.989 and 0.879 measured
         tracker = CAPTracker(queries_from_gt=sample / "01_GT", new_cells=new_cells)
         result = tracker.track(open_sequence(sample / "01"))

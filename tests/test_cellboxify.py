@@ -18,7 +18,6 @@ from celltrail.core.errors import InputError
 from celltrail.core.sequence import open_sequence
 from celltrail.io.coco import ctc_to_coco
 from celltrail.methods.cellboxify import (
-    SHIPPED,
     CellBoxifySegmenter,
     CellBoxifyTracker,
     box_labels,
@@ -45,6 +44,7 @@ from celltrail.models.cellboxify import (
     vertices,
 )
 from celltrail.models.ops import box_iou, nms, roi_align
+from celltrail.models.zoo import model_names
 from celltrail.simulate import SimParams, simulate
 from celltrail.training.cellboxify import (
     Sample,
@@ -420,7 +420,7 @@ def test_cli_train_segment_track(simulated: Path, tmp_path: Path) -> None:
 
 
 def test_cli_errors(simulated: Path, tmp_path: Path) -> None:
-    names = ", ".join(SHIPPED.names())
+    names = ", ".join(model_names("cellboxify"))
     one_error_line(run("segment", simulated, "--out", tmp_path / "m"),
                    f"--method cellboxify needs --model: a checkpoint path or a shipped model "
                    f"({names})")
@@ -440,8 +440,8 @@ def test_cli_errors(simulated: Path, tmp_path: Path) -> None:
 
 
 def test_shipped_models() -> None:
-    assert SHIPPED.names() == ["DIC-C2DH-HeLa_box", "DIC-C2DH-HeLa_mask", "Fluo-N2DH-SIM+_box",
-                               "Fluo-N2DH-SIM+_mask"]
+    assert model_names("cellboxify") == ["DIC-C2DH-HeLa_box", "DIC-C2DH-HeLa_mask",
+                                         "Fluo-N2DH-SIM+_box", "Fluo-N2DH-SIM+_mask"]
 
 
 def test_shipped_box_only_model_segments_the_sample(sample: Path) -> None:

@@ -15,7 +15,7 @@ from celltrail.cli import app
 from celltrail.core.errors import InputError
 from celltrail.core.sequence import open_sequence
 from celltrail.io.ctc import read_result
-from celltrail.methods.embedtrack import EmbedTracker, model_path, shipped_models
+from celltrail.methods.embedtrack import EmbedTracker
 from celltrail.methods.embedtrack.tracker import (
     SYMMETRIES,
     apply_symmetry,
@@ -33,6 +33,7 @@ from celltrail.models.embedtrack import (
     network_from,
     pixel_grid,
 )
+from celltrail.models.zoo import model_names, model_path
 from celltrail.simulate import SimParams, simulate
 from celltrail.training.embedtrack import TrainParams, load_sequence, steps_per_epoch, train
 from celltrail.training.embedtrack.data import SampleParams, Sampler, medoids
@@ -260,10 +261,10 @@ def test_train_checkpoints_resume_and_finish(sim_sequence: Path, tmp_path: Path,
 
 
 def test_model_lookup_errors(tmp_path: Path) -> None:
-    assert {"DIC-C2DH-HeLa", "Fluo-N2DH-GOWT1", "Fluo-N2DH-SIM+"} <= set(shipped_models())
-    assert model_path("Fluo-N2DH-GOWT1").is_file()
+    assert {"DIC-C2DH-HeLa", "Fluo-N2DH-GOWT1", "Fluo-N2DH-SIM+"} <= set(model_names("embedtrack"))
+    assert model_path("embedtrack", "Fluo-N2DH-GOWT1").is_file()
     with pytest.raises(InputError, match="no such model file, and not a shipped model"):
-        model_path(tmp_path / "missing.pt")
+        model_path("embedtrack", tmp_path / "missing.pt")
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(InputError, match=r"bad.pt: not a readable model checkpoint"):
         EmbedTracker(tmp_path / "bad.pt")

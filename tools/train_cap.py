@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from celltrail.methods.cap.model import WEIGHTS, model_name
+from celltrail.models.zoo import PACKAGE
 from celltrail.training.cap import SampleParams, TrainParams, load_sequence, train
 from celltrail.training.simulated import simulated_sequences
 
@@ -31,7 +31,7 @@ SIMULATED_FRAMES = 40
 
 def variant(holdout: str, no_aeg: bool, time_only: bool, relief: float) -> str:
     """File stem of a run: the name of its training data, with the changes it makes."""
-    name = model_name(n for n in SEQUENCES if n != holdout)
+    name = "+".join(sorted(n for n in SEQUENCES if n != holdout))
     return name + "-relief" * (relief > 0) + "-no-aeg" * no_aeg + "-time-only" * time_only
 
 
@@ -72,8 +72,8 @@ def main() -> None:
     train(sequences, out, params, resume=out if args.resume and out.exists() else None,
           progress=report)
     if not (args.no_aeg or args.time_only or args.relief):
-        WEIGHTS.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(out, WEIGHTS / f"{name}.pt")
+        (PACKAGE / "cap").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out, PACKAGE / "cap" / f"{name}.pt")
     print(f"{name}: loaded in {loaded:.0f} s, {args.steps} steps, "
           f"{time.perf_counter() - start:.0f} s in all", flush=True)
 

@@ -24,8 +24,8 @@ import torch
 
 from celltrail.core.sequence import open_sequence
 from celltrail.io.coco import ctc_to_coco
-from celltrail.methods.cellboxify import SHIPPED
 from celltrail.models.cellboxify import HEADS, CellBoxifyConfig
+from celltrail.models.zoo import PACKAGE
 from celltrail.training.cellboxify import (
     TrainParams,
     box_only_teacher,
@@ -98,8 +98,8 @@ def main() -> None:
               trained_on=[f"{args.dataset}/01 frames 0-{split - 1}"])
         teacher = out
     if args.ship:
-        SHIPPED.folder.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(out, SHIPPED.folder / f"{name}.pt")
+        (PACKAGE / "cellboxify").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out, PACKAGE / "cellboxify" / f"{name}.pt")
     print(f"{name}: {len(images)} images, {rounds} x {args.steps} steps, "
           f"{time.perf_counter() - start:.0f} s in all", flush=True)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from celltrail.methods.embedtrack.model import WEIGHTS
+from celltrail.models.zoo import PACKAGE
 from celltrail.training.embedtrack import TrainParams, load_sequence, train
 
 SHARED = Path("../shared/data/ctc")
@@ -35,7 +35,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cache = Path(".cache/embedtrack")
     cache.mkdir(parents=True, exist_ok=True)
-    WEIGHTS.mkdir(parents=True, exist_ok=True)
+    (PACKAGE / "embedtrack").mkdir(parents=True, exist_ok=True)
     for name in args.only or SEQUENCES:
         start = time.perf_counter()
         sequence = load_sequence(SHARED / name / "01")
@@ -49,7 +49,7 @@ def main() -> None:
         out = cache / f"{name}.pt"
         train([sequence], out, TrainParams(steps=args.steps),
               resume=out if args.resume and out.exists() else None, progress=report)
-        shutil.copyfile(out, WEIGHTS / f"{name}.pt")
+        shutil.copyfile(out, PACKAGE / "embedtrack" / f"{name}.pt")
         print(f"{name}: loaded in {loaded:.0f} s, {args.steps} steps, "
               f"{time.perf_counter() - start:.0f} s in all", flush=True)
 

@@ -1,14 +1,13 @@
 """Track many sequences (the positions of a screen) in parallel on a dask cluster.
 
 A manifest is a CSV file with one sequence per row: the columns ``input`` and ``out`` (relative
-paths are resolved against the manifest's folder) and, optionally, the options of
-``celltrail track``: ``method``, ``preset``, ``diameter``, ``frame_step``; for boxtrack
-``boxes``, ``boxes_from_gt``, ``box_frame_base``, ``backend``; for boxtrack, embedtrack, cap and
-cellboxify ``model`` (a shipped model's name, else a checkpoint path; embedtrack and cellboxify
-need one); for embedtrack ``tta`` (true or false); for cap ``queries_from_gt``. An empty cell
-takes the default; an option of another method is an error. Each sequence is tracked as
-``celltrail track`` would and written atomically, so a complete output folder is a finished
-sequence: a rerun skips it and does the rest.
+paths are resolved against the manifest's folder) and, optionally, ``method``, ``frame_step``,
+the prompt columns (``boxes``, ``boxes_from_gt`` for boxtrack, ``queries_from_gt`` for cap) and
+a column per option of the methods (:mod:`celltrail.methods.registry`: the same names as the
+options classes' fields and ``celltrail track``'s flags). An empty cell takes the default; an
+option of another method is an error. Each sequence is tracked as ``celltrail track`` would and
+written atomically, so a complete output folder is a finished sequence: a rerun skips it and
+does the rest.
 """
 
 from __future__ import annotations
@@ -20,72 +19,62 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dask
 import pandas as pd
 from distributed import Client, LocalCluster, as_completed
 
-from celltrail.core.errors import CellTrailError, InputError
+from celltrail.core.errors import CellTrailError, InputError, OptionError
 from celltrail.core.result import MaskStore
 from celltrail.core.sequence import ImageSequence, open_sequence
 from celltrail.io.atomic import atomic_dir
 from celltrail.io.ctc import frame_digits, numbered_files
 from celltrail.io.outputs import check_output, model_input
+from celltrail.io.results import EXTRA_FILES, RESULT_FILES, write_tables
 from celltrail.io.tables import SUMMARY_COLUMNS
-from celltrail.methods import get_tracker
-from celltrail.methods.boxtrack.backends import DEFAULT_BACKEND
-from celltrail.pipeline import (
-    MOT_FILE,
-    box_prompts,
-    boxtrack_tracker,
-    cap_tracker,
-    cellboxify_tracker,
-    embedtrack_tracker,
-    save_result,
+from celltrail.methods.base import make_options
+from celltrail.methods.registry import (
+    DEFAULT_METHOD,
+    check_applies,
+    either,
+    fields_by_name,
+    get_method,
 )
-from celltrail.segmentation import DEFAULT_PRESET
+from celltrail.models.zoo import model_names
 
-#: The files ``celltrail track`` writes besides the masks (boxtrack adds its MOT file).
-RESULT_FILES = ("res_track.txt", "tracks.csv", "tracks.parquet")
+#: The prompt columns, by the kind of prompts they give.
+PROMPT_COLUMNS = {"boxes": "boxes", "boxes_from_gt": "boxes", "queries_from_gt": "queries"}
 
 
 @dataclass(frozen=True)
 class BatchJob:
-    """One manifest row: a sequence to track and how (the options of ``celltrail track``)."""
+    """One manifest row: a sequence to track, with which method, prompts and options."""
 
     input: Path
     out: Path
-    method: str = "classical"
-    preset: str = DEFAULT_PRESET
-    diameter: float | None = None
+    method: str = DEFAULT_METHOD
     frame_step: int = 1
-    boxes: Path | None = None
-    boxes_from_gt: Path | None = None
-    box_frame_base: int = 0
-    backend: str = DEFAULT_BACKEND
-    model: str | None = None
-    tta: bool = False
-    queries_from_gt: Path | None = None
+    prompts: Path | None = None
+    options: dict[str, object] = field(default_factory=dict)
 
     def inputs(self) -> list[Path]:
         """Every file or folder the job reads (which its output may not touch)."""
-        paths = (self.input, self.boxes, self.boxes_from_gt, self.queries_from_gt,
-                 model_input(self.model))
+        paths = (self.input, self.prompts, model_input(self.options.get("model")))  # type: ignore[arg-type]
         return [p for p in paths if p is not None]
 
 
 REQUIRED = ("input", "out")
-#: The manifest's columns: the fields of :class:`BatchJob`.
-COLUMNS = tuple(f.name for f in fields(BatchJob))
-#: The methods that method-specific columns apply to; the other columns apply to all.
-APPLIES_TO = {"boxes": ("boxtrack",), "boxes_from_gt": ("boxtrack",),
-              "box_frame_base": ("boxtrack",), "backend": ("boxtrack",),
-              "model": ("boxtrack", "embedtrack", "cap", "cellboxify"), "tta": ("embedtrack",),
-              "queries_from_gt": ("cap",)}
-#: How a ``tta`` cell may say yes or no.
+#: The manifest's columns: the job's own, the prompts', then every method option.
+COLUMNS = (*REQUIRED, "method", "frame_step", *PROMPT_COLUMNS)
+#: How a true/false cell may say yes or no.
 FLAGS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
+def manifest_columns() -> tuple[str, ...]:
+    """Every column a manifest may have (the method options of the registry included)."""
+    return (*COLUMNS, *fields_by_name())
 
 
 def _number(manifest: Path, line: int, column: str, text: str, kind: type, least: float) -> object:
@@ -101,39 +90,24 @@ def _number(manifest: Path, line: int, column: str, text: str, kind: type, least
     return value
 
 
-def _shipped_models(method: str) -> list[str]:
-    """Names of the models shipped for ``method`` (imported here: both load torch)."""
-    if method == "embedtrack":
-        from celltrail.methods.embedtrack import shipped_models
-    elif method == "cap":
-        from celltrail.methods.cap import shipped_models
-    elif method == "cellboxify":
-        from celltrail.methods.cellboxify import SHIPPED
-
-        return SHIPPED.names()
-    else:
-        from celltrail.methods.boxtrack.learned import shipped_models
-    return shipped_models()
-
-
-def _either(names: tuple[str, ...]) -> str:
-    """``a``, ``a or b``, ``a, b or c``."""
-    return " or ".join(filter(None, (", ".join(names[:-1]), names[-1])))
-
-
-def _check_options(manifest: Path, line: int, method: str, given: dict[str, str]) -> None:
-    """Refuse options of other methods, and an embedtrack or cellboxify row without its
-    model."""
-    stray = [f"{c} ({_either(APPLIES_TO[c])} only)" for c in given
-             if method not in APPLIES_TO.get(c, (method,))]
-    if stray:
-        verb = "does" if len(stray) == 1 else "do"
-        raise InputError(manifest, f"line {line}: {', '.join(stray)} {verb} not apply to "
-                                   f"method {method!r}")
-    if method in ("embedtrack", "cellboxify") and "model" not in given:
-        names = ", ".join(_shipped_models(method)) or "none"
-        raise InputError(manifest, f"line {line}: method {method} needs a model: a "
-                                   f"checkpoint path or a shipped model ({names})")
+def _option(manifest: Path, line: int, name: str, text: str, method: str) -> object:
+    """The value of option ``name`` written ``text`` in a cell, by the option's type."""
+    kind = fields_by_name()[name][0][1].type
+    if kind is bool:
+        if text.lower() not in FLAGS:
+            raise InputError(manifest, f"line {line}: {name} must be true or false, not "
+                                       f"{text!r}")
+        return FLAGS[text.lower()]
+    if kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            what = "an integer" if kind is int else "a number"
+            raise InputError(manifest, f"line {line}: {name} must be {what}, not "
+                                       f"{text!r}") from None
+    if name == "model" and text not in model_names(get_method(method).model_kind or ""):
+        return os.path.abspath(manifest.parent / Path(text).expanduser())
+    return text
 
 
 def _job(manifest: Path, line: int, cells: dict[str, str]) -> BatchJob:
@@ -142,29 +116,42 @@ def _job(manifest: Path, line: int, cells: dict[str, str]) -> BatchJob:
         if not cells[column]:
             raise InputError(manifest, f"line {line}: empty {column!r}")
     given = {k: v for k, v in cells.items() if v}
-    method = given.get("method", BatchJob.method)
-    _check_options(manifest, line, method, given)
+    try:
+        method = get_method(given.get("method", DEFAULT_METHOD))
+        prompts = [c for c in PROMPT_COLUMNS if c in given]
+        stray = [c for c in prompts if PROMPT_COLUMNS[c] != method.prompts]
+        if stray:
+            raise OptionError(stray[0], f"applies to method {either(_prompted(stray[0]))} only")
+        if len(prompts) > 1:
+            raise OptionError(prompts[1], f"give either {' or '.join(prompts)}, not both")
+        if method.needs_prompts and not prompts:
+            raise OptionError("method", f"{method.name} needs its {method.prompts} prompts: "
+                                        f"a column {' or '.join(_columns_of(method.prompts))}")
+        values = {k: _option(manifest, line, k, v, method.name) for k, v in given.items()
+                  if k not in COLUMNS}
+        check_applies(method, values)
+        make_options(method.options, None, values)  # every problem found now, before the run
+    except OptionError as exc:
+        raise InputError(manifest, f"line {line}: {exc.name}: {exc.problem}") from None
     folder = manifest.parent
-    options: dict[str, object] = {}
-    for column, text in given.items():
-        if column in ("input", "out", "boxes", "boxes_from_gt", "queries_from_gt"):
-            # absolute: the workers of a remote cluster do not share our working folder
-            options[column] = Path(os.path.abspath(folder / Path(text).expanduser()))
-        elif column == "diameter":
-            options[column] = _number(manifest, line, column, text, float, 1)
-        elif column in ("frame_step", "box_frame_base"):
-            options[column] = _number(manifest, line, column, text, int,
-                                      1 if column == "frame_step" else 0)
-        elif column == "model" and text not in _shipped_models(method):
-            options[column] = os.path.abspath(folder / Path(text).expanduser())
-        elif column == "tta":
-            if text.lower() not in FLAGS:
-                raise InputError(manifest, f"line {line}: tta must be true or false, not "
-                                           f"{text!r}")
-            options[column] = FLAGS[text.lower()]
-        else:
-            options[column] = text
-    return BatchJob(**options)  # type: ignore[arg-type]
+    # absolute: the workers of a remote cluster do not share our working folder
+    paths = {k: Path(os.path.abspath(folder / Path(v).expanduser())) for k, v in given.items()
+             if k in ("input", "out", *PROMPT_COLUMNS)}
+    step = given.get("frame_step")
+    return BatchJob(paths["input"], paths["out"], method.name,
+                    1 if step is None else _number(manifest, line, "frame_step", step, int, 1),  # type: ignore[arg-type]
+                    next((paths[c] for c in prompts), None), values)
+
+
+def _prompted(column: str) -> list[str]:
+    """The methods a prompt column applies to."""
+    from celltrail.methods.registry import METHODS
+
+    return [m.name for m in METHODS.values() if m.prompts == PROMPT_COLUMNS[column]]
+
+
+def _columns_of(kind: str | None) -> list[str]:
+    return [c for c, k in PROMPT_COLUMNS.items() if k == kind]
 
 
 def read_manifest(manifest: str | Path) -> list[BatchJob]:
@@ -189,10 +176,11 @@ def read_manifest(manifest: str | Path) -> list[BatchJob]:
     if len(columns) == 1 and ";" in columns[0]:
         raise InputError(manifest, f"line {header_line}: columns must be separated by commas, "
                                    f"not semicolons ({header[0]!r})")
+    known = manifest_columns()
     for i, name in enumerate(columns):
-        if name not in COLUMNS:
+        if name not in known:
             raise InputError(manifest, f"line {header_line}: unknown column {header[i]!r}; "
-                                       f"columns are {', '.join(COLUMNS)}")
+                                       f"columns are {', '.join(known)}")
         if name in columns[:i]:
             raise InputError(manifest, f"line {header_line}: column {name!r} appears twice")
     for name in REQUIRED:
@@ -220,7 +208,8 @@ def read_manifest(manifest: str | Path) -> list[BatchJob]:
 def finished(job: BatchJob, frames: int) -> int | None:
     """The number of tracks of a complete output folder of ``job`` over ``frames`` frames, or
     None when it is missing or incomplete (it is then tracked again)."""
-    names = (*RESULT_FILES, MOT_FILE) if job.method == "boxtrack" else RESULT_FILES
+    extra = get_method(job.method).tracker_class().outputs
+    names = (*RESULT_FILES, *(EXTRA_FILES[name] for name in extra))
     if not all((job.out / name).is_file() for name in names):
         return None
     if set(numbered_files(job.out, "mask")) != set(range(frames)):
@@ -233,22 +222,11 @@ def track_job(job: BatchJob, images: ImageSequence, overwrite: bool = False) -> 
     """Track ``images`` as ``celltrail track`` would with the job's options and write its output
     folder atomically; returns the number of tracks."""
     check_output(job.out, job.inputs(), folder=True, overwrite=overwrite)
-    boxtrack = job.method == "boxtrack"
-    if boxtrack:
-        prompts, _ = box_prompts(images, job.frame_step, job.boxes, job.boxes_from_gt,
-                                 job.box_frame_base)
-        tracker = boxtrack_tracker(prompts, job.backend, job.preset, job.model, None, True)
-    elif job.method == "embedtrack":
-        tracker = embedtrack_tracker(job.model, job.tta)
-    elif job.method == "cap":
-        tracker = cap_tracker(job.model, job.queries_from_gt, job.preset, job.diameter)
-    elif job.method == "cellboxify":
-        tracker = cellboxify_tracker(job.model)
-    else:
-        tracker = get_tracker(job.method, preset=job.preset, diameter=job.diameter)
+    tracker = get_method(job.method).load(**job.options)
     with atomic_dir(job.out, overwrite) as tmp:
-        result = tracker.track(images, MaskStore(tmp, digits=frame_digits(len(images))))
-        save_result(result, tmp, mot=boxtrack)
+        result = tracker.track(images, job.prompts,
+                               MaskStore(tmp, digits=frame_digits(len(images))))
+        write_tables(result, tmp)
     return len(result.lineage)
 
 

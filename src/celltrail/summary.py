@@ -59,11 +59,3 @@ def summary_lines(lineage: Lineage, frames: int, settings: Mapping[str, str]) ->
         cause = "the method or its model does not fit these images"
     return lines + [f"warning: {w}" for w in warnings_for(counts, cause)]
 
-
-def settings_of(tracker: object) -> dict[str, str]:
-    """The settings a tracker used and where they came from (its ``settings()`` if it has
-    one), for the summary."""
-    describe = getattr(tracker, "settings", None)
-    if callable(describe):
-        return describe()
-    return {"method": str(getattr(tracker, "name", type(tracker).__name__))}

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import networkx as nx
@@ -61,10 +62,22 @@ class MaskStore(Sequence[np.ndarray]):
 
 @dataclass
 class TrackingResult:
-    """Label masks (frame ``t`` labels are track labels) and the ``L B E P`` lineage."""
+    """Label masks (frame ``t`` labels are track labels) and the ``L B E P`` lineage; a
+    tracker adds the settings it used (for the summary) and the extra outputs its method
+    writes (``"mot"``: BoxTrack's MOT lines)."""
 
     masks: Sequence[np.ndarray]
     lineage: Lineage
+    settings: dict[str, str] = field(default_factory=dict)
+    outputs: tuple[str, ...] = ()
+
+    def save(self, folder: str | Path, overwrite: bool = False) -> Path:
+        """Write the result as ``celltrail track`` does: masks, ``res_track.txt`` and the
+        tracks table (and the method's extra outputs), atomically; an existing folder is
+        replaced only when celltrail wrote it, or with ``overwrite``."""
+        from celltrail.io.results import save_result  # io sits above the data model
+
+        return save_result(self, folder, overwrite)
 
     @classmethod
     def from_masks(
@@ -92,6 +105,30 @@ class TrackingResult:
     def graph(self) -> nx.DiGraph:
         """The lineage graph (tracks as nodes, parent → child edges)."""
         return self.lineage.to_graph()
+
+    def detection_graph(self) -> nx.DiGraph:
+        """One node per cell per frame, ``(t, label)`` with its ``t``, ``label``, centroid
+        ``y``, ``x`` and ``area``; edges join a cell to itself in the next frame and a mother's
+        last node to each daughter's first: the graph traccuracy, laptrack and trackastra
+        exchange."""
+        graph = nx.DiGraph()
+        for t, mask in enumerate(self.masks):
+            mask = np.asarray(mask)
+            labels, inverse, areas = np.unique(mask, return_inverse=True, return_counts=True)
+            rows, cols = np.indices(mask.shape)
+            ys = np.bincount(inverse.ravel(), rows.ravel()) / areas
+            xs = np.bincount(inverse.ravel(), cols.ravel()) / areas
+            for label, y, x, area in zip(labels, ys, xs, areas, strict=True):
+                if label:
+                    graph.add_node((t, int(label)), t=t, label=int(label), y=float(y),
+                                   x=float(x), area=int(area))
+        for label, track in self.lineage.items():
+            frames = [t for t in range(track.begin, track.end + 1) if (t, label) in graph]
+            graph.add_edges_from(((a, label), (b, label)) for a, b in pairwise(frames))
+            mother = self.lineage.get(track.parent)
+            if mother is not None and (mother.end, mother.label) in graph and frames:
+                graph.add_edge((mother.end, mother.label), (frames[0], label))
+        return graph
 
     def errors(self, frame_labels: Iterable[Iterable[int]] | None = None) -> list[str]:
         """Every violated CTC invariant, one line each (empty when the result is valid).

@@ -283,6 +283,11 @@ def open_sequence(source: str | Path | np.ndarray, allow_gaps: bool = False) -> 
     return StackSequence(path)
 
 
+def as_sequence(images: object) -> ImageSequence:
+    """``images`` as an image sequence: itself if it is one, else :func:`open_sequence` of it."""
+    return images if isinstance(images, ImageSequence) else open_sequence(images)  # type: ignore[arg-type]
+
+
 def open_labels(source: str | Path | np.ndarray, allow_gaps: bool = False) -> LabelSequence:
     """Open label images (a segmentation) as :func:`open_sequence` opens images, checking
     that they hold non-negative integer labels."""

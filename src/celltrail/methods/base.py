@@ -1,38 +1,96 @@
-"""The one small interface every tracking method fulfils, and the registry of methods."""
+"""The one small interface every tracking method fulfils: a :class:`Tracker` built from its
+options once, then run on any number of sequences with their prompts."""
 
 from __future__ import annotations
 
+import dataclasses
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol, TypeVar
+from typing import Any, ClassVar, TypeVar
 
-from celltrail.core.errors import InputError
+from celltrail.core.errors import OptionError
 from celltrail.core.result import MaskStore, TrackingResult
-from celltrail.core.sequence import ImageSequence
+from celltrail.core.sequence import ImageSequence, as_sequence
+from celltrail.methods.options import Options
 
 In = TypeVar("In")
 Out = TypeVar("Out")
 
 
-class Tracker(Protocol):
-    """Turns an image sequence into a tracking result.
+class Tracker(ABC):
+    """Turns image sequences into tracking results.
 
-    ``store`` receives the label masks frame by frame as they are final, so a method can stream a
-    long sequence without holding it in memory; ``on_frame(t)`` is called as frame ``t`` is done
-    (for progress bars).
+    Built once from its options (a model is loaded then), a tracker's :meth:`track` runs on each
+    sequence with that sequence's prompts. Subclasses set :attr:`name` and :attr:`Options` and
+    supply :meth:`run`; this class owns what every method shares: the options' validation, the
+    images' and the store's defaults, and the settings and extra outputs the result carries.
     """
 
-    name: str
+    #: The method's registry key.
+    name: ClassVar[str]
+    #: The method's options class.
+    Options: ClassVar[type[Options]]
+    #: Files beyond the CTC result that ``TrackingResult.save`` writes for this method.
+    outputs: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, options: Options | None = None, **values: Any) -> None:
+        self.options = make_options(self.Options, options, values)
 
     def track(
         self,
-        images: ImageSequence,
+        images: object,
+        prompts: object = None,
         store: MaskStore | None = None,
         on_frame: Callable[[int], None] | None = None,
     ) -> TrackingResult:
-        """Segment and track every frame of ``images``."""
-        ...
+        """Segment and track every frame of ``images`` (a path, an array or an
+        :class:`ImageSequence`) from ``prompts`` (what the method takes: see its
+        :meth:`read_prompts`). Masks go to ``store`` frame by frame (default: memory);
+        ``on_frame(t)`` is called as frame ``t`` is done."""
+        sequence = as_sequence(images)
+        result = self.run(sequence, self.read_prompts(prompts, sequence),
+                          MaskStore() if store is None else store, on_frame or _ignore)
+        result.settings = self.settings()
+        result.outputs = self.outputs
+        return result
+
+    @abstractmethod
+    def run(self, images: ImageSequence, prompts: Any, store: MaskStore,
+            on_frame: Callable[[int], None]) -> TrackingResult:
+        """The method's work: every frame into ``store``, ``on_frame(t)`` after frame ``t``."""
+
+    def read_prompts(self, prompts: object, images: ImageSequence) -> Any:
+        """The prompts in the form :meth:`run` takes; a method without prompts refuses any."""
+        if prompts is not None:
+            raise OptionError("prompts", f"method {self.name} takes no prompts")
+        return None
+
+    def settings(self) -> dict[str, str]:
+        """The settings used and where they came from, for the end-of-run summary."""
+        return {"method": self.name}
+
+
+def make_options(kind: type[Options], options: Options | None,
+                 values: dict[str, Any]) -> Options:
+    """``options`` (default: ``kind()``) with ``values`` set; a name that is not an option of
+    ``kind`` raises :class:`OptionError`."""
+    known = {f.name for f in kind.fields()}
+    for name in values:
+        if name not in known:
+            raise OptionError(name, f"not an option of method {kind.method}; its options are "
+                                    f"{', '.join(sorted(known)) or 'none'}")
+    if options is None:
+        return kind(**values)
+    if not isinstance(options, kind):
+        raise OptionError("options", f"method {kind.method} takes {kind.__name__}, not "
+                                     f"{type(options).__name__}")
+    return dataclasses.replace(options, **values)
+
+
+def _ignore(t: int) -> None:
+    """The progress callback when none is given."""
 
 
 def prefetch_map(
@@ -51,23 +109,3 @@ def prefetch_map(
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
-
-
-def _registry() -> dict[str, Callable[..., Tracker]]:
-    from celltrail.methods.boxtrack import BoxTracker
-    from celltrail.methods.cap import CAPTracker
-    from celltrail.methods.cellboxify import CellBoxifyTracker
-    from celltrail.methods.classical import ClassicalTracker
-    from celltrail.methods.embedtrack import EmbedTracker
-
-    return {"boxtrack": BoxTracker, "cap": CAPTracker, "cellboxify": CellBoxifyTracker,
-            "classical": ClassicalTracker, "embedtrack": EmbedTracker}
-
-
-def get_tracker(name: str, **options: object) -> Tracker:
-    """Build the tracker called ``name`` with its options."""
-    registry = _registry()
-    if name not in registry:
-        choices = ", ".join(sorted(registry))
-        raise InputError(None, f"unknown method {name!r}; choose one of {choices}")
-    return registry[name](**options)

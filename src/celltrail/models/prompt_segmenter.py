@@ -123,4 +123,4 @@ def box_prompt(boxes: torch.Tensor, crop: torch.Tensor, size: int) -> torch.Tens
 
 def load_checkpoint(path: str | Path) -> dict:
     """A saved prompt-segmenter checkpoint (tensors and plain values only)."""
-    return read_checkpoint(path, "prompt-segmenter")
+    return read_checkpoint(path, "prompt-segmenter", kind="prompt_segmenter")

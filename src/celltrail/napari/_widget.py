@@ -1,9 +1,10 @@
 """napari dock widget: track the cells of an Image layer with celltrail.
 
-BoxTrack follows the cells given by one rectangle each in a Shapes layer (drawn on the first
-frame, or loaded from a box file); the classical method needs no prompts; EmbedTrack needs a
-trained model (a shipped one, or a checkpoint file that takes precedence) and can average over
-test-time augmentation (about 8x slower). Tracking runs in a napari worker thread so the viewer
+Its methods and their options are built from the method registry (one field per option, shown
+for the methods it applies to, set to the chosen method's default). BoxTrack follows the cells
+given by one rectangle each in a Shapes layer (drawn on the first frame, or loaded from a box
+file); CAP can take its queries from a ground-truth folder; a model is a name of the zoo or a
+checkpoint file, which takes precedence. Tracking runs in a napari worker thread so the viewer
 stays live; the progress bar moves per frame and Cancel stops the run between frames. The
 result is added as a Labels and a Tracks layer.
 """
@@ -23,8 +24,10 @@ from magicgui.widgets import (
     Container,
     FileEdit,
     Label,
+    LineEdit,
     ProgressBar,
     PushButton,
+    Widget,
 )
 from napari.layers import Image, Layer, Shapes
 from napari.qt.threading import FunctionWorker, thread_worker
@@ -32,16 +35,13 @@ from napari.viewer import Viewer
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import QFileDialog
 
-from celltrail.core.errors import CellTrailError, InputError
+from celltrail.core.errors import CellTrailError, InputError, OptionError
 from celltrail.core.sequence import ArraySequence, ImageSequence
 from celltrail.io.boxes import BOX_COLUMNS, read_boxes
-from celltrail.methods import Tracker, get_tracker
-from celltrail.methods.boxtrack import BACKENDS, BoxTracker, make_segmenter
-from celltrail.methods.embedtrack import shipped_models
+from celltrail.methods.base import Tracker, make_options
+from celltrail.methods.options import Field
+from celltrail.methods.registry import DEFAULT_METHOD, METHODS, Method, fields_by_name, get_method
 from celltrail.napari._reader import PARENTS_KEY, LayerData, tracking_layers
-from celltrail.segmentation import AUTO, DEFAULT_PRESET, PRESETS
-
-METHODS = ("boxtrack", "classical", "embedtrack")
 
 T = TypeVar("T")
 
@@ -105,24 +105,47 @@ def image_sequence(layer: Image) -> ImageSequence:
 @dataclass
 class TrackJob:
     """What one run tracks, gathered in the main thread; the tracker is built in the worker,
-    as loading the learned backend takes a moment."""
+    as loading a model takes a moment."""
 
     method: str
-    backend: str
-    preset: str
+    options: dict[str, object]
     images: ImageSequence
-    boxes: pd.DataFrame | None
+    prompts: object
     name: str
-    model: str | None = None
-    tta: bool = False
 
     def tracker(self) -> Tracker:
         """The tracker this job asks for."""
-        if self.method == "classical":
-            return get_tracker("classical", preset=self.preset, diameter=None)
-        if self.method == "embedtrack":
-            return get_tracker("embedtrack", model=self.model, tta=self.tta)
-        return BoxTracker(self.boxes, make_segmenter(self.backend, preset=self.preset))
+        return get_method(self.method).load(**self.options)
+
+
+def option_widget(name: str, entries: list[tuple[Method, Field]]) -> Widget:
+    """The widget of one option: a choice, a check box, an on/off/default choice (an option
+    that may be unset) or a text field (numbers and models; empty is unset)."""
+    first = entries[0][1]
+    tooltip = " ".join(f"{m.name}: {f.help}" for m, f in entries)
+    label = name.replace("_", " ")
+    if first.choices:
+        choices = list(dict.fromkeys(c for _, f in entries for c in f.choices or ()))
+        return ComboBox(name=name, label=label, choices=choices, tooltip=tooltip)
+    if first.type is bool and not any(f.optional for _, f in entries):
+        return CheckBox(name=name, label=label, tooltip=tooltip)
+    if first.type is bool:
+        return ComboBox(name=name, label=label, tooltip=tooltip,
+                        choices=[("method's default", None), ("on", True), ("off", False)])
+    return LineEdit(name=name, label=label, tooltip=tooltip)
+
+
+def widget_value(widget: Widget, f: Field) -> object:
+    """The option value a widget holds (a text field's text in the option's type)."""
+    if not isinstance(widget, LineEdit):
+        return widget.value
+    text = widget.value.strip()
+    if not text:
+        return None if f.optional or f.required else f.default
+    try:
+        return f.type(text)
+    except ValueError:
+        raise OptionError(f.name, f"must be a number, not {text!r}") from None
 
 
 class Cancelled(Exception):
@@ -134,7 +157,7 @@ def track_in_thread(job: TrackJob, on_frame: Callable[[int], None]) -> list[Laye
     """Track ``job`` in a napari worker thread; returns the Labels and Tracks layer data, or
     None when cancelled (``on_frame`` raises :class:`Cancelled`)."""
     try:
-        result = job.tracker().track(job.images, on_frame=on_frame)
+        result = job.tracker().track(job.images, job.prompts, on_frame=on_frame)
     except Cancelled:
         return None
     return tracking_layers(result.masks, result.lineage, f"{job.name} {job.method}")
@@ -147,37 +170,37 @@ class _FrameSignal(QObject):
 
 
 class TrackWidget(Container):
-    """Choose a method, an image and (BoxTrack) the box prompts or (EmbedTrack) the model; Run
-    tracks in the background."""
+    """Choose a method, its options, an image and the method's prompts; Run tracks in the
+    background."""
 
     def __init__(self, napari_viewer: Viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
         self.worker: FunctionWorker | None = None
         self._warnings: list[str] = []
-        self.method = ComboBox(label="method", choices=list(METHODS), value="boxtrack")
-        self.backend = ComboBox(label="backend", choices=list(BACKENDS), value="learned")
-        self.preset = ComboBox(label="preset", choices=[AUTO, *sorted(PRESETS)],
-                               value=DEFAULT_PRESET)
-        self.model = ComboBox(label="model", choices=shipped_models())
+        self.method = ComboBox(label="method", choices=list(METHODS), value=DEFAULT_METHOD)
+        self.fields = fields_by_name()
+        self.options = {name: option_widget(name, entries)
+                        for name, entries in self.fields.items()}
         self.checkpoint = FileEdit(label="or checkpoint", filter="*.pt", nullable=True,
-                                   tooltip="A trained EmbedTrack model (.pt); when given it is "
-                                           "used instead of the shipped model above")
-        self.tta = CheckBox(label="test-time augmentation (8x slower)", value=False)
+                                   tooltip="A trained model (.pt); when given it is used "
+                                           "instead of the model named above")
         self.image = ComboBox(label="image", choices=self._layers(Image))
         self.boxes = ComboBox(label="boxes", choices=self._layers(Shapes))
         self.load_button = PushButton(text="Load box file…")
+        self.queries = FileEdit(label="queries from GT", mode="d", nullable=True,
+                                tooltip="A CTC ground-truth folder (NN_GT) whose first frame's "
+                                        "cells are tracked")
         self.run_button = PushButton(text="Run")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
         self.status = Label(value="")
-        self.extend([self.method, self.backend, self.preset, self.model, self.checkpoint,
-                     self.tta, self.image, self.boxes, self.load_button, self.run_button,
+        self.extend([self.method, *self.options.values(), self.checkpoint, self.image,
+                     self.boxes, self.load_button, self.queries, self.run_button,
                      self.cancel_button, self.progress, self.status])
         self._frames = _FrameSignal(self.native)
         self._frames.done.connect(self._frame_done)
         self.method.changed.connect(self._show_options)
-        self.backend.changed.connect(self._show_options)
         self.load_button.clicked.connect(self._choose_box_file)
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
@@ -189,14 +212,21 @@ class TrackWidget(Container):
                           if isinstance(layer, kind)]
 
     def _show_options(self) -> None:
-        """Show the options of the chosen method (and BoxTrack's backend) only."""
-        method = self.method.value
-        for widget in (self.backend, self.boxes, self.load_button):
-            widget.visible = method == "boxtrack"
-        for widget in (self.model, self.checkpoint, self.tta):
-            widget.visible = method == "embedtrack"
-        self.preset.visible = method == "classical" or (method == "boxtrack"
-                                                        and self.backend.value == "classical")
+        """Show the chosen method's options, set to its defaults, and its prompts only."""
+        method = get_method(self.method.value)
+        own = {f.name: f for f in method.options.fields()}
+        for name, widget in self.options.items():
+            widget.visible = name in own
+            if name not in own:
+                continue
+            if (isinstance(widget, ComboBox) and name == "model") or isinstance(widget, LineEdit):
+                widget.value = "" if own[name].default is None else str(own[name].default)
+            else:
+                widget.value = own[name].default
+        self.checkpoint.visible = "model" in own
+        for widget in (self.boxes, self.load_button):
+            widget.visible = method.prompts == "boxes"
+        self.queries.visible = method.prompts == "queries"
 
     def _choose_box_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
@@ -218,26 +248,27 @@ class TrackWidget(Container):
         return layer
 
     def job(self) -> TrackJob:
-        """The run the widget's choices describe; raises :class:`InputError` if incomplete."""
+        """The run the widget's choices describe; raises a celltrail error if incomplete."""
         image = self.image.value
         if image is None:
             raise InputError(None, "open an image sequence first (an Image layer)")
         images = image_sequence(image)
-        boxes = None
-        if self.method.value == "boxtrack":
+        method = get_method(self.method.value)
+        options = {f.name: widget_value(self.options[f.name], f)
+                   for f in method.options.fields()}
+        if "model" in options and self.checkpoint.value is not None:
+            options["model"] = str(self.checkpoint.value)
+        make_options(method.options, None, options)  # a bad value is reported before the run
+        prompts: object = None
+        if method.prompts == "boxes":
             if self.boxes.value is None or not len(self.boxes.value.data):
-                raise InputError(None, "BoxTrack needs one rectangle per cell: draw them in a "
-                                       "Shapes layer on the first frame, or load a box file")
-            boxes = shapes_to_boxes(self.boxes.value, images.shape)
-        model = None
-        if self.method.value == "embedtrack":
-            checkpoint = self.checkpoint.value
-            model = self.model.value if checkpoint is None else str(checkpoint)
-            if model is None:
-                raise InputError(None, "EmbedTrack needs a trained model: choose a checkpoint "
-                                       "file (.pt); none ships with this installation")
-        return TrackJob(self.method.value, self.backend.value, self.preset.value, images, boxes,
-                        image.name, model, self.tta.value)
+                raise InputError(None, f"{method.name} needs one rectangle per cell: draw them "
+                                       "in a Shapes layer on the first frame, or load a box "
+                                       "file")
+            prompts = shapes_to_boxes(self.boxes.value, images.shape)
+        elif method.prompts == "queries" and self.queries.value is not None:
+            prompts = Path(self.queries.value)
+        return TrackJob(method.name, options, images, prompts, image.name)
 
     def run(self) -> None:
         """Start tracking in a worker thread (the Run button)."""
@@ -285,8 +316,8 @@ class TrackWidget(Container):
         self._running(False)
 
     def _running(self, running: bool) -> None:
-        for widget in (self.run_button, self.load_button, self.method, self.backend, self.preset,
-                       self.model, self.checkpoint, self.tta, self.image, self.boxes):
+        for widget in (self.run_button, self.load_button, self.method, *self.options.values(),
+                       self.checkpoint, self.queries, self.image, self.boxes):
             widget.enabled = not running
         self.cancel_button.enabled = running
 

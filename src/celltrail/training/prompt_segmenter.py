@@ -57,7 +57,7 @@ class TrainSequence:
 class TrainParams:
     """Optimisation settings."""
 
-    steps: int = 1500
+    steps: int = 3000
     batch: int = 4
     crop: int = 128
     prompts: int = 8
@@ -298,7 +298,8 @@ def train(
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, params.lr, total_steps=params.steps)
     start = 0
     if resume is not None:
-        state = resume_training(net, (optimiser, schedule), resume, "prompt-segmenter")
+        state = resume_training(net, (optimiser, schedule), resume, "prompt-segmenter",
+                                 kind="prompt_segmenter")
         if "optimiser" in state:  # an interrupted run: go on where it stopped
             start = int(state["step"])
             rng = np.random.default_rng([params.seed, start])
@@ -323,6 +324,6 @@ def train(
 def _save(net: PromptSegNet, path: str | Path, trained_on: list[str], step: int,
           params: TrainParams, optimiser: Optimiser | None = None) -> None:
     """A checkpoint; the final one (no optimiser) in half precision, to ship."""
-    meta = {"trained_on": trained_on, "step": step, "seed": params.seed, "steps": params.steps,
-            "supervision": params.supervision}
+    meta = {"kind": "prompt_segmenter", "trained_on": trained_on, "step": step,
+            "seed": params.seed, "steps": params.steps, "supervision": params.supervision}
     save_checkpoint(net, path, meta, optimiser)

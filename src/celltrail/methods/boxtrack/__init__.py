@@ -1,15 +1,14 @@
 """BoxTrack: segment and track every cell from one bounding box per cell in the first frame."""
 
-from celltrail.methods.boxtrack.backends import BACKENDS, make_segmenter
-from celltrail.methods.boxtrack.config import BoxTrackConfig
-from celltrail.methods.boxtrack.memory import MemoryBank, MemoryEntry
-from celltrail.methods.boxtrack.patch import Patch, box_iou
-from celltrail.methods.boxtrack.segmenters import (
-    Candidates,
-    ClassicalPromptSegmenter,
-    PromptSegmenter,
-)
-from celltrail.methods.boxtrack.tracker import BoxTracker
+from celltrail.methods.boxtrack.options import BACKENDS, BoxTrackOptions
+from celltrail.methods.lazy import lazy_exports
 
-__all__ = ["BACKENDS", "BoxTrackConfig", "BoxTracker", "Candidates", "ClassicalPromptSegmenter",
-           "MemoryBank", "MemoryEntry", "Patch", "PromptSegmenter", "box_iou", "make_segmenter"]
+__getattr__ = lazy_exports(__name__, {
+    "BoxTrackConfig": "config", "BoxTracker": "tracker", "Candidates": "segmenters",
+    "ClassicalPromptSegmenter": "segmenters", "MemoryBank": "memory", "MemoryEntry": "memory",
+    "Patch": "patch", "PromptSegmenter": "segmenters", "box_iou": "patch",
+    "make_segmenter": "backends", "read_prompts": "prompts"})
+
+__all__ = ["BACKENDS", "BoxTrackConfig", "BoxTrackOptions", "BoxTracker", "Candidates",
+           "ClassicalPromptSegmenter", "MemoryBank", "MemoryEntry", "Patch", "PromptSegmenter",
+           "box_iou", "make_segmenter", "read_prompts"]

@@ -2,37 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
-from celltrail.core.errors import InputError
-from celltrail.methods.boxtrack.config import ADAPT_BY_DEFAULT, AdaptParams
+from celltrail.core.errors import OptionError
+from celltrail.methods.boxtrack.config import AdaptParams
+from celltrail.methods.boxtrack.options import BACKENDS
 from celltrail.methods.boxtrack.segmenters import ClassicalPromptSegmenter, PromptSegmenter
 from celltrail.segmentation import DEFAULT_PRESET
 
-BACKENDS = ("auto", "learned", "classical")
-#: The backend used unless one is named: chosen on the prompted frame from the prompts.
-DEFAULT_BACKEND = "auto"
-
 
 def make_segmenter(
-    backend: str = DEFAULT_BACKEND,
+    backend: str = "auto",
     preset: str = DEFAULT_PRESET,
     model: str | Path | None = None,
-    adapt: bool | AdaptParams = ADAPT_BY_DEFAULT,
-    report: Callable[[str], None] | None = None,
+    adapt: bool | AdaptParams = True,
 ) -> PromptSegmenter:
     """The promptable segmenter ``backend``: ``learned`` (our trained network; ``model`` is a
     shipped model's name or a checkpoint path, default the shipped one), fine-tuned on the
     prompted frame (``adapt``: True or its settings; False: as shipped); ``classical``
     (thresholding and watershed with the modality ``preset``); or ``auto``, the best of these
-    (every preset) on the prompted frame (:mod:`celltrail.methods.boxtrack.calibrate`).
-    ``report`` receives that check's table."""
+    (every preset) on the prompted frame (:mod:`celltrail.methods.boxtrack.calibrate`), whose
+    table goes to the ``celltrail`` logger."""
     if backend == "classical":
         return ClassicalPromptSegmenter(preset)
     if backend not in BACKENDS:
-        raise InputError(None, f"unknown BoxTrack backend {backend!r}; choose one of "
-                               f"{', '.join(BACKENDS)}")
+        raise OptionError("backend", f"must be one of {', '.join(BACKENDS)}, not {backend!r}")
     params = AdaptParams() if adapt is True else adapt or None
     if backend == "learned" and params is None:
         from celltrail.methods.boxtrack.learned import LearnedPromptSegmenter
@@ -40,4 +34,4 @@ def make_segmenter(
         return LearnedPromptSegmenter.load(model)
     from celltrail.methods.boxtrack.calibrate import CalibratedSegmenter
 
-    return CalibratedSegmenter(backend, preset, model, params, report)
+    return CalibratedSegmenter(backend, preset, model, params)

@@ -11,9 +11,10 @@ scored on those held-out cells, so the adapted copy is not judged on the boxes i
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from celltrail.methods.boxtrack.segmenters import (
 from celltrail.methods.boxtrack.tracker import prompted_frame
 from celltrail.segmentation.classical import PRESETS
 
+LOG = logging.getLogger("celltrail")
 #: A prompted cell is matched when its mask's box overlaps the prompt with at least this IoU
 #: (the usual detection criterion, PASCAL VOC's).
 MATCH_IOU = 0.5
@@ -106,16 +108,17 @@ class CalibratedSegmenter:
 
     ``backend`` ``"auto"`` chooses among the learned backend (``model``), its adapted copy (with
     ``adapt``) and the classical one with every preset; ``"learned"`` with ``adapt`` uses the
-    adapted copy (the check is still printed). ``report`` receives the check's table.
+    adapted copy (the check is still reported). The check's table goes to the ``celltrail``
+    logger at level INFO (the CLI prints it).
     """
 
     name = "calibrated"
 
     def __init__(self, backend: str, preset: str, model: str | Path | None,
-                 adapt: AdaptParams | None, report: Callable[[str], None] | None = None) -> None:
+                 adapt: AdaptParams | None) -> None:
         from celltrail.methods.boxtrack.learned import DEFAULT_MODEL, LearnedPromptSegmenter
 
-        self.backend, self.preset, self.adapt, self.report = backend, preset, adapt, report
+        self.backend, self.preset, self.adapt = backend, preset, adapt
         self.learned = None  # loaded now: a wrong --model fails before any work
         if backend in ("auto", "learned"):
             self.learned = LearnedPromptSegmenter.load(model)
@@ -152,8 +155,7 @@ class CalibratedSegmenter:
                               f"({adapted.seconds:.0f} s)", stacklevel=2)
         calibration.seconds = time.perf_counter() - start
         self.calibration = calibration
-        if self.report is not None:
-            self.report(calibration.table())
+        LOG.info(calibration.table())
         if best.matched < POOR_MATCHED:
             warnings.warn(poor_fit(best), stacklevel=2)
         return calibration

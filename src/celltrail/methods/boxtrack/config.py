@@ -65,11 +65,6 @@ class BoxTrackConfig:
             raise InputError(None, f"memory size must be at least 1, got {self.memory_size}")
 
 
-#: BoxTrack's learned backend adapts to the sequence from its prompts unless told not to
-#: (``--no-adapt``).
-ADAPT_BY_DEFAULT = True
-
-
 @dataclass(frozen=True)
 class AdaptParams:
     """Fine-tuning settings: the step count fixes the result (seeded); ``seconds`` only cuts

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,6 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage as ndi
 
-from celltrail.core.errors import InputError
 from celltrail.core.sequence import normalise
 from celltrail.methods.boxtrack.patch import Patch
 from celltrail.methods.boxtrack.segmenters import Candidates
@@ -25,9 +23,10 @@ from celltrail.models.prompt_segmenter import (
     crop_boxes,
     load_checkpoint,
 )
+from celltrail.models.zoo import PACKAGE, model_path
 
 #: Where the shipped weights live.
-WEIGHTS = Path(str(files("celltrail") / "weights" / "prompt_segmenter"))
+WEIGHTS = PACKAGE / "prompt_segmenter"
 #: The shipped model used when none is named: trained on all shared sequences and simulated ones.
 DEFAULT_MODEL = "all"
 
@@ -37,11 +36,6 @@ def model_name(trained_on: Sequence[str], shared: Sequence[str]) -> str:
     ones): ``all``, or ``without-<sequence>`` for the zero-shot (leave-one-out) models."""
     left_out = [name for name in shared if name not in trained_on]
     return "without-" + "-and-".join(left_out) if left_out else DEFAULT_MODEL
-
-
-def shipped_models() -> list[str]:
-    """Names of the models shipped in the package."""
-    return sorted(p.stem for p in WEIGHTS.glob("*.pt"))
 
 
 @dataclass
@@ -66,15 +60,7 @@ class LearnedPromptSegmenter:
     @classmethod
     def load(cls, model: str | Path | None = None) -> LearnedPromptSegmenter:
         """A shipped model by name (default :data:`DEFAULT_MODEL`) or a checkpoint path."""
-        model = DEFAULT_MODEL if model is None else model
-        path = Path(model)
-        if not path.suffix and not path.exists():
-            path = WEIGHTS / f"{model}.pt"
-            if not path.is_file():
-                raise InputError(None, f"no shipped prompt-segmenter model {str(model)!r}; "
-                                       f"shipped: {', '.join(shipped_models()) or 'none'}; "
-                                       f"or give a checkpoint path")
-        state = load_checkpoint(path)
+        state = load_checkpoint(model_path("prompt_segmenter", model or DEFAULT_MODEL))
         net = build_network(state, lambda config: PromptSegNet(NetConfig(**config)))
         return cls(net, state.get("trained_on", []))
 

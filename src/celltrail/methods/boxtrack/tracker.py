@@ -12,19 +12,23 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from celltrail.core.errors import InputError
+from celltrail.core.errors import InputError, OptionError
 from celltrail.core.lineage import Lineage, Track
 from celltrail.core.result import MaskStore, TrackingResult
 from celltrail.core.sequence import ImageSequence
-from celltrail.io.boxes import drop_small_boxes
 from celltrail.linking.kalman import BoxKalman
+from celltrail.methods.base import Tracker
+from celltrail.methods.boxtrack.backends import make_segmenter
 from celltrail.methods.boxtrack.config import BoxTrackConfig
 from celltrail.methods.boxtrack.memory import MemoryBank, MemoryEntry
+from celltrail.methods.boxtrack.options import BoxTrackOptions
 from celltrail.methods.boxtrack.patch import Patch, box_iou
+from celltrail.methods.boxtrack.prompts import read_prompts
 from celltrail.methods.boxtrack.segmenters import Candidates, PromptSegmenter
 
 #: A cell that shrank below this fraction of its area while a new cell appeared beside it has
@@ -82,38 +86,42 @@ class _Tracks:
         return Lineage(Track(label, b, e, p) for label, (b, e, p) in self.rows.items())
 
 
-class BoxTracker:
+class BoxTracker(Tracker):
     """Track every cell from one box per cell (Khalid et al., "Box it and Track it").
 
-    ``boxes`` is a prompt table (``frame, id, x, y, w, h``; see :mod:`celltrail.io.boxes`); a
-    cell's id becomes its label. ``segmenter`` is a :class:`PromptSegmenter` backend.
+    The prompts (see :func:`~celltrail.methods.boxtrack.prompts.read_prompts`) give each cell
+    a box; a cell's id becomes its label. The segmenter is the options' backend unless a
+    :class:`PromptSegmenter` is given; ``config`` holds the tracking module's constants (its
+    ``new_cells`` and ``divisions`` are the options').
     """
 
     name = "boxtrack"
+    Options = BoxTrackOptions
+    outputs = ("mot",)
 
-    def __init__(
-        self,
-        boxes: pd.DataFrame,
-        segmenter: PromptSegmenter,
-        config: BoxTrackConfig | None = None,
-    ) -> None:
-        config = config or BoxTrackConfig()
-        config.validate()
-        self.config = config
-        self.source = boxes.attrs.get("source")  # the prompts' file, for messages
-        boxes, dropped = drop_small_boxes(boxes, self.config.min_box_side)
-        if dropped:
-            warnings.warn(f"skipped {len(dropped)} boxes with a side below "
-                          f"{self.config.min_box_side:g} px (ids {dropped[:10]})", stacklevel=2)
-        if boxes.empty:
-            raise InputError(self.source, f"no box prompts left to track: all {len(dropped)} "
-                                          f"boxes have a side below "
-                                          f"{self.config.min_box_side:g} px")
-        self.boxes = boxes
+    def __init__(self, options: BoxTrackOptions | None = None, *,
+                 segmenter: PromptSegmenter | None = None, config: BoxTrackConfig | None = None,
+                 **values: Any) -> None:
+        super().__init__(options, **values)
+        opts = self.options
+        self.config = replace(config or BoxTrackConfig(), new_cells=opts.new_cells,
+                              divisions=opts.divisions)
+        self.config.validate()
+        if segmenter is None:
+            if opts.backend == "classical" and opts.model != BoxTrackOptions.model:
+                raise OptionError("model", "applies to the learned backend only")
+            segmenter = make_segmenter(opts.backend, opts.preset, opts.model, opts.adapt)
         self.segmenter = segmenter
-        first = boxes[boxes["frame"] == boxes["frame"].min()]
-        self.diameter = float(np.median(np.sqrt(first["w"] * first["h"])))
-        segmenter.set_scale(self.diameter)
+        self.diameter: float | None = None  # the prompts' cell size, per sequence
+
+    def read_prompts(self, prompts: object, images: ImageSequence) -> pd.DataFrame:
+        """One box per cell: a box file, a CTC ground-truth folder or a table
+        (:func:`~celltrail.methods.boxtrack.prompts.read_prompts`)."""
+        if prompts is None:
+            raise OptionError("prompts", "boxtrack needs its box prompts: a box file or a CTC "
+                                         "ground-truth folder")
+        return read_prompts(prompts, images, self.options.box_frame_base,
+                            self.config.min_box_side)
 
     def settings(self) -> dict[str, str]:
         """Method, backend, preset (classical backend) and cell size used, for the summary."""
@@ -125,35 +133,25 @@ class BoxTracker:
             segmenter = segmenter.chosen  # type: ignore[attr-defined]
         if getattr(segmenter, "preset", None):
             found["preset"] = f"{segmenter.preset} (classical backend)"  # type: ignore[attr-defined]
-        found["diameter"] = f"{self.diameter:.1f} px (the first prompts' median box size)"
+        if self.diameter is not None:
+            found["diameter"] = f"{self.diameter:.1f} px (the first prompts' median box size)"
         return found
 
-    def track(
-        self,
-        images: ImageSequence,
-        store: MaskStore | None = None,
-        on_frame: Callable[[int], None] | None = None,
-    ) -> TrackingResult:
+    def run(self, images: ImageSequence, prompts: pd.DataFrame, store: MaskStore,
+            on_frame: Callable[[int], None]) -> TrackingResult:
         """Segment and track the prompted cells through ``images``."""
-        last = int(self.boxes["frame"].max())
-        if last >= len(images):
-            raise InputError(self.source, f"box prompts on frame {last}, but the sequence "
-                                          f"{images.name} has {len(images)} frames (frames "
-                                          f"count from 0; --box-frame-base 1 if the file "
-                                          f"counts from 1)")
-        store = MaskStore() if store is None else store
+        first = prompts[prompts["frame"] == prompts["frame"].min()]
+        self.diameter = float(np.median(np.sqrt(first["w"] * first["h"])))
+        self.segmenter.set_scale(self.diameter)
         calibrate = getattr(self.segmenter, "calibrate", None)
         if calibrate is not None:  # choose (and adapt) the backend on the prompted frame
-            first = int(self.boxes["frame"].min())
-            calibrate(images[first], self.boxes[self.boxes["frame"] == first], self.config)
+            calibrate(images[int(first["frame"].iloc[0])], first, self.config)
         state = _State(_resolved(self.config, self.segmenter), self.segmenter)
         for t, image in enumerate(images):
             if image.ndim != 2:
                 raise InputError(None, f"frame {t} is not a 2D image (shape {image.shape})")
-            prompts = self.boxes[self.boxes["frame"] == t]
-            store.append(state.step(t, image, prompts))
-            if on_frame is not None:
-                on_frame(t)
+            store.append(state.step(t, image, prompts[prompts["frame"] == t]))
+            on_frame(t)
         return TrackingResult(store, state.tracks.lineage())
 
 

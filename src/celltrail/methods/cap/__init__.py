@@ -1,6 +1,8 @@
 """CAP (Cell as Point): one-stage point tracking of cells and their lineage."""
 
-from celltrail.methods.cap.model import WEIGHTS, model_path, shipped_models
-from celltrail.methods.cap.tracker import CAPTracker
+from celltrail.methods.cap.options import CAPOptions
+from celltrail.methods.lazy import lazy_exports
 
-__all__ = ["WEIGHTS", "CAPTracker", "model_path", "shipped_models"]
+__getattr__ = lazy_exports(__name__, {"CAPTracker": "tracker"})
+
+__all__ = ["CAPOptions", "CAPTracker"]

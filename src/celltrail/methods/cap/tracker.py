@@ -21,23 +21,26 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.spatial import cKDTree
 
-from celltrail.core.errors import InputError
+from celltrail.core.errors import InputError, OptionError
 from celltrail.core.lineage import lineage_from_presence, present
 from celltrail.core.result import MaskStore, TrackingResult
 from celltrail.core.sequence import ImageSequence, normalise
 from celltrail.io.ctc import read_tracking_gt
 from celltrail.linking import LinkParams, division_cost, equivalent_diameters, measure
-from celltrail.methods.cap.model import model_path
+from celltrail.methods.base import Tracker
+from celltrail.methods.cap.options import CAPOptions
 from celltrail.methods.cap.points import PointTracks, Review, near
 from celltrail.methods.cap.raw import rolling_windows
 from celltrail.models.cap import PERCENTILES, SPACING, load_checkpoint, network_from
-from celltrail.segmentation import DEFAULT_PRESET, Segmenter
+from celltrail.models.zoo import model_path
+from celltrail.segmentation import Segmenter
 
 #: A point is visible when its predicted visibility exceeds this.
 VISIBLE = 0.5
@@ -156,28 +159,26 @@ def confirm_divisions(tracks: PointTracks, frames: int) -> None:
         mothers.insert(0, mother)
 
 
-class CAPTracker:
+class CAPTracker(Tracker):
     """Track cells as points with a trained CAP model (a shipped name or a checkpoint path).
 
-    ``queries_from_gt`` is a CTC ground-truth folder (``NN_GT``) whose first TRA frame gives the
-    queries; without it the classical detector (``preset``, ``diameter``) finds them.
-    ``window`` is the number of frames per window (default: the training window).
-    ``new_cells`` lets the detector add the cells that appear later and decide where tracks
-    end (see :meth:`review`); without it, the model alone does.
+    Its prompts, the queries, are a CTC ground-truth folder (``NN_GT``) whose first TRA frame
+    gives the cells to track; without them the classical detector (``preset``, ``diameter``)
+    finds them. ``new_cells`` lets the detector add the cells that appear later and decide where
+    tracks end (see :meth:`review`); without it, the model alone does.
     """
 
     name = "cap"
+    Options = CAPOptions
 
-    def __init__(self, model: str | Path = "DIC-C2DH-HeLa+Fluo-N2DH-SIM+",
-                 queries_from_gt: str | Path | None = None, preset: str = DEFAULT_PRESET,
-                 diameter: float | None = None, window: int | None = None,
-                 new_cells: bool = True) -> None:
-        state = load_checkpoint(model_path(model))
+    def __init__(self, options: CAPOptions | None = None, **values: Any) -> None:
+        super().__init__(options, **values)
+        state = load_checkpoint(model_path("cap", self.options.model))
         self.net = network_from(state)
-        self.window = int(window or state["window"])
-        self.gt = None if queries_from_gt is None else Path(queries_from_gt)
-        self.preset, self.diameter = preset, diameter
-        self.new_cells = new_cells
+        self.window = int(self.options.window or state["window"])
+        self.gt: Path | None = None  # the queries of the current run
+        self.preset, self.diameter = self.options.preset, self.options.diameter
+        self.new_cells = self.options.new_cells
         self.detector: Segmenter | None = None  # the classical detector of the last run
         self._pyramids: dict[int, list[torch.Tensor]] = {}  # frame -> its feature pyramid
 
@@ -275,14 +276,19 @@ class CAPTracker:
         m = self.net.multiple()
         return F.pad(x, (0, -size[1] % m, 0, -size[0] % m), mode="replicate")[0]
 
-    def track(
-        self,
-        images: ImageSequence,
-        store: MaskStore | None = None,
-        on_frame: Callable[[int], None] | None = None,
-    ) -> TrackingResult:
+    def read_prompts(self, prompts: object, images: ImageSequence) -> Path | None:
+        """The queries: a CTC ground-truth folder (``NN_GT``), or None for the detector's."""
+        if prompts is None:
+            return None
+        if not isinstance(prompts, str | Path):
+            raise OptionError("prompts", f"cap takes a CTC ground-truth folder as its queries, "
+                                         f"not {type(prompts).__name__}")
+        return Path(prompts)
+
+    def run(self, images: ImageSequence, prompts: Path | None, store: MaskStore,
+            on_frame: Callable[[int], None]) -> TrackingResult:
         """Track every frame; marker masks go to ``store`` frame by frame."""
-        store = MaskStore() if store is None else store
+        self.gt = prompts
         segment = self.detector = Segmenter(self.preset, self.diameter)  # scale from frame 0
         first = (segment(np.asarray(images[0])) if self.gt is None or self.new_cells
                  else None)
@@ -324,7 +330,7 @@ class CAPTracker:
         done = [0]
 
         def report(t: int) -> None:
-            while on_frame is not None and done[0] <= t:
+            while done[0] <= t:
                 on_frame(done[0])
                 done[0] += 1
 

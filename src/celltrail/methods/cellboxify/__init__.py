@@ -1,15 +1,13 @@
 """CellBoxify (instance segmentation learnt from bounding boxes), and its masks linked into
 tracks by the classical linker."""
 
-from celltrail.methods.cellboxify.segmenter import (
-    SHIPPED,
-    CellBoxifySegmenter,
-    box_labels,
-    instance_masks,
-    paint,
-    paint_scored,
-)
-from celltrail.methods.cellboxify.tracker import CellBoxifyTracker
+from celltrail.methods.cellboxify.options import CellBoxifyOptions
+from celltrail.methods.lazy import lazy_exports
 
-__all__ = ["SHIPPED", "CellBoxifySegmenter", "CellBoxifyTracker", "box_labels", "instance_masks",
-           "paint", "paint_scored"]
+__getattr__ = lazy_exports(__name__, {
+    "CellBoxifySegmenter": "segmenter", "CellBoxifyTracker": "tracker",
+    "box_labels": "segmenter", "instance_masks": "segmenter", "paint": "segmenter",
+    "paint_scored": "segmenter"})
+
+__all__ = ["CellBoxifyOptions", "CellBoxifySegmenter", "CellBoxifyTracker", "box_labels",
+           "instance_masks", "paint", "paint_scored"]

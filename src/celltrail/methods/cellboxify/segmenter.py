@@ -20,11 +20,9 @@ from celltrail.models.cellboxify import (
     network_from,
     prepare,
 )
-from celltrail.models.shipped import ShippedWeights
+from celltrail.models.zoo import model_path
 
-#: Shipped models, ``<training data>_<box|mask>.pt``.
-SHIPPED = ShippedWeights("cellboxify")
-#: Detections at least this confident become cells in label images.
+#: Detections at least this confident become cells in label images (CellBoxify's option).
 MIN_SCORE = 0.5
 #: A cell that keeps less than this share of its mask after better cells took theirs is dropped.
 MIN_KEPT = 0.5
@@ -34,7 +32,7 @@ class CellBoxifySegmenter:
     """``CellBoxifySegmenter(model)(frame)`` is the frame's int32 label image."""
 
     def __init__(self, model: str | Path, min_score: float = MIN_SCORE) -> None:
-        self.net = network_from(load_checkpoint(SHIPPED.path(model)))
+        self.net = network_from(load_checkpoint(model_path("cellboxify", model)))
         self.min_score = min_score
 
     def detect(self, image: np.ndarray, min_score: float = 0.05) -> Detections:

@@ -1,6 +1,8 @@
 """EmbedTrack (Löffler & Mikut 2022): one CNN for segmentation and tracking offsets."""
 
-from celltrail.methods.embedtrack.model import WEIGHTS, model_path, shipped_models
-from celltrail.methods.embedtrack.tracker import EmbedTracker
+from celltrail.methods.embedtrack.options import EmbedTrackOptions
+from celltrail.methods.lazy import lazy_exports
 
-__all__ = ["WEIGHTS", "EmbedTracker", "model_path", "shipped_models"]
+__getattr__ = lazy_exports(__name__, {"EmbedTracker": "tracker"})
+
+__all__ = ["EmbedTrackOptions", "EmbedTracker"]

@@ -10,7 +10,7 @@ included (Sec. 4.4). Tiles are stitched by keeping each tile's interior.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,10 +18,12 @@ import torch
 from celltrail.core.lineage import lineage_from_presence, present
 from celltrail.core.result import MaskStore, TrackingResult
 from celltrail.core.sequence import ImageSequence, normalise
+from celltrail.methods.base import Tracker
 from celltrail.methods.embedtrack.clustering import cluster
 from celltrail.methods.embedtrack.linking import BackwardLinker
-from celltrail.methods.embedtrack.model import model_path
+from celltrail.methods.embedtrack.options import EmbedTrackOptions
 from celltrail.models.embedtrack import PERCENTILES, EmbedTrackNet, load_checkpoint, network_from
+from celltrail.models.zoo import model_path
 
 #: The eight symmetries of the square as (quarter turns, flip); the first is the identity.
 SYMMETRIES = tuple((k, flip) for flip in (False, True) for k in range(4))
@@ -74,17 +76,20 @@ def _interior(starts: list[int], tile: int, length: int) -> list[tuple[int, int]
     return bounds
 
 
-class EmbedTracker:
-    """Segment and track with a trained EmbedTrack model (a shipped dataset name or a path)."""
+class EmbedTracker(Tracker):
+    """Segment and track with a trained EmbedTrack model (a name or a path). ``tile`` and
+    ``overlap`` set the tiles frames are cut into (pixels)."""
 
     name = "embedtrack"
+    Options = EmbedTrackOptions
 
-    def __init__(self, model: str | Path = "Fluo-N2DH-GOWT1", tta: bool = False,
-                 tile: int = 1024, overlap: int = 64) -> None:
-        state = load_checkpoint(model_path(model))
+    def __init__(self, options: EmbedTrackOptions | None = None, *, tile: int = 1024,
+                 overlap: int = 64, **values: Any) -> None:
+        super().__init__(options, **values)
+        state = load_checkpoint(model_path("embedtrack", self.options.model))
         self.net: EmbedTrackNet = network_from(state)
         self.min_size = int(state["min_size"])
-        self.tta, self.tile, self.overlap = tta, tile, overlap
+        self.tta, self.tile, self.overlap = self.options.tta, tile, overlap
         self._previous: dict[tuple[int, int, int, bool], torch.Tensor] = {}
 
     def _run_tile(self, tile: torch.Tensor, key: tuple[int, int]) -> torch.Tensor:
@@ -122,14 +127,9 @@ class EmbedTracker:
                     out[:, r0:r1, c0:c1] = pred[:, r0 - r:r1 - r, c0 - c:c1 - c]
         return out
 
-    def track(
-        self,
-        images: ImageSequence,
-        store: MaskStore | None = None,
-        on_frame: Callable[[int], None] | None = None,
-    ) -> TrackingResult:
+    def run(self, images: ImageSequence, prompts: None, store: MaskStore,
+            on_frame: Callable[[int], None]) -> TrackingResult:
         """Segment and link every frame; masks go to ``store`` as they are final."""
-        store = MaskStore() if store is None else store
         self._previous.clear()
         linker = BackwardLinker()
         presence: dict[int, list[int]] = {}
@@ -140,7 +140,6 @@ class EmbedTracker:
             for label in present(mask):
                 presence.setdefault(label, []).append(t)
             store.append(mask)
-            if on_frame is not None:
-                on_frame(t)
+            on_frame(t)
         lineage, _ = lineage_from_presence(presence, linker.parents)
         return TrackingResult(store, lineage)

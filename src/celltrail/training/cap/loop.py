@@ -31,7 +31,7 @@ class TrainParams:
     """Optimisation settings of Table 5: AdamW, one-cycle to 5e-4 with 5% warm-up, linear
     annealing, no momentum cycling, weight decay 1e-5, ε 1e-8."""
 
-    steps: int = 1000
+    steps: int = 1200
     lr: float = 5e-4
     weight_decay: float = 1e-5
     seed: int = 0

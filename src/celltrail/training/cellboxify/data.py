@@ -13,8 +13,9 @@ from pycocotools import mask as mask_util
 
 from celltrail.core.errors import InputError
 from celltrail.io.coco import read_coco
-from celltrail.methods.cellboxify import SHIPPED, CellBoxifySegmenter, box_labels
+from celltrail.methods.cellboxify import CellBoxifySegmenter, box_labels
 from celltrail.models.cellboxify import TRAIN_SIDES, load_checkpoint, prepare
+from celltrail.models.zoo import model_path
 
 
 @dataclass
@@ -79,7 +80,7 @@ def training_images(json_path: str | Path, images_dir: str | Path, supervision: 
 def box_only_teacher(model: str | Path) -> CellBoxifySegmenter:
     """A CellBoxify model (a shipped name or a file) to draw self-training's masks, checked to
     have learnt from boxes alone, so that its student does too."""
-    path = SHIPPED.path(model)
+    path = model_path("cellboxify", model)
     if load_checkpoint(path)["supervision"] != "box":
         raise InputError(path, "the teacher was trained with masks; self-training from boxes "
                                "needs a model trained with --supervision box")

@@ -57,7 +57,7 @@ class TrainParams:
     """Optimisation settings. The paper fine-tunes a pretrained ResNet-50 with Adam at 1e-4; our
     smaller network starts from scratch, so it warms up to a higher rate and anneals."""
 
-    steps: int = 2000
+    steps: int = 1600
     lr: float = 1e-3
     #: what the images were annotated with: "box" (the box-only losses, or the mask loss on a
     #: box-only teacher's masks) or "mask" (full masks)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -10,20 +11,27 @@ from celltrail.core.errors import InputError
 from celltrail.core.result import MaskStore, TrackingResult
 from celltrail.core.sequence import ImageSequence
 from celltrail.linking import get_linker
-from celltrail.methods.base import prefetch_map
-from celltrail.segmentation import DEFAULT_PRESET, Segmenter
+from celltrail.methods.base import Tracker, prefetch_map
+from celltrail.methods.classical.options import ClassicalOptions
+from celltrail.segmentation import Segmenter
 
 
-class ClassicalTracker:
+class ClassicalTracker(Tracker):
     """Segment each frame with a modality preset, then link (by default with our constraint
-    linker; ``linker`` names one of :data:`celltrail.linking.LINKERS`)."""
+    linker)."""
 
     name = "classical"
+    Options = ClassicalOptions
 
-    def __init__(self, preset: str = DEFAULT_PRESET, diameter: float | None = None,
-                 linker: str = "celltrail") -> None:
-        self.segmenter = Segmenter(preset, diameter=diameter)
-        self.link = get_linker(linker)
+    def __init__(self, options: ClassicalOptions | None = None, **values: Any) -> None:
+        super().__init__(options, **values)
+        self.link = get_linker(self.options.linker)
+        self.segmenter = self.new_segmenter()
+
+    def new_segmenter(self) -> Segmenter:
+        """A segmenter with the options' preset and diameter; ``auto`` ones are fixed on the
+        first frame of each sequence."""
+        return Segmenter(self.options.preset, diameter=self.options.diameter)
 
     def settings(self) -> dict[str, str]:
         """Method, preset and diameter used, and where the preset and diameter came from."""
@@ -34,9 +42,10 @@ class ClassicalTracker:
                 "diameter": f"{scale.diameter:.1f} px ({scale.diameter_from})"}
 
     def segment_frames(
-        self, images: ImageSequence, on_frame: Callable[[int], None] | None = None
+        self, images: ImageSequence, on_frame: Callable[[int], None]
     ) -> Iterator[np.ndarray]:
         """Label images of every frame, segmented ahead in worker threads."""
+        self.segmenter = self.new_segmenter()  # scale and preset fixed per sequence
         try:
             self.segmenter.fix_scale(images[0])  # before the workers start
         except InputError as exc:
@@ -44,16 +53,11 @@ class ClassicalTracker:
                 raise
             raise InputError(images.source_of(0), exc.problem) from None
         for t, labels in enumerate(prefetch_map(self.segmenter, images)):
-            if on_frame is not None:
-                on_frame(t)
+            on_frame(t)
             yield labels
 
-    def track(
-        self,
-        images: ImageSequence,
-        store: MaskStore | None = None,
-        on_frame: Callable[[int], None] | None = None,
-    ) -> TrackingResult:
+    def run(self, images: ImageSequence, prompts: None, store: MaskStore,
+            on_frame: Callable[[int], None]) -> TrackingResult:
         """Segment and link every frame; masks go to ``store`` as they are final."""
         frames = self.segment_frames(images, on_frame)
         return self.link(frames, store=store, cell_diameter=self.segmenter.diameter)

@@ -1,0 +1,100 @@
+"""``celltrail segment`` and ``celltrail link``: masks without tracking, and tracks from masks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from celltrail.cli.common import (
+    AllowGaps,
+    Overwrite,
+    console,
+    positive,
+    progress_bar,
+    run_tracker,
+)
+from celltrail.cli.errors import reports_errors
+from celltrail.core.errors import OptionError
+from celltrail.core.result import MaskStore
+from celltrail.core.sequence import open_labels, open_sequence
+from celltrail.io.atomic import atomic_dir
+from celltrail.io.ctc import frame_digits
+from celltrail.io.outputs import check_output, model_input
+from celltrail.segmentation import DEFAULT_PRESET
+
+
+@reports_errors
+def segment(
+    input: Annotated[Path, typer.Argument(help="CTC image folder (tTTT.tif) or a TIFF stack.")],
+    out: Annotated[Path, typer.Option(help="Folder of label images, maskTTT.tif.")],
+    method: Annotated[str, typer.Option(help="cellboxify or classical.")] = "cellboxify",
+    model: Annotated[str | None, typer.Option(help="cellboxify: a shipped model's name or a "
+                                                   "checkpoint path.")] = None,
+    preset: Annotated[str, typer.Option(help="classical: modality, auto (chosen from the first "
+                                             "frame), fluo-nuclei, dic, phase.")]
+    = DEFAULT_PRESET,
+    diameter: Annotated[float | None, typer.Option(help="classical: cell diameter in pixels "
+                                                         "(estimated if not given).")] = None,
+    allow_gaps: AllowGaps = False,
+    overwrite: Overwrite = False,
+) -> None:
+    """Segment every frame of INPUT into label images, without tracking (`celltrail link`
+    tracks them later)."""
+    from celltrail.methods.cellboxify import CellBoxifyOptions, CellBoxifySegmenter
+    from celltrail.methods.classical import ClassicalOptions
+    from celltrail.segmentation import Segmenter
+
+    if method not in ("cellboxify", "classical"):
+        raise OptionError("method", f"must be cellboxify or classical, not {method!r}")
+    if method == "classical" and model is not None:
+        raise OptionError("model", "applies to --method cellboxify only")
+    if method == "classical":
+        options = ClassicalOptions(preset=preset, diameter=diameter)
+    else:
+        options = CellBoxifyOptions(model=model)
+    images = open_sequence(input, allow_gaps=allow_gaps)
+    check_output(out, (input, model_input(model)), folder=True, overwrite=overwrite)
+    if isinstance(options, CellBoxifyOptions):
+        segmenter: Callable[[np.ndarray], np.ndarray] = CellBoxifySegmenter(
+            options.model, options.min_score)
+    else:
+        segmenter = Segmenter(options.preset, diameter=options.diameter)
+    with atomic_dir(out, overwrite) as tmp, \
+            progress_bar(len(images), "segmenting") as on_frame:
+        store = MaskStore(tmp, digits=frame_digits(len(images)))
+        for t, image in enumerate(images):
+            store.append(segmenter(np.asarray(image)))
+            on_frame(t)
+    console.print(f"wrote {len(images)} label images to {out}")
+
+
+@reports_errors
+def link(
+    masks: Annotated[Path, typer.Argument(help="Folder or TIFF stack of label images.")],
+    out: Annotated[Path, typer.Option(help="Result folder (maskTTT.tif, res_track.txt, tables).")],
+    diameter: Annotated[float | None, typer.Option(help="Cell diameter in pixels (estimated "
+                                                         "from the masks if not given).")] = None,
+    allow_gaps: AllowGaps = False,
+    overwrite: Overwrite = False,
+    linker: Annotated[str, typer.Option(help="celltrail (ours, online) or laptrack.")]
+    = "celltrail",
+) -> None:
+    """Track a segmentation you already have (e.g. from Cellpose): link its labels over time."""
+    from celltrail.linking import get_linker
+
+    link_frames = get_linker(linker)
+    positive("diameter", diameter)
+    labels = open_labels(masks, allow_gaps=allow_gaps)
+    check_output(out, (masks,), folder=True, overwrite=overwrite)
+
+    def frames(on_frame: Callable[[int], None]) -> Iterator[np.ndarray]:
+        for t, frame in enumerate(labels):
+            on_frame(t)
+            yield frame
+
+    run_tracker(labels, out, lambda store, on_frame: link_frames(
+        frames(on_frame), store=store, cell_diameter=diameter), overwrite=overwrite)

@@ -1,0 +1,233 @@
+"""``celltrail train``: training each method's model on the user's data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from celltrail.cli.common import (
+    Overwrite,
+    console,
+    progress_bar,
+)
+from celltrail.cli.errors import reports_errors
+from celltrail.core.errors import InputError
+from celltrail.io.ctc import companions
+from celltrail.io.outputs import check_output, model_input
+
+T = TypeVar("T")
+
+
+@contextmanager
+def training_sequences(data: list[Path], out: Path, load: Callable[[Path], T],
+                       simulated: bool, frames: int = 20,
+                       overwrite: bool = False) -> Iterator[list[T]]:
+    """The training sequences read from ``data`` (after checking ``out`` overwrites none), with
+    the simulated ones of ``frames`` frames (written to a temporary folder that lives as long
+    as the block)."""
+    import tempfile
+
+    from celltrail.training.simulated import simulated_sequences
+
+    check_output(out, [p for folder in data for p in companions(folder)], suffixes=(".pt",),
+                 overwrite=overwrite)
+    with console.status("reading training data"):
+        sequences = [load(folder) for folder in data]
+    with tempfile.TemporaryDirectory() as tmp:
+        if simulated:
+            with console.status("simulating training sequences"):
+                sequences += [load(p) for p in simulated_sequences(tmp, frames)]
+        yield sequences
+
+
+def given(**values: object) -> dict[str, object]:
+    """The values that were given (not None): the others keep the library's defaults."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def check_supervision(supervision: str) -> None:
+    """Refuse a --supervision other than box or mask."""
+    if supervision not in ("box", "mask"):
+        raise InputError(None, f"--supervision must be box or mask, not {supervision!r}")
+
+
+def train_app() -> typer.Typer:
+    """The ``celltrail train`` command group."""
+    app = typer.Typer(help="Train celltrail's models on your own CTC-layout data.",
+                      no_args_is_help=True)
+    app.command("prompt-segmenter")(train_prompt_segmenter)
+    app.command("embedtrack")(train_embedtrack)
+    app.command("cap")(train_cap)
+    app.command("cellboxify")(train_cellboxify)
+    return app
+
+
+@reports_errors
+def train_prompt_segmenter(
+    data: Annotated[list[Path], typer.Option(help="CTC image folder NN with NN_GT (SEG, TRA) "
+                                                  "or NN_ST beside it; repeat for more.")],
+    out: Annotated[Path, typer.Option(help="Model file to write (.pt); a checkpoint is saved "
+                                           "there every 250 steps.")],
+    steps: Annotated[int | None, typer.Option(min=1, help="Optimisation steps (default: "
+                                                           "TrainParams.steps, 3000).")] = None,
+    simulated: Annotated[bool, typer.Option(help="Mix in simulated sequences of every "
+                                                 "modality.")] = True,
+    resume: Annotated[Path | None, typer.Option(help="Checkpoint to continue from.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    supervision: Annotated[str, typer.Option(help="mask: learn from the cells' masks; box: "
+                                                  "from their boxes alone (CellBoxify's "
+                                                  "losses).")] = "mask",
+    overwrite: Overwrite = False,
+) -> None:
+    """Retrain BoxTrack's learned backend (use it with --model PATH)."""
+    from celltrail.training.prompt_segmenter import TrainParams, load_sequence, train
+
+    check_supervision(supervision)
+    params = TrainParams(**given(steps=steps), seed=seed, supervision=supervision)
+    with training_sequences(data, out, load_sequence, simulated,
+                            overwrite=overwrite) as sequences, \
+            progress_bar(params.steps, "training") as on_step:
+        train(sequences, out, params, resume=resume, progress=lambda step, _: on_step(step))
+    console.print(f"wrote {out}")
+
+
+@reports_errors
+def train_embedtrack(
+    data: Annotated[list[Path], typer.Option(help="CTC image folder NN with NN_GT (SEG, TRA) "
+                                                  "and/or NN_ST beside it; repeat for more.")],
+    out: Annotated[Path, typer.Option(help="Model file to write (.pt); a checkpoint is saved "
+                                           "there every 100 steps.")],
+    epochs: Annotated[float, typer.Option(min=0.01, help="Passes over the crops of the "
+                                                         "training frames (the paper: 15).")]
+    = 15.0,
+    batch: Annotated[int, typer.Option(min=1, help="Image pairs per step.")] = 2,
+    simulated: Annotated[bool, typer.Option(help="Mix in simulated sequences of every "
+                                                 "modality.")] = False,
+    resume: Annotated[Path | None, typer.Option(help="Checkpoint to continue from, or a "
+                                                     "model to fine-tune.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    overwrite: Overwrite = False,
+) -> None:
+    """Train an EmbedTrack model on the first 90% of frames (the rest validates); track with
+    it by --method embedtrack --model PATH."""
+    from celltrail.training.embedtrack import TrainParams, load_sequence, steps_per_epoch, train
+
+    with training_sequences(data, out, load_sequence, simulated,
+                            overwrite=overwrite) as sequences:
+        per_epoch = steps_per_epoch(sequences, TrainParams(batch=batch))
+        steps = max(1, round(epochs * per_epoch))
+        params = TrainParams(steps=steps, batch=batch, seed=seed)
+        with epoch_bar(steps, per_epoch) as on_step:
+            train(sequences, out, params, resume=resume, progress=lambda step, _: on_step(step))
+    console.print(f"wrote {out}")
+
+
+@reports_errors
+def train_cap(
+    data: Annotated[list[Path], typer.Option(help="CTC image folder NN with NN_GT/TRA beside it "
+                                                  "(tracking ground truth only); repeat for "
+                                                  "more.")],
+    out: Annotated[Path, typer.Option(help="Model file to write (.pt); a checkpoint is saved "
+                                           "there every 100 steps.")],
+    steps: Annotated[int | None, typer.Option(min=1, help="Optimisation steps (one window of "
+                                                          "24 frames each) (default: "
+                                                          "TrainParams.steps, 1200).")] = None,
+    simulated: Annotated[bool, typer.Option(help="Mix in simulated sequences of every "
+                                                 "modality.")] = True,
+    resume: Annotated[Path | None, typer.Option(help="Checkpoint to continue from, or a "
+                                                     "model to fine-tune.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    overwrite: Overwrite = False,
+) -> None:
+    """Train a CAP model from cell centres and lineages (TRA markers, man_track.txt); track
+    with it by --method cap --model PATH."""
+    from celltrail.training.cap import TrainParams, load_sequence, train
+
+    params = TrainParams(**given(steps=steps), seed=seed)
+    with training_sequences(data, out, load_sequence, simulated, frames=40,
+                            overwrite=overwrite) as sequences, \
+            progress_bar(params.steps, "training") as on_step:
+        train(sequences, out, params, resume=resume, progress=lambda step, _: on_step(step))
+    console.print(f"wrote {out}")
+
+
+@reports_errors
+def train_cellboxify(
+    coco: Annotated[Path, typer.Option(help="COCO JSON of the training images (LIVECell "
+                                            "layout; `celltrail coco` makes one from CTC "
+                                            "data).")],
+    images: Annotated[Path, typer.Option(help="Folder the JSON's file names are relative to.")],
+    out: Annotated[Path, typer.Option(help="Model file to write (.pt); a checkpoint is saved "
+                                           "there every 100 steps.")],
+    supervision: Annotated[str, typer.Option(help="box: learn masks from the boxes alone "
+                                                  "(CellBoxify's losses); mask: from full "
+                                                  "masks.")] = "box",
+    head: Annotated[str, typer.Option(help="mask: Mask R-CNN's mask head; polygon: the "
+                                           "paper's polygon head.")] = "mask",
+    guide: Annotated[str, typer.Option(help="box supervision: the image the pairwise terms "
+                                            "compare, intensity (fluorescence) or texture "
+                                            "(DIC, phase contrast).")] = "intensity",
+    steps: Annotated[int | None, typer.Option(min=1, help="Optimisation steps (one image each) "
+                                                          "(default: TrainParams.steps, "
+                                                          "1600).")] = None,
+    teacher: Annotated[str | None, typer.Option(help="box supervision: self-training, the "
+                                                      "mask head learning the masks that this "
+                                                      "box-only model (a file or a shipped "
+                                                      "name) draws in the boxes.")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Checkpoint to continue from, or a "
+                                                     "model to fine-tune.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    overwrite: Overwrite = False,
+) -> None:
+    """Train a CellBoxify instance segmenter; use it by `celltrail segment --method cellboxify
+    --model PATH` or `celltrail track --method cellboxify --model PATH`."""
+    from celltrail.models.cellboxify import HEADS, CellBoxifyConfig
+    from celltrail.training.cellboxify import (
+        TrainParams,
+        box_only_teacher,
+        train,
+        training_images,
+    )
+    from celltrail.training.cellboxify.losses import GUIDES
+
+    check_supervision(supervision)
+    if head not in HEADS:
+        raise InputError(None, f"--head must be one of {', '.join(HEADS)}, not {head!r}")
+    if guide not in GUIDES:
+        raise InputError(None, f"--guide must be one of {', '.join(GUIDES)}, not {guide!r}")
+    check_output(out, (coco, images, model_input(teacher)), suffixes=(".pt",), overwrite=overwrite)
+    drawer = None if teacher is None else box_only_teacher(teacher)
+    with console.status("reading training images" + " and the teacher's masks" * bool(drawer)):
+        found = training_images(coco, images, supervision, drawer)
+    params = TrainParams(**given(steps=steps), supervision=supervision, guide=guide,
+                         teacher=teacher or "", seed=seed)
+    with progress_bar(params.steps, "training") as on_step:
+        train(found, out, params, resume=resume, progress=lambda step, _: on_step(step),
+              config=CellBoxifyConfig(head=head), trained_on=[coco.name])
+    console.print(f"wrote {out}")
+
+
+@contextmanager
+def epoch_bar(steps: int, per_epoch: int) -> Iterator[Callable[[int], None]]:
+    """Two progress bars: epochs, and steps within the epoch."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeRemainingColumn())
+    epochs = -(-steps // per_epoch)
+    with Progress(*columns, console=console) as progress:
+        outer = progress.add_task("epochs", total=epochs)
+        inner = progress.add_task("steps", total=min(per_epoch, steps))
+
+        def update(step: int) -> None:
+            epoch, within = divmod(step + 1, per_epoch)
+            progress.update(outer, completed=epoch)
+            if within == 0:
+                progress.reset(inner, total=min(per_epoch, steps - step - 1) or per_epoch)
+            else:
+                progress.update(inner, completed=within)
+
+        yield update

@@ -1,0 +1,51 @@
+"""Options several methods share, defined once: the classical detector's modality preset and
+cell diameter, the linker, and the model (a shipped name or a checkpoint path)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from celltrail.methods.options import option
+from celltrail.segmentation.classical import AUTO, DEFAULT_PRESET, PRESETS
+
+#: The linker used unless one is named.
+DEFAULT_LINKER = "celltrail"
+
+
+def preset_names() -> Sequence[str]:
+    """The modality presets: ``auto`` (chosen from the first frame) and every fixed one."""
+    return (AUTO, *PRESETS)
+
+
+def linker_names() -> Sequence[str]:
+    """The linkers by name (importing them on first use)."""
+    from celltrail.linking import LINKERS
+
+    return tuple(LINKERS)
+
+
+def preset_option() -> Any:
+    """The modality preset of the classical segmentation (the classical method, BoxTrack's
+    classical backend, CAP's detector)."""
+    return option(DEFAULT_PRESET, f"Modality of the classical segmentation (BoxTrack: its "
+                                  f"classical backend; CAP: its detector): "
+                                  f"{', '.join(preset_names())}; auto chooses from the first "
+                                  f"frame.", choices=preset_names)
+
+
+def diameter_option() -> Any:
+    """The cell diameter in pixels, estimated from the images when not given."""
+    return option(None, "Cell diameter in pixels of the classical segmentation (CAP: its "
+                        "detector); estimated from the images if not given.", positive=True)
+
+
+def model_option(default: str) -> Any:
+    """The model of a method with a default one."""
+    return option(default, "The model: a name (`celltrail models`) or a checkpoint path.")
+
+
+def linker_option() -> Any:
+    """How masks are linked over time."""
+    return option(DEFAULT_LINKER, f"How masks are linked over time: "
+                                  f"{' or '.join(linker_names())}.", choices=linker_names)
