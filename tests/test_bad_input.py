@@ -246,7 +246,7 @@ def bad_boxes(data: Path) -> dict[str, Case]:
         "minus.csv": "line 2: id must be an integer from 1 to 2147483647, found -3 (ids "
                      "become track labels)",
         "late.csv": f"box prompts on frame 50, but the sequence {img} has 4 frames (frames "
-                    f"count from 0; --box-frame-base 1 if the file counts from 1)",
+                    f"count from 0; box_frame_base=1 if the file counts from 1)",
         "tiny.csv": "no box prompts left to track: all 1 boxes have a side below 5 px",
         "nan.json": "values must be finite numbers",
         "unknown.json": "annotation 1: image_id 7 is not the id of an image in 'images'",

@@ -22,8 +22,9 @@ from celltrail.models.zoo import model_names
 from celltrail.simulate import SimParams, simulate
 
 runner = CliRunner()
-COLUMNS = ("input, out, method, preset, diameter, frame_step, boxes, boxes_from_gt, "
-           "box_frame_base, backend, model, tta, queries_from_gt")
+COLUMNS = ("input, out, method, frame_step, boxes, boxes_from_gt, queries_from_gt, preset, "
+           "diameter, linker, backend, model, adapt, new_cells, divisions, box_frame_base, tta, "
+           "window, min_score")
 
 
 def hashes(folder: Path) -> dict[str, str]:
@@ -40,29 +41,30 @@ def test_manifest_rows_options_and_relative_paths(tmp_path: Path) -> None:
     manifest = tmp_path / "screen" / "manifest.csv"
     manifest.parent.mkdir()
     manifest.write_text(
-        "\ufeffInput,out,method,diameter,frame_step,boxes,box_frame_base\n"  # Excel's BOM
-        "a/01, res/a ,,,,,\n"
+        "\ufeffInput,out,method,preset,diameter,frame_step,boxes,box_frame_base\n"  # Excel's BOM
+        "a/01, res/a ,,,12.5,,,\n"
         "\n"
-        "/data/b.tif,res/b,boxtrack,12.5,2,b.csv,1\n"
+        "/data/b.tif,res/b,boxtrack,dic,,2,b.csv,1\n"
     )
     first, second = read_manifest(manifest)
     folder = manifest.parent
-    assert first == BatchJob(input=folder / "a" / "01", out=folder / "res" / "a")
+    assert first == BatchJob(input=folder / "a" / "01", out=folder / "res" / "a",
+                             options={"diameter": 12.5})
     assert second == BatchJob(input=Path("/data/b.tif"), out=folder / "res" / "b",
-                              method="boxtrack", diameter=12.5, frame_step=2,
-                              boxes=folder / "b.csv", box_frame_base=1)
+                              method="boxtrack", frame_step=2, prompts=folder / "b.csv",
+                              options={"preset": "dic", "box_frame_base": 1})
 
 
 def test_manifest_models_are_shipped_names_or_paths(tmp_path: Path) -> None:
     """A shipped model's name stays a name; anything else is a path against the manifest."""
     manifest = tmp_path / "manifest.csv"
-    manifest.write_text("input,out,method,model,tta\n"
-                        "a,res/a,boxtrack,all,\n"
-                        "b,res/b,boxtrack,models/m.pt,\n"
-                        "c,res/c,embedtrack,m.pt,false\n")
-    models = [(job.model, job.tta) for job in read_manifest(manifest)]
-    assert models == [("all", False), (str(tmp_path / "models" / "m.pt"), False),
-                      (str(tmp_path / "m.pt"), False)]
+    manifest.write_text("input,out,method,model,tta,boxes\n"
+                        "a,res/a,boxtrack,all,,b.csv\n"
+                        "b,res/b,boxtrack,models/m.pt,,b.csv\n"
+                        "c,res/c,embedtrack,m.pt,false,\n")
+    options = [job.options for job in read_manifest(manifest)]
+    assert options == [{"model": "all"}, {"model": str(tmp_path / "models" / "m.pt")},
+                       {"model": str(tmp_path / "m.pt"), "tta": False}]
 
 
 @pytest.mark.parametrize(("text", "problem"), [
@@ -77,21 +79,31 @@ def test_manifest_models_are_shipped_names_or_paths(tmp_path: Path) -> None:
     ("input,out\na,b\n\nc,d,e\n", "line 4: expected 2 fields (input,out), found 3"),
     ("input,out\n,b\n", "line 2: empty 'input'"),
     ("input,out\na,\"b\"c\n", "line 2: ',' expected after '\"'"),
-    ("input,out,diameter\na,b,big\n", "line 2: diameter must be a number >= 1, not 'big'"),
+    ("input,out,diameter\na,b,big\n", "line 2: diameter must be a number, not 'big'"),
+    ("input,out,diameter\na,b,0\n",
+     "line 2: diameter: must be a positive finite number, not 0"),
     ("input,out,frame_step\na,b,0\n", "line 2: frame_step must be an integer >= 1, not '0'"),
     ("input,out,frame_step\na,b,1.5\n",
      "line 2: frame_step must be an integer >= 1, not '1.5'"),
     ("input,out,boxes,model\na,b,a.csv,m.pt\n",
-     "line 2: boxes (boxtrack only), model (boxtrack, embedtrack, cap or cellboxify only) do not "
-     "apply to method 'classical'"),
+     "line 2: boxes: applies to method boxtrack only"),
+    ("input,out,model\na,b,m.pt\n",
+     "line 2: model: applies to method boxtrack, embedtrack, cap or cellboxify only, not "
+     "classical"),
     ("input,out,queries_from_gt\na,b,01_GT\n",
-     "line 2: queries_from_gt (cap only) does not apply to method 'classical'"),
-    ("input,out,method,tta\na,b,boxtrack,true\n",
-     "line 2: tta (embedtrack only) does not apply to method 'boxtrack'"),
+     "line 2: queries_from_gt: applies to method cap only"),
+    ("input,out,method\na,b,boxtrack\n",
+     "line 2: method: boxtrack needs its prompts: a column boxes or boxes_from_gt"),
+    ("input,out,method,tta,boxes\na,b,boxtrack,true,b.csv\n",
+     "line 2: tta: applies to method embedtrack only, not boxtrack"),
     ("input,out,method,backend,model\na,b,embedtrack,learned,m.pt\n",
-     "line 2: backend (boxtrack only) does not apply to method 'embedtrack'"),
+     "line 2: backend: applies to method boxtrack only, not embedtrack"),
     ("input,out,method,model\na,b,embedtrack,\n",
-     "line 2: method embedtrack needs a model: a checkpoint path or a shipped model ({shipped})"),
+     "line 2: model: embedtrack needs a model: a checkpoint path or a model by name "
+     "({shipped})"),
+    ("input,out,method\na,b,magic\n",
+     "line 2: method: unknown method 'magic'; choose one of classical, boxtrack, embedtrack, "
+     "cap, cellboxify"),
     ("input,out,method,model,tta\na,b,embedtrack,m.pt,maybe\n",
      "line 2: tta must be true or false, not 'maybe'"),
     ("input,out\na,res\nb,./res/\n", "line 3: out '{folder}/res' is also the output of line 2"),
@@ -112,10 +124,10 @@ def test_cellboxify_rows_need_a_model(tmp_path: Path) -> None:
     with pytest.raises(InputError) as err:
         read_manifest(manifest)
     assert str(err.value) == (
-        f"{manifest}: line 2: method cellboxify needs a model: a checkpoint path or a shipped "
-        f"model ({', '.join(model_names('cellboxify'))})")
+        f"{manifest}: line 2: model: cellboxify needs a model: a checkpoint path or a model by "
+        f"name ({', '.join(model_names('cellboxify'))})")
     manifest.write_text("input,out,method,model\nc,d,cellboxify,Fluo-N2DH-SIM+_box\n")
-    assert read_manifest(manifest)[0].model == "Fluo-N2DH-SIM+_box"
+    assert read_manifest(manifest)[0].options == {"model": "Fluo-N2DH-SIM+_box"}
 
 
 def test_manifest_not_found(tmp_path: Path) -> None:
@@ -209,7 +221,7 @@ def test_boxtrack_row_matches_track_in_process(sample: Path, tmp_path: Path) -> 
                                  *options])
     assert result.exit_code == 0, result.output
     job = BatchJob(input=sample / "01", out=tmp_path / "batch", method="boxtrack",
-                   backend="classical", frame_step=4, boxes_from_gt=sample / "01_GT")
+                   frame_step=4, prompts=sample / "01_GT", options={"backend": "classical"})
     row = run_job(job)
     assert (row["status"], row["frames"], row["error"]) == ("done", 10, "")
     files = hashes(tmp_path / "batch")
@@ -230,7 +242,7 @@ def test_embedtrack_row_tracks_with_a_checkpoint(tiny_embedtrack: Path, tmp_path
     manifest.write_text("input,out,method,model,tta\n"
                         f"{images},res,embedtrack,models/tiny.pt,Yes\n")
     [job] = read_manifest(manifest)
-    assert (job.model, job.tta) == (str(tmp_path / "models" / "tiny.pt"), True)
+    assert job.options == {"model": str(tmp_path / "models" / "tiny.pt"), "tta": True}
     row = run_job(job)
     assert (row["status"], row["frames"], row["error"]) == ("done", 4, "")
     result = read_result(tmp_path / "res")
@@ -243,8 +255,8 @@ def test_row_with_nan_boxes_fails_alone_in_one_line(sample: Path, tmp_path: Path
     """A row whose box file holds NaN fails with the file named; nothing is written."""
     boxes = tmp_path / "nan.csv"
     boxes.write_text("frame,id,x,y,w,h\n0,1,nan,10,20,20\n")
-    job = BatchJob(input=sample / "01", out=tmp_path / "out", method="boxtrack", boxes=boxes,
-                   backend="classical")
+    job = BatchJob(input=sample / "01", out=tmp_path / "out", method="boxtrack", prompts=boxes,
+                   options={"backend": "classical"})
     row = run_job(job)
     assert (row["status"], row["error"]) == (
         "failed", f"{boxes}: line 2: values must be finite numbers")

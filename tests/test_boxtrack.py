@@ -83,7 +83,8 @@ def test_tracks_every_cell_of_a_clean_simulation(tmp_path: Path) -> None:
     assert {(b, e, p) for b, e, p in spans(truth.lineage).values()} == {(0, 9, 0)}
     boxes, source = boxes_from_gt(gt)
     assert source == "SEG" and len(boxes) == 6
-    result = BoxTracker(boxes, ClassicalPromptSegmenter()).track(open_sequence(tmp_path / "01"))
+    result = BoxTracker(segmenter=ClassicalPromptSegmenter()).track(
+        open_sequence(tmp_path / "01"), boxes)
     assert spans(result.lineage) == spans(truth.lineage)
     scores = evaluate_result(result, gt, threads=1)
     assert (scores["IDF1"], scores["MOTA"], scores["IDS"]) == (1.0, 1.0, 0)
@@ -114,7 +115,7 @@ def dividing_cell() -> tuple[np.ndarray, pd.DataFrame, list[tuple[float, float]]
 
 def test_division_gives_a_mother_and_two_daughters() -> None:
     frames, boxes, daughters = dividing_cell()
-    result = BoxTracker(boxes, ClassicalPromptSegmenter()).track(open_sequence(frames))
+    result = BoxTracker(segmenter=ClassicalPromptSegmenter()).track(open_sequence(frames), boxes)
     assert result.lineage.divisions() == {2: [3, 4]}
     assert spans(result.lineage) == {1: (0, 7, 0), 2: (0, 3, 0), 3: (4, 7, 2), 4: (4, 7, 2)}
     centres = ndi.center_of_mass(result.masks[7] > 0, result.masks[7], [3, 4])
@@ -123,8 +124,8 @@ def test_division_gives_a_mother_and_two_daughters() -> None:
 
 def test_no_divisions_when_turned_off() -> None:
     frames, boxes, _ = dividing_cell()
-    tracker = BoxTracker(boxes, ClassicalPromptSegmenter(), BoxTrackConfig(divisions=False))
-    lineage = tracker.track(open_sequence(frames)).lineage
+    tracker = BoxTracker(segmenter=ClassicalPromptSegmenter(), divisions=False)
+    lineage = tracker.track(open_sequence(frames), boxes).lineage
     assert lineage.divisions() == {}
     tracks = spans(lineage)  # the mother follows a daughter or is lost, but never divides
     assert set(tracks) == {1, 2} and tracks[1] == (0, 7, 0)
@@ -147,17 +148,18 @@ def test_config_validation(config: BoxTrackConfig, message: str) -> None:
 def test_small_box_is_skipped_with_a_warning() -> None:
     frames, boxes, _ = dividing_cell()
     boxes.loc[0, "w"] = 4.0
+    tracker = BoxTracker(segmenter=ClassicalPromptSegmenter(), divisions=False)
     with pytest.warns(UserWarning) as caught:
-        tracker = BoxTracker(boxes, ClassicalPromptSegmenter(), BoxTrackConfig(divisions=False))
+        result = tracker.track(open_sequence(frames[:4]), boxes)
     assert [str(w.message) for w in caught] == [
         "skipped 1 boxes with a side below 5 px (ids [1])"]
-    assert spans(tracker.track(open_sequence(frames[:4])).lineage) == {2: (0, 3, 0)}
+    assert spans(result.lineage) == {2: (0, 3, 0)}
 
 
 def test_all_boxes_too_small() -> None:
-    _, boxes, _ = dividing_cell()
+    frames, boxes, _ = dividing_cell()
     boxes["h"] = 3.0
     with pytest.warns(UserWarning, match="skipped 2 boxes"), \
             pytest.raises(InputError, match=r"^no box prompts left to track: all 2 boxes have a "
                                             r"side below 5 px$"):
-        BoxTracker(boxes, ClassicalPromptSegmenter())
+        BoxTracker(segmenter=ClassicalPromptSegmenter()).track(open_sequence(frames), boxes)

@@ -545,14 +545,14 @@ def test_cli_train_then_track(sim_sequence: Path, tmp_path: Path) -> None:
     result = run("track", sim_sequence, "--out", tmp_path / "x", "--queries-from-gt",
                  sim_sequence.with_name("01_GT"))
     assert result.exit_code == 1
-    assert result.stderr.strip() == "error: --queries-from-gt applies to --method cap only"
+    assert result.stderr.strip() == "error: --queries-from-gt: applies to --method cap only"
 
 
 def test_shipped_model_tracks_the_sample(sample: Path) -> None:
     """The default model was not trained on GOWT1: the sample is unseen data."""
     assert len(model_names("cap")) == 3
     for new_cells, least in ((True, 0.95), (False, 0.85)):  # 0.989 and 0.879 measured
-        tracker = CAPTracker(queries_from_gt=sample / "01_GT", new_cells=new_cells)
-        result = tracker.track(open_sequence(sample / "01"))
+        tracker = CAPTracker(new_cells=new_cells)
+        result = tracker.track(open_sequence(sample / "01"), sample / "01_GT")
         scores = evaluate_result(result, sample / "01_GT", threads=1)
         assert scores["TRA"] > least

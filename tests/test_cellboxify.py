@@ -422,12 +422,12 @@ def test_cli_train_segment_track(simulated: Path, tmp_path: Path) -> None:
 def test_cli_errors(simulated: Path, tmp_path: Path) -> None:
     names = ", ".join(model_names("cellboxify"))
     one_error_line(run("segment", simulated, "--out", tmp_path / "m"),
-                   f"--method cellboxify needs --model: a checkpoint path or a shipped model "
+                   f"--model: cellboxify needs a model: a checkpoint path or a model by name "
                    f"({names})")
     one_error_line(run("segment", simulated, "--model", tmp_path / "none.pt", "--out",
                        tmp_path / "m"),
-                   f"{tmp_path / 'none.pt'}: no such model file, and not a shipped model "
-                   f"({names})")
+                   f"{tmp_path / 'none.pt'}: no such model file, and not the name of any "
+                   f"cellboxify model ({names})")
     one_error_line(run("train", "cellboxify", "--coco", tmp_path / "none.json", "--images",
                        simulated, "--out", tmp_path / "m.pt"),
                    f"{tmp_path / 'none.json'}: COCO file not found")
@@ -447,7 +447,7 @@ def test_shipped_models() -> None:
 def test_shipped_box_only_model_segments_the_sample(sample: Path) -> None:
     """Trained on boxes of simulated GOWT1-like nuclei, it segments the real GOWT1 crop."""
     torch.set_num_threads(2)
-    result = CellBoxifyTracker("Fluo-N2DH-SIM+_box").track(open_sequence(sample / "01"))
+    result = CellBoxifyTracker(model="Fluo-N2DH-SIM+_box").track(open_sequence(sample / "01"))
     scores = evaluate_result(result, sample / "01_GT")
     assert scores["SEG"] > SAMPLE_SEG
 
@@ -482,6 +482,6 @@ def test_segment_classical(sample: Path, tmp_path: Path) -> None:
     assert len(written) == frames
     assert tifffile.imread(written[0]).max() > 3  # several nuclei in the first frame
     one_error_line(run("segment", sample / "01", "--method", "classical", "--model", "x.pt",
-                       "--out", tmp_path / "n"), "--model applies to --method cellboxify only")
+                       "--out", tmp_path / "n"), "--model: applies to --method cellboxify only")
     one_error_line(run("segment", sample / "01", "--method", "otsu", "--out", tmp_path / "n"),
-                   "unknown segmentation method 'otsu'; choose cellboxify or classical")
+                   "--method: must be cellboxify or classical, not 'otsu'")

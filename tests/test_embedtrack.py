@@ -263,17 +263,17 @@ def test_train_checkpoints_resume_and_finish(sim_sequence: Path, tmp_path: Path,
 def test_model_lookup_errors(tmp_path: Path) -> None:
     assert {"DIC-C2DH-HeLa", "Fluo-N2DH-GOWT1", "Fluo-N2DH-SIM+"} <= set(model_names("embedtrack"))
     assert model_path("embedtrack", "Fluo-N2DH-GOWT1").is_file()
-    with pytest.raises(InputError, match="no such model file, and not a shipped model"):
+    with pytest.raises(InputError, match="no such model file, and not the name of a"):
         model_path("embedtrack", tmp_path / "missing.pt")
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(InputError, match=r"bad.pt: not a readable model checkpoint"):
-        EmbedTracker(tmp_path / "bad.pt")
+        EmbedTracker(model=str(tmp_path / "bad.pt"))
 
 
 def test_shipped_model_tracks_the_sample(sample: Path) -> None:
     """The GOWT1 model on the bundled crop of GOWT1 01 (frames it was trained on): an end-to-end
     check of tiling, clustering and linking with real weights."""
-    result = EmbedTracker("Fluo-N2DH-GOWT1", tile=256, overlap=32).track(
+    result = EmbedTracker(model="Fluo-N2DH-GOWT1", tile=256, overlap=32).track(
         open_sequence(sample / "01"))
     result.validate()
     scores = evaluate_result(result, sample / "01_GT", threads=1)
@@ -295,15 +295,17 @@ def test_cli_train_then_track(sim_sequence: Path, tmp_path: Path) -> None:
 def test_cli_embedtrack_errors(sample: Path, tmp_path: Path) -> None:
     result = run("track", sample / "01", "--out", tmp_path / "a", "--method", "embedtrack")
     assert result.exit_code == 1
-    assert result.stderr.strip().startswith("error: --method embedtrack needs --model: a "
-                                            "checkpoint path or a shipped model (DIC-C2DH-HeLa")
+    assert result.stderr.strip().startswith("error: --model: embedtrack needs a model: a "
+                                            "checkpoint path or a model by name (DIC-C2DH-HeLa")
     result = run("track", sample / "01", "--out", tmp_path / "b", "--tta")
     assert result.exit_code == 1
-    assert result.stderr.strip() == "error: --tta applies to --method embedtrack only"
+    assert result.stderr.strip() == ("error: --tta: applies to method embedtrack only, not "
+                                     "classical")
     missing = tmp_path / "none.pt"
     result = run("track", sample / "01", "--out", tmp_path / "c", "--method", "embedtrack",
                  "--model", missing)
     assert result.exit_code == 1
-    assert result.stderr.strip() == (f"error: {missing}: no such model file, and not a shipped "
-                                     "model (DIC-C2DH-HeLa, Fluo-N2DH-GOWT1, Fluo-N2DH-SIM+)")
+    assert result.stderr.strip() == (f"error: {missing}: no such model file, and not the name "
+                                     "of any embedtrack model (DIC-C2DH-HeLa, Fluo-N2DH-GOWT1, "
+                                     "Fluo-N2DH-SIM+)")
     assert not (tmp_path / "c").exists()

@@ -4,6 +4,7 @@ checkpoints, and the shipped weights tracking the bundled real sample."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import warnings
 from pathlib import Path
 
@@ -147,7 +148,8 @@ def test_train_save_reload_and_resume(sim_sequence, tmp_path: Path) -> None:
 
 
 def test_model_errors(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="no shipped prompt-segmenter model 'nope'; shipped: "):
+    with pytest.raises(InputError, match="nope: no such model file, and not the name of any "
+                                         "prompt_segmenter model \\(all, without-"):
         LearnedPromptSegmenter.load("nope")
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
@@ -168,8 +170,8 @@ def test_shipped_model_tracks_the_sample(sample: Path) -> None:
     boxes, _ = boxes_from_gt(sample / "01_GT")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = BoxTracker(boxes, make_segmenter("learned", adapt=False)).track(
-            open_sequence(sample / "01"))
+        result = BoxTracker(backend="learned", adapt=False).track(
+            open_sequence(sample / "01"), boxes)
     scores = evaluate_result(result, sample / "01_GT", threads=1)
     assert scores["MOTA"] > 0.95 and scores["IDF1"] > 0.95  # measured 0.980 and 0.988
 
@@ -231,18 +233,21 @@ def _useless_model(path: Path) -> Path:
     with torch.no_grad():
         net.fine[-1].weight.zero_()
         net.fine[-1].bias.fill_(-10.0)
-    save_checkpoint(net, path, {"trained_on": []})
+    save_checkpoint(net, path, {"kind": "prompt_segmenter", "trained_on": []})
     return path
 
 
-def test_auto_picks_the_classical_backend_where_the_learned_one_fails(tmp_path: Path) -> None:
+def test_auto_picks_the_classical_backend_where_the_learned_one_fails(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     params = SimParams(frames=6, size=160, cells=6, division_rate=0, apoptosis_rate=0,
                        displacement=0.05, overlap=0, irregularity=0.3)
     _, boxes = _prompted(tmp_path / "seq", params, seed=2)
     model = _useless_model(tmp_path / "useless.pt")
-    lines: list[str] = []
-    segmenter = make_segmenter("auto", model=model, adapt=False, report=lines.append)
-    result = BoxTracker(boxes, segmenter).track(open_sequence(tmp_path / "seq" / "01"))
+    segmenter = make_segmenter("auto", model=model, adapt=False)
+    with caplog.at_level(logging.INFO, logger="celltrail"):
+        result = BoxTracker(segmenter=segmenter).track(open_sequence(tmp_path / "seq" / "01"),
+                                                       boxes)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("prompt check")]
     calibration = segmenter.calibration
     scores = {a.name: a for a in calibration.scores}
     assert scores["learned (useless)"].matched == 0 and scores["learned (useless)"].mean_iou == 0

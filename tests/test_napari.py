@@ -260,6 +260,6 @@ def test_widget_tracks_with_an_embedtrack_checkpoint(
     labels = viewer.layers["cells embedtrack"]
     tracks = viewer.layers["cells embedtrack tracks"]
     assert isinstance(labels, Labels) and isinstance(tracks, Tracks)
-    expected = EmbedTracker(tiny_embedtrack, tta=True).track(ArraySequence(data, name="cells"))
+    expected = EmbedTracker(model=str(tiny_embedtrack), tta=True).track(ArraySequence(data, name="cells"))
     np.testing.assert_array_equal(labels.data, np.stack(expected.masks))
     assert set(tracks.data[:, 0].astype(int)) == set(expected.lineage) != set()

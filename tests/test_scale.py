@@ -142,8 +142,8 @@ def test_track_prints_the_summary(sample: Path, tmp_path: Path) -> None:
 
 def test_boxtrack_classical_backend_reports_its_settings() -> None:
     frames, boxes, _ = dividing_cell()
-    tracker = BoxTracker(boxes, ClassicalPromptSegmenter())
-    result = tracker.track(open_sequence(frames))
+    tracker = BoxTracker(segmenter=ClassicalPromptSegmenter())
+    result = tracker.track(open_sequence(frames), boxes)
     assert tracker.settings() == {
         "method": "boxtrack", "backend": "classical", "preset": "fluo-nuclei (classical backend)",
         "diameter": "20.0 px (the first prompts' median box size)"}

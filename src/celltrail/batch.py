@@ -125,8 +125,8 @@ def _job(manifest: Path, line: int, cells: dict[str, str]) -> BatchJob:
         if len(prompts) > 1:
             raise OptionError(prompts[1], f"give either {' or '.join(prompts)}, not both")
         if method.needs_prompts and not prompts:
-            raise OptionError("method", f"{method.name} needs its {method.prompts} prompts: "
-                                        f"a column {' or '.join(_columns_of(method.prompts))}")
+            raise OptionError("method", f"{method.name} needs its prompts: a column "
+                                        f"{' or '.join(_columns_of(method.prompts))}")
         values = {k: _option(manifest, line, k, v, method.name) for k, v in given.items()
                   if k not in COLUMNS}
         check_applies(method, values)

@@ -133,8 +133,7 @@ def prompts_of(method: Method, values: dict[str, Any]) -> Path | None:
     if len(given) > 1:
         raise OptionError(next(iter(given)), f"give either {flags}, not both")
     if method.needs_prompts and not given:
-        raise OptionError("method", f"{method.name} needs its {method.prompts} prompts: give "
-                                    f"{flags}")
+        raise OptionError("method", f"{method.name} needs its prompts: give {flags}")
     return next(iter(given.values()), None)
 
 
@@ -155,8 +154,9 @@ def run_track(values: dict[str, Any]) -> None:
     if movie is not None:
         check_output(movie, (*inputs, out), suffixes=MOVIE_SUFFIXES, overwrite=overwrite)
     tracker = method.load(options)
+    read = tracker.read_prompts(prompts, images)  # bad prompts end the run before any work
     result = run_tracker(images, out, lambda store, on_frame: tracker.track(
-        images, prompts, store, on_frame), overwrite=overwrite)
+        images, read, store, on_frame), overwrite=overwrite)
     for line in summary_lines(result.lineage, len(images), result.settings):
         print(line, file=sys.stderr)
     if movie is not None:

@@ -62,7 +62,9 @@ class Tracker(ABC):
         """The method's work: every frame into ``store``, ``on_frame(t)`` after frame ``t``."""
 
     def read_prompts(self, prompts: object, images: ImageSequence) -> Any:
-        """The prompts in the form :meth:`run` takes; a method without prompts refuses any."""
+        """The prompts in the form :meth:`run` takes, checked against ``images`` (call it first
+        to find bad prompts before any work; :meth:`track` takes what it returns as it is); a
+        method without prompts refuses any."""
         if prompts is not None:
             raise OptionError("prompts", f"method {self.name} takes no prompts")
         return None

@@ -74,4 +74,5 @@ def model_path(kind: str, model: str | Path) -> Path:
     if path.is_file():
         return path
     names = ", ".join(model_names(kind)) or "none"
-    raise ModelError(path, f"no such model file, and not a {kind} model by name ({names})")
+    raise ModelError(path, f"no such model file, and not the name of any {kind} model "
+                             f"({names})")

@@ -115,7 +115,7 @@ class TrackJob:
 
     def tracker(self) -> Tracker:
         """The tracker this job asks for."""
-        return get_method(self.method).load(**self.options)
+        return get_method(self.method).load(**self.option_widgets)
 
 
 def option_widget(name: str, entries: list[tuple[Method, Field]]) -> Widget:
@@ -180,7 +180,7 @@ class TrackWidget(Container):
         self._warnings: list[str] = []
         self.method = ComboBox(label="method", choices=list(METHODS), value=DEFAULT_METHOD)
         self.fields = fields_by_name()
-        self.options = {name: option_widget(name, entries)
+        self.option_widgets = {name: option_widget(name, entries)
                         for name, entries in self.fields.items()}
         self.checkpoint = FileEdit(label="or checkpoint", filter="*.pt", nullable=True,
                                    tooltip="A trained model (.pt); when given it is used "
@@ -195,7 +195,7 @@ class TrackWidget(Container):
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
         self.status = Label(value="")
-        self.extend([self.method, *self.options.values(), self.checkpoint, self.image,
+        self.extend([self.method, *self.option_widgets.values(), self.checkpoint, self.image,
                      self.boxes, self.load_button, self.queries, self.run_button,
                      self.cancel_button, self.progress, self.status])
         self._frames = _FrameSignal(self.native)
@@ -215,7 +215,7 @@ class TrackWidget(Container):
         """Show the chosen method's options, set to its defaults, and its prompts only."""
         method = get_method(self.method.value)
         own = {f.name: f for f in method.options.fields()}
-        for name, widget in self.options.items():
+        for name, widget in self.option_widgets.items():
             widget.visible = name in own
             if name not in own:
                 continue
@@ -254,7 +254,7 @@ class TrackWidget(Container):
             raise InputError(None, "open an image sequence first (an Image layer)")
         images = image_sequence(image)
         method = get_method(self.method.value)
-        options = {f.name: widget_value(self.options[f.name], f)
+        options = {f.name: widget_value(self.option_widgets[f.name], f)
                    for f in method.options.fields()}
         if "model" in options and self.checkpoint.value is not None:
             options["model"] = str(self.checkpoint.value)
@@ -316,8 +316,8 @@ class TrackWidget(Container):
         self._running(False)
 
     def _running(self, running: bool) -> None:
-        for widget in (self.run_button, self.load_button, self.method, *self.options.values(),
-                       self.checkpoint, self.queries, self.image, self.boxes):
+        for widget in (self.run_button, self.load_button, self.method, self.checkpoint,
+                       *self.option_widgets.values(), self.queries, self.image, self.boxes):
             widget.enabled = not running
         self.cancel_button.enabled = running
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -11,6 +12,10 @@ from celltrail.core.errors import InputError, OptionError
 from celltrail.core.sequence import ImageSequence
 from celltrail.io.boxes import BOX_COLUMNS, boxes_from_gt, drop_small_boxes, read_boxes
 
+LOG = logging.getLogger("celltrail")
+#: Marks a prompt table :func:`read_prompts` made (in the sequence's frame numbers).
+READ = "celltrail_prompts"
+
 
 def read_prompts(source: object, images: ImageSequence, frame_base: int = 0,
                  min_side: float = 5.0) -> pd.DataFrame:
@@ -18,7 +23,10 @@ def read_prompts(source: object, images: ImageSequence, frame_base: int = 0,
     ``bbox.txt`` or COCO JSON, frames counted from ``frame_base``), a CTC ground-truth folder
     (the boxes of frame 0's cells) or a table with columns ``frame, id, x, y, w, h``. When
     ``images`` holds every k-th frame of a sequence (``images.every(k)``), prompt frames are
-    of the full sequence. Boxes with a side below ``min_side`` are skipped with a warning."""
+    of the full sequence. Boxes with a side below ``min_side`` are skipped with a warning.
+    A table this function returned is taken as it is (its frames are the sequence's)."""
+    if isinstance(source, pd.DataFrame) and source.attrs.get(READ):
+        return source
     prompts, where = _read(source, images, frame_base)
     step = int(getattr(images, "step", 1))
     skipped = prompts[prompts["frame"] % step != 0]
@@ -29,8 +37,8 @@ def read_prompts(source: object, images: ImageSequence, frame_base: int = 0,
     last = int(prompts["frame"].max()) if len(prompts) else 0
     if last >= len(images):
         raise InputError(where, f"box prompts on frame {last}, but the sequence {images.name} "
-                                f"has {len(images)} frames (frames count from 0; a box frame "
-                                f"base of 1 if the file counts from 1)")
+                                f"has {len(images)} frames (frames count from 0; "
+                                f"box_frame_base=1 if the file counts from 1)")
     prompts, dropped = drop_small_boxes(prompts, min_side)
     if dropped:
         warnings.warn(f"skipped {len(dropped)} boxes with a side below {min_side:g} px (ids "
@@ -38,7 +46,8 @@ def read_prompts(source: object, images: ImageSequence, frame_base: int = 0,
     if prompts.empty:
         raise InputError(where, f"no box prompts left to track: all {len(dropped)} boxes have "
                                 f"a side below {min_side:g} px")
-    prompts.attrs["source"] = where
+    prompts.attrs.update(source=where, **{READ: True})
+    LOG.info(f"prompts: {len(prompts)} boxes from {where or 'a table'}")
     return prompts
 
 
@@ -65,6 +74,6 @@ def _read(source: object, images: ImageSequence,
     prompts = read_boxes(path, image_shape=images.shape, frame_base=frame_base)
     if frame_base == 0 and int(prompts["frame"].min()) == 1:
         warnings.warn(f"{path}: the box prompts start on frame 1, none on frame 0: if the "
-                      f"file counts frames from 1 (as MOT's bbox.txt does), give a box frame "
-                      f"base of 1 (--box-frame-base 1)", stacklevel=3)
+                      f"file counts frames from 1 (as MOT's bbox.txt does), set "
+                      f"box_frame_base=1 (--box-frame-base 1)", stacklevel=3)
     return prompts, path
