@@ -12,6 +12,7 @@ import networkx as nx
 import numpy as np
 import pytest
 import zarr
+from geff._cli import app as geff_cli  # the `geff` command users run
 from geff.convert import from_ctc_to_geff
 from geff.core_io import read_to_memory
 from geff.validate.data import ValidationConfig
@@ -21,11 +22,13 @@ from traccuracy import run_metrics
 from traccuracy.loaders import load_ctc_data, load_geff_data
 from traccuracy.matchers import CTCMatcher
 from traccuracy.metrics import CTCMetrics
+from typer.testing import CliRunner
 
 from celltrail.core import CellTrailError, InputError, Lineage, Track, TrackingResult
-from celltrail.io.ctc import read_tracking_gt, write_result
+from celltrail.io.ctc import read_result, read_tracking_gt, write_result
 from celltrail.io.geff import read_geff, write_geff
 from celltrail.metrics import evaluate
+from tests.test_cli import one_error_line, run
 from tests.test_metrics import perturbed_result
 
 pytestmark = [  # what traccuracy says about itself
@@ -392,3 +395,36 @@ def test_folder_of_several_graphs_is_refused(tmp_path: Path) -> None:
         read_geff(tmp_path / "both")
     assert str(err.value) == (f"{tmp_path / 'both'}: holds several GEFF graphs (a.geff, "
                               f"b.geff): give the one to read")
+
+
+def test_cli_prints_a_path_geff_validates_and_reads_geffs_own_ctc_output(
+    sample: Path, tmp_path: Path
+) -> None:
+    """``celltrail convert`` prints the graph group (``geff validate`` passes on it); a store
+    from ``geff convert-ctc``, with its segmentation or as points with ``--masks``, converts to
+    a valid CTC result with the sample's 12 tracks and 1 division."""
+    out = tmp_path / "gt.zarr"
+    result = run("convert", sample / "01_GT", out)
+    assert result.exit_code == 0, result.output
+    printed = Path(" ".join(result.stderr.split()).rsplit(" to ", 1)[1])
+    assert printed == out
+    assert CliRunner().invoke(geff_cli, ["validate", str(printed)]).exit_code == 0
+    tra = sample / "01_GT" / "TRA"
+    for name, extra, masks in (("seg", ["--segm-path", tmp_path / "data.zarr" / "seg"], []),
+                               ("points", [], ["--masks", tra])):
+        store = tmp_path / "data.zarr" / f"{name}.geff"
+        made = CliRunner().invoke(geff_cli, ["convert-ctc", str(tra), str(store),
+                                             *map(str, extra)])
+        assert made.exit_code == 0, made.output
+        res = tmp_path / f"{name}_RES"
+        source = tmp_path / "data.zarr" if name == "seg" else store
+        result = run("convert", source, res, *masks)
+        assert result.exit_code == 0, result.output
+        back = read_result(res)
+        assert back.errors() == []
+        assert (len(back.lineage), len(back.lineage.divisions())) == (12, 1)
+    one_error_line(run("convert", tmp_path / "data.zarr", tmp_path / "x"),
+                   f"{tmp_path / 'data.zarr'}: holds several GEFF graphs (points.geff, "
+                   f"seg.geff): give the one to read")
+    one_error_line(run("convert", store, tmp_path / "x", "--masks", tra, "--seg-prop", "cell"),
+                   f"{store}: the nodes lack the property 'cell'")
