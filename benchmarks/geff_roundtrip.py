@@ -36,7 +36,7 @@ from traccuracy.metrics import CTCMetrics
 from celltrail.core.result import TrackingResult
 from celltrail.core.sequence import open_sequence
 from celltrail.io.ctc import read_tracking_gt, write_result
-from celltrail.io.geff import GRAPH, read_geff, write_geff
+from celltrail.io.geff import SEG_ID, SEGMENTATION, read_geff, write_geff
 from celltrail.methods.classical import ClassicalTracker
 from celltrail.metrics import evaluate
 
@@ -62,7 +62,7 @@ def identical(a: TrackingResult, b: TrackingResult) -> bool:
 
 def graph_size(store: Path) -> tuple[int, int]:
     """Nodes and edges of a GEFF store written by ``write_geff``."""
-    group = zarr.open_group(store / GRAPH, mode="r")
+    group = zarr.open_group(store, mode="r")
     return group["nodes/ids"].shape[0], group["edges/ids"].shape[0]
 
 
@@ -108,8 +108,8 @@ def main() -> None:
             ctc = evaluate(gt_dir, res_dir, threads=1)
             on_ctc = traccuracy_tra(gt_dir, load_ctc_data(
                 str(res_dir), str(res_dir / "res_track.txt"), run_checks=False))
-            on_geff = traccuracy_tra(gt_dir, load_geff_data(str(store / GRAPH),
-                                                            load_geff_seg=True))
+            on_geff = traccuracy_tra(gt_dir, load_geff_data(  # it reads only label_prop
+                str(store), seg_path=str(store / SEGMENTATION), seg_property=SEG_ID))
             print(f"{name:18} {same:>10} {ctc['TRA']:8.4f} {on_geff['TRA']:8.4f} "
                   f"{on_geff['TRA'] - ctc['TRA']:+9.1e} {'yes' if on_geff == on_ctc else 'no':>13} "
                   f"{ctc['AOGM_NS']:>5d}/{on_geff['ns_nodes']:<3d} "

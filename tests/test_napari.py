@@ -1,6 +1,7 @@
-"""The napari plugin, headless: reader, writer and tracking widget, through its manifest, in a
-real (hidden) viewer. BoxTrack runs on the bundled sample, a crop of Fluo-N2DH-GOWT1 01;
-EmbedTrack with a tiny untrained checkpoint on a small image."""
+"""The napari plugin, headless: readers (CTC folders, GEFF stores), writers (CTC result, GEFF),
+sample data and tracking widget, through its manifest, in a real (hidden) viewer. BoxTrack runs
+on the bundled sample, a crop of Fluo-N2DH-GOWT1 01; EmbedTrack with a tiny untrained checkpoint
+on a small image."""
 
 from __future__ import annotations
 
@@ -12,18 +13,22 @@ import napari
 import numpy as np
 import pytest
 import tifffile
+from geff.convert import from_ctc_to_geff
 from napari.layers import Image, Labels, Shapes, Tracks
+from napari.plugins._npe2 import get_readers
 
 import celltrail.napari
 from celltrail.core.errors import InputError
 from celltrail.core.sequence import ArraySequence
 from celltrail.io.boxes import boxes_from_gt
 from celltrail.io.ctc import read_result, read_tracking_gt
+from celltrail.io.geff import write_geff
 from celltrail.methods.embedtrack import EmbedTracker
 from celltrail.metrics.ctc import evaluate
 from celltrail.napari._reader import PARENTS_KEY, napari_get_reader
 from celltrail.napari._widget import TrackWidget, boxes_to_rectangles, shapes_to_boxes
 from celltrail.napari._writer import write_labels
+from tests.test_geff import assert_valid_geff
 
 # No display in CI: Qt draws into memory. Qt reads this when the QApplication starts (in the
 # first test), after this module is imported.
@@ -93,6 +98,80 @@ def test_reader_leaves_other_paths_to_napari(sample: Path, tmp_path: Path) -> No
     assert napari_get_reader(str(tmp_path)) is None  # an empty folder
     assert napari_get_reader([str(sample / "01")]) is None  # a stack of paths
     assert napari_get_reader(str(sample / "01_GT")) is not None
+
+
+def test_plain_files_are_left_to_napari(
+    sample: Path, npe2pm, tmp_path: Path
+) -> None:
+    """The reader claims folders only: a plain .tif gets no celltrail reader (so napari does not
+    ask which plugin to use), CTC folders and GEFF stores do."""
+    store = write_geff(read_tracking_gt(sample / "01_GT"), tmp_path / "gt.zarr")
+    tif = tmp_path / "stack.tif"
+    tifffile.imwrite(tif, np.zeros((2, 8, 8), np.uint8))
+    with npe2pm.tmp_plugin(manifest=str(MANIFEST)):
+        for path in (tif, sample / "01" / "t000.tif", tmp_path / "notes.csv"):
+            assert "celltrail" not in get_readers(path)
+        for path in (sample / "01", sample / "01_GT", store):
+            assert "celltrail" in get_readers(path)
+    assert napari_get_reader(str(store)) is not None
+    assert napari_get_reader(str(tmp_path)) is None  # a plain folder holding a GEFF store
+
+
+def test_geff_opens_as_labels_and_tracks(
+    sample: Path, viewer: napari.Viewer, tmp_path: Path
+) -> None:
+    truth = read_tracking_gt(sample / "01_GT")
+    store = write_geff(truth, tmp_path / "gt.zarr")
+    labels, tracks = viewer.open(store, plugin="celltrail")
+    assert (labels.name, type(labels), tracks.name, type(tracks)) == (
+        "gt", Labels, "gt tracks", Tracks)
+    np.testing.assert_array_equal(labels.data, np.stack(truth.masks))
+    assert tracks.graph == {k: [t.parent] for k, t in truth.lineage.items() if t.parent}
+    assert len(tracks.data) == sum(len(np.unique(m)) - 1 for m in truth.masks)
+
+
+def test_points_only_geff_opens_as_tracks(
+    sample: Path, viewer: napari.Viewer, tmp_path: Path
+) -> None:
+    """geff's own CTC converter without a segmentation: node positions only."""
+    from_ctc_to_geff(sample / "01_GT" / "TRA", tmp_path / "points.geff")
+    [tracks] = viewer.open(tmp_path / "points.geff", plugin="celltrail")
+    truth = read_tracking_gt(sample / "01_GT")
+    assert (tracks.name, type(tracks)) == ("points tracks", Tracks)
+    assert tracks.graph == {k: [t.parent] for k, t in truth.lineage.items() if t.parent}
+    ys, xs = np.nonzero(truth.masks[3] == 5)
+    row = tracks.data[(tracks.data[:, 0] == 5) & (tracks.data[:, 1] == 3)][0]
+    np.testing.assert_allclose(row[2:], [ys.mean(), xs.mean()])
+
+
+def test_sample_data_loads(viewer: napari.Viewer) -> None:
+    layers = viewer.open_sample("celltrail", "gowt1")
+    assert [(layer.name, type(layer)) for layer in layers] == [
+        ("01", Image), ("01_GT TRA", Labels), ("01_GT SEG", Labels),
+        ("01_GT TRA tracks", Tracks)]
+    assert layers[0].data.shape == layers[1].data.shape == (40, 384, 384)
+    assert layers[3].graph == {18: [16], 22: [16]}
+
+
+def test_tracks_writer_round_trip(
+    sample: Path, viewer: napari.Viewer, tmp_path: Path
+) -> None:
+    """A Tracks layer saved as GEFF (a valid one, by geff's checks) opens as the same tracks."""
+    tracks = viewer.open(sample / "01_GT", plugin="celltrail")[-1]
+    viewer.layers.selection = {tracks}
+    store = tmp_path / "tracks.zarr"
+    assert viewer.layers.save(str(store), selected=True, plugin="celltrail") == [str(store)]
+    assert_valid_geff(store)
+    [back] = viewer.open(store, plugin="celltrail")
+    assert isinstance(back, Tracks) and back.graph == tracks.graph
+    order = np.lexsort((tracks.data[:, 1], tracks.data[:, 0]))
+    np.testing.assert_allclose(back.data, tracks.data[order])
+    theirs = tmp_path / "theirs.zarr"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match=r"holds 'notes\.txt', which celltrail did not write"):
+        viewer.layers.save(str(theirs), selected=True, plugin="celltrail")
+    assert [p.name for p in theirs.iterdir()] == ["notes.txt"]
 
 
 def test_writer_round_trip(sample: Path, viewer: napari.Viewer, tmp_path: Path) -> None:

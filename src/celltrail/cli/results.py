@@ -42,30 +42,44 @@ def evaluate_command(
 def convert(
     source: Annotated[Path, typer.Argument(help="A CTC result folder (maskTTT.tif + "
                                                 "res_track.txt), a CTC ground-truth folder "
-                                                "(NN_GT: its TRA markers) or a GEFF store.")],
-    out: Annotated[Path, typer.Argument(help="A GEFF store if the name ends in .zarr (graph + "
-                                             "segmentation), else a CTC result folder.")],
+                                                "(NN_GT: its TRA markers) or a GEFF store (the "
+                                                "graph group or a folder holding one).")],
+    out: Annotated[Path, typer.Argument(help="A GEFF graph group if the name ends in .zarr or "
+                                             ".geff (graph + segmentation), a TrackMate file if "
+                                             "it ends in .xml, else a CTC result folder.")],
     masks: Annotated[Path | None, typer.Option(help="GEFF input only: label images (folder or "
                                                     "TIFF stack) for a store without its own "
-                                                    "segmentation.")] = None,
+                                                    "segmentation; nodes without a segmentation "
+                                                    "id take the cell under them.")] = None,
+    seg_prop: Annotated[str | None, typer.Option(help="GEFF input only: the node property "
+                                                      "holding each node's label in the "
+                                                      "segmentation (default: the one the "
+                                                      "store names, else seg_id).")] = None,
     overwrite: Overwrite = False,
 ) -> None:
-    """Convert a tracking result between the CTC layout and GEFF (napari, motile, traccuracy)."""
+    """Convert a tracking result between the CTC layout and GEFF (napari, motile, traccuracy),
+    or export it for Fiji's TrackMate."""
     from celltrail.io.ctc import check_valid, read_tracking_gt, write_result
     from celltrail.io.geff import read_geff, write_geff
+    from celltrail.io.trackmate import write_trackmate
 
     if not source.exists():
         raise InputError(source, "not found")
-    check_output(out, (source, masks), folder=True, overwrite=overwrite)
+    xml = out.suffix.lower() == ".xml"
+    check_output(out, (source, masks), folder=not xml, overwrite=overwrite)
     if (source / "TRA").is_dir() or (source / "res_track.txt").is_file():
         if masks is not None:
             raise InputError(masks, "--masks applies to a GEFF input only")
+        if seg_prop is not None:
+            raise InputError(source, "--seg-prop applies to a GEFF input only")
         result = (check_valid(read_tracking_gt(source), source, "ground truth")
                   if (source / "TRA").is_dir()
                   else check_valid(read_result(source), source, "result"))
     else:
-        result = read_geff(source, None if masks is None else open_sequence(masks))
-    if out.suffix == ".zarr":
+        result = read_geff(source, None if masks is None else open_sequence(masks), seg_prop)
+    if xml:
+        write_trackmate(result, out)
+    elif out.suffix.lower() in (".zarr", ".geff"):
         write_geff(result, out, overwrite=overwrite)
     else:
         write_result(result, out, overwrite=overwrite)

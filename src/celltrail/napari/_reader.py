@@ -1,13 +1,17 @@
-"""napari reader: a Cell Tracking Challenge folder as Image, Labels and Tracks layers.
+"""napari reader: a Cell Tracking Challenge folder or a GEFF store as Image, Labels and Tracks
+layers; and the bundled sample as sample data.
 
 Images (``NN``, ``tTTT.tif``) open lazily as a dask array, so long sequences load frame by frame
 as they are viewed. Label masks (``NN_GT`` TRA/SEG, result ``maskTTT.tif``) are read whole, as
-the Tracks layer needs every frame's centroids and napari can only paint numpy labels.
+the Tracks layer needs every frame's centroids and napari can only paint numpy labels. A GEFF
+store opens as Tracks, with Labels when it holds a segmentation. The reader claims folders only
+(CTC folders and GEFF stores are folders), so napari never asks about plain image files.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +23,16 @@ from celltrail.core.errors import InputError
 from celltrail.core.lineage import Lineage
 from celltrail.core.sequence import ImageSequence, open_sequence, read_tiff
 from celltrail.io.ctc import numbered_files, read_result, read_segmentation_gt, read_tracking_gt
+from celltrail.io.geff import geff_result, graph_group, read_geff_tracks
 from celltrail.io.tables import tracks_table
 
 #: Layer metadata key of ``{label: parent label}``, which the writer turns back into a lineage.
 PARENTS_KEY = "celltrail_parents"
 
 LayerData = tuple[Any, dict[str, Any], str]
+
+#: The bundled sample: a crop of Fluo-N2DH-GOWT1 01 with its ground truth.
+SAMPLE = Path(str(files("celltrail") / "sample_data" / "Fluo-N2DH-GOWT1-crop"))
 
 
 def folder_kind(path: Path) -> str | None:
@@ -41,10 +49,20 @@ def folder_kind(path: Path) -> str | None:
 
 
 def napari_get_reader(path: str | list[str]) -> Callable[[str], list[LayerData]] | None:
-    """The reader of ``path`` if it is a CTC folder, else None (napari then tries others)."""
-    if not isinstance(path, str | Path) or folder_kind(Path(path)) is None:
+    """The reader of ``path`` if it is a CTC folder or a GEFF store (a zarr folder that is or
+    holds a GEFF graph), else None (napari then tries others)."""
+    if not isinstance(path, str | Path) or not Path(path).is_dir():
         return None
-    return read_ctc
+    folder = Path(path)
+    if folder_kind(folder) is not None:
+        return read_ctc
+    zarr_like = folder.suffix.lower() in (".zarr", ".geff") or any(
+        (folder / name).is_file() for name in (".zgroup", "zarr.json"))
+    try:
+        found = zarr_like and graph_group(folder) is not None
+    except InputError:  # several graphs: the reader names them
+        found = True
+    return read_geff_layers if found else None
 
 
 def read_ctc(path: str | Path) -> list[LayerData]:
@@ -61,6 +79,24 @@ def read_ctc(path: str | Path) -> list[LayerData]:
     if (folder / "SEG").is_dir():
         layers.insert(1, seg_layer(folder, layers[0][0].shape))
     return layers
+
+
+def read_geff_layers(path: str | Path) -> list[LayerData]:
+    """The layers of a GEFF store: Labels and Tracks when it holds a segmentation (relabelled
+    to track labels), else Tracks of its nodes' positions."""
+    store = Path(path)
+    tracks = read_geff_tracks(store)
+    if tracks.labels is not None:
+        result = geff_result(tracks)
+        return tracking_layers(result.masks, result.lineage, store.stem)
+    graph = {label: [track.parent] for label, track in tracks.lineage.items() if track.parent}
+    meta = {"name": f"{store.stem} tracks", "graph": graph, "tail_length": 10}
+    return [(tracks.layer_data(), meta, "tracks")]
+
+
+def sample_gowt1() -> list[LayerData]:
+    """The bundled sample: its images, and its ground truth as Labels and Tracks."""
+    return [*read_ctc(SAMPLE / "01"), *read_ctc(SAMPLE / "01_GT")]
 
 
 def image_layer(sequence: ImageSequence, name: str) -> LayerData:

@@ -1,4 +1,5 @@
-"""napari writer: a Labels layer (T, Y, X) as a Cell Tracking Challenge result folder."""
+"""napari writers: a Labels layer (T, Y, X) as a Cell Tracking Challenge result folder, and a
+Tracks layer as a GEFF graph."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from celltrail.core.errors import InputError
 from celltrail.core.result import TrackingResult
 from celltrail.io.atomic import check_replaceable_dir
 from celltrail.io.ctc import write_result
+from celltrail.io.geff import write_tracks_geff
 from celltrail.napari._reader import PARENTS_KEY
 
 
@@ -33,4 +35,21 @@ def write_labels(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     metadata = meta.get("metadata") or {}
     parents = {int(k): int(v) for k, v in (metadata.get(PARENTS_KEY) or {}).items()}
     write_result(TrackingResult.from_masks(masks, parents), out)
+    return [str(out)]
+
+
+def write_tracks(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
+    """Write a 2D Tracks layer (rows ``track id, frame, y, x``; its ``graph`` gives each track's
+    parent) as a GEFF graph group at ``path``; returns ``[path]``. Merges (a track with several
+    parents) are refused: a lineage has one parent per track."""
+    out = Path(path)
+    parents = {}
+    for child, links in (meta.get("graph") or {}).items():
+        links = list(np.atleast_1d(links))
+        if len(links) > 1:
+            raise InputError(out, f"track {child} has several parents {links} (tracks merge); "
+                                  f"a lineage needs one")
+        if links:
+            parents[int(child)] = int(links[0])
+    write_tracks_geff(np.asarray(data), parents, out)
     return [str(out)]
