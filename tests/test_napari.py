@@ -23,10 +23,16 @@ from celltrail.core.sequence import ArraySequence
 from celltrail.io.boxes import boxes_from_gt
 from celltrail.io.ctc import read_result, read_tracking_gt
 from celltrail.io.geff import write_geff
+from celltrail.methods import METHODS, Method, register
 from celltrail.methods.embedtrack import EmbedTracker
 from celltrail.metrics.ctc import evaluate
 from celltrail.napari._reader import PARENTS_KEY, napari_get_reader
-from celltrail.napari._widget import TrackWidget, boxes_to_rectangles, shapes_to_boxes
+from celltrail.napari._widget import (
+    TrackWidget,
+    boxes_to_rectangles,
+    shapes_to_boxes,
+    widget_value,
+)
 from celltrail.napari._writer import write_labels
 from tests.test_geff import assert_valid_geff
 
@@ -218,7 +224,8 @@ def test_widget_tracks_prompted_cells(
     widget = dock_widget(viewer)
     assert (widget.image.value, widget.boxes.value) == (image, shapes)
     assert shapes_to_boxes(shapes, (384, 384)).equals(boxes)
-    widget.method.value, widget.backend.value = "boxtrack", "classical"
+    widget.method.value = "boxtrack"
+    widget.option_widgets["backend"].value = "classical"
 
     widget.run_button.native.click()
     assert not widget.run_button.enabled and widget.cancel_button.enabled
@@ -265,6 +272,7 @@ def test_widget_reports_errors_in_its_status_line(
 ) -> None:
     viewer.open(sample / "01", plugin="celltrail")
     widget = dock_widget(viewer)
+    widget.method.value = "boxtrack"
     widget.run_button.native.click()  # no prompts: refused before any thread starts
     assert widget.worker is None and "one rectangle per cell" in widget.status.value
     late = viewer.add_shapes(np.array([[45, 10, 10], [45, 10, 30], [45, 30, 30], [45, 30, 10]]),
@@ -294,22 +302,25 @@ def test_widget_loads_box_files(sample: Path, viewer: napari.Viewer, tmp_path: P
 
 
 def test_widget_shows_the_options_of_each_method(viewer: napari.Viewer) -> None:
+    """Every method of the registry, each with its own options (at its defaults) and its
+    prompts only."""
     widget = dock_widget(viewer)
-    options = {"backend": widget.backend, "preset": widget.preset, "model": widget.model,
-               "checkpoint": widget.checkpoint, "tta": widget.tta, "boxes": widget.boxes,
-               "load": widget.load_button}
+    assert list(widget.method.choices) == list(METHODS)
+    extra = {"checkpoint": widget.checkpoint, "boxes": widget.boxes, "load": widget.load_button,
+             "queries": widget.queries}
 
     def shown() -> set[str]:  # the viewer is hidden: visible if the widget were shown
-        return {name for name, w in options.items() if w.native.isVisibleTo(widget.native)}
+        widgets = {**widget.option_widgets, **extra}
+        return {name for name, w in widgets.items() if w.native.isVisibleTo(widget.native)}
 
-    widget.method.value, widget.backend.value = "boxtrack", "learned"
-    assert shown() == {"backend", "boxes", "load"}
-    widget.backend.value = "classical"
-    assert shown() == {"backend", "preset", "boxes", "load"}
-    widget.method.value = "classical"
-    assert shown() == {"preset"}
-    widget.method.value = "embedtrack"
-    assert shown() == {"model", "checkpoint", "tta"}
+    for name, method in METHODS.items():
+        widget.method.value = name
+        fields = {f.name for f in method.options.fields()}
+        prompts = {"boxes": {"boxes", "load"}, "queries": {"queries"}}.get(method.prompts, set())
+        assert shown() == fields | prompts | ({"checkpoint"} if "model" in fields else set())
+        assert {f.name: widget_value(widget.option_widgets[f.name], f)
+                for f in method.options.fields()} == {f.name: f.default
+                                                       for f in method.options.fields()}
 
 
 def test_widget_tracks_with_an_embedtrack_checkpoint(
@@ -321,16 +332,15 @@ def test_widget_tracks_with_an_embedtrack_checkpoint(
     viewer.add_image(data, name="cells")
     widget = dock_widget(viewer)
     widget.method.value = "embedtrack"
-    widget.model.choices = []  # as when no model ships
     widget.run_button.native.click()
     assert widget.worker is None
-    assert widget.status.value == ("EmbedTrack needs a trained model: choose a checkpoint file "
-                                   "(.pt); none ships with this installation")
+    assert widget.status.value.startswith("model: embedtrack needs a model: a checkpoint path "
+                                          "or a model by name (DIC-C2DH-HeLa")
 
-    widget.model.choices = ["Fluo-N2DH-GOWT1"]  # not used: the checkpoint is
-    widget.checkpoint.value, widget.tta.value = tiny_embedtrack, True
+    widget.option_widgets["model"].value = "Fluo-N2DH-GOWT1"  # not used: the checkpoint is
+    widget.checkpoint.value, widget.option_widgets["tta"].value = tiny_embedtrack, True
     job = widget.job()
-    assert (job.model, job.tta) == (str(tiny_embedtrack), True)
+    assert job.options == {"model": str(tiny_embedtrack), "tta": True}
     widget.run_button.native.click()
     wait_for_run(qtbot, widget)
 
@@ -339,6 +349,27 @@ def test_widget_tracks_with_an_embedtrack_checkpoint(
     labels = viewer.layers["cells embedtrack"]
     tracks = viewer.layers["cells embedtrack tracks"]
     assert isinstance(labels, Labels) and isinstance(tracks, Tracks)
-    expected = EmbedTracker(model=str(tiny_embedtrack), tta=True).track(ArraySequence(data, name="cells"))
+    expected = EmbedTracker(model=str(tiny_embedtrack), tta=True).track(
+        ArraySequence(data, name="cells"))
     np.testing.assert_array_equal(labels.data, np.stack(expected.masks))
     assert set(tracks.data[:, 0].astype(int)) == set(expected.lineage) != set()
+
+
+def test_a_sixth_method_appears_in_the_widget(viewer: napari.Viewer, qtbot) -> None:
+    """A method registered in one line is offered with its option and runs from the widget."""
+    from tests.test_registry import ThresholdOptions
+
+    register(Method("threshold", ThresholdOptions, "tests.test_registry:ThresholdTracker",
+                    "a test method"))
+    try:
+        viewer.add_image(np.random.default_rng(0).random((3, 32, 32)), name="noise")
+        widget = dock_widget(viewer)
+        assert "threshold" in widget.method.choices and "level" in widget.option_widgets
+        widget.method.value = "threshold"
+        widget.option_widgets["level"].value = "0.9"
+        assert widget.job().options == {"level": 0.9}
+        widget.run_button.native.click()
+        wait_for_run(qtbot, widget)
+        assert widget.status.value.startswith("done") and widget.progress.value == 3
+    finally:
+        del METHODS["threshold"]

@@ -115,7 +115,7 @@ class TrackJob:
 
     def tracker(self) -> Tracker:
         """The tracker this job asks for."""
-        return get_method(self.method).load(**self.option_widgets)
+        return get_method(self.method).load(**self.options)
 
 
 def option_widget(name: str, entries: list[tuple[Method, Field]]) -> Widget:
