@@ -164,6 +164,19 @@ def positive(name: str, value: float | None) -> None:
 AllowGaps = Annotated[bool, typer.Option(help="Accept numbered frame files with numbers "
                                               "missing (t000, t002, ...), tracked as "
                                               "consecutive frames.")]
+Channel = Annotated[str | None, typer.Option(help="The channel to read, by index (0, 1, ...) "
+                                                  "or name, of a multichannel input (OME-TIFF, "
+                                                  "OME-Zarr, CZI, ND2, LIF).")]
+Position = Annotated[str | None, typer.Option(help="The position (scene, series) to read, by "
+                                                   "index or name, of a file holding several.")]
+PixelSize = Annotated[float | None, typer.Option(help="Pixel size in µm (instead of the "
+                                                      "metadata's): tracks tables get µm.")]
+Interval = Annotated[float | None, typer.Option(help="Minutes between frames (instead of the "
+                                                     "metadata's): tracks tables get minutes "
+                                                     "and speeds.")]
+#: What INPUT may be, for the commands' help.
+INPUTS = ("Images: a folder of TIFF, PNG or JPEG frames (CTC: tTTT.tif), a TIFF stack, an "
+          "OME-TIFF, an OME-Zarr, or CZI, ND2, LIF (with the formats extra).")
 
 
 def run_tracker(images: ImageSequence, out: Path, run: Run, mot: bool = False,
@@ -171,8 +184,9 @@ def run_tracker(images: ImageSequence, out: Path, run: Run, mot: bool = False,
     """Call ``run(store, on_frame)`` writing into ``out`` atomically, with a progress bar; with
     ``mot`` the folder also gets the tracks as MOT lines (``tracking_results.txt``)."""
     with atomic_dir(out, overwrite) as tmp, progress_bar(len(images), "tracking") as on_frame:
-        result = run(MaskStore(tmp, digits=frame_digits(len(images))), on_frame)
-        save_result(result, tmp, mot)
+        store = MaskStore(tmp, frame_digits(len(images)), images.pixel_size, images.interval)
+        result = run(store, on_frame)
+        save_result(result, tmp, mot, images.pixel_size, images.interval)
     console.print(f"wrote {len(images)} frames to {out}")
     return result
 
@@ -180,7 +194,7 @@ def run_tracker(images: ImageSequence, out: Path, run: Run, mot: bool = False,
 @app.command()
 @reports_errors
 def track(
-    input: Annotated[Path, typer.Argument(help="CTC image folder (tTTT.tif) or a TIFF stack.")],
+    input: Annotated[Path, typer.Argument(help=INPUTS)],
     out: Annotated[Path, typer.Option(help="Result folder (maskTTT.tif, res_track.txt, tables; "
                                            "boxtrack adds MOT lines, tracking_results.txt).")],
     method: Annotated[str, typer.Option(help="Tracking method: classical, boxtrack, "
@@ -228,6 +242,10 @@ def track(
                                                               "detector finds (--preset).")]
     = None,
     allow_gaps: AllowGaps = False,
+    channel: Channel = None,
+    position: Position = None,
+    pixel_size: PixelSize = None,
+    interval: Interval = None,
     overwrite: Overwrite = False,
     linker: Annotated[str, typer.Option(help="classical, cellboxify: how masks are linked, "
                                              "celltrail or laptrack.")] = "celltrail",
@@ -243,7 +261,11 @@ def track(
     from celltrail.methods import get_tracker
 
     positive("--diameter", diameter)
-    images = open_sequence(input, allow_gaps=allow_gaps).every(frame_step)
+    positive("--pixel-size", pixel_size)
+    positive("--interval", interval)
+    with one_line_warnings():
+        images = open_sequence(input, allow_gaps, channel, position, pixel_size,
+                               interval).every(frame_step)
     inputs = (input, boxes, boxes_from_gt, queries_from_gt, model_input(model))
     check_output(out, inputs, folder=True, overwrite=overwrite)
     if movie is not None:
@@ -501,7 +523,7 @@ def epoch_bar(steps: int, per_epoch: int) -> Iterator[Callable[[int], None]]:
 @app.command()
 @reports_errors
 def segment(
-    input: Annotated[Path, typer.Argument(help="CTC image folder (tTTT.tif) or a TIFF stack.")],
+    input: Annotated[Path, typer.Argument(help=INPUTS)],
     out: Annotated[Path, typer.Option(help="Folder of label images, maskTTT.tif.")],
     method: Annotated[str, typer.Option(help="cellboxify or classical.")] = "cellboxify",
     model: Annotated[str | None, typer.Option(help="cellboxify: a shipped model's name or a "
@@ -512,6 +534,10 @@ def segment(
     diameter: Annotated[float | None, typer.Option(help="classical: cell diameter in pixels "
                                                          "(estimated if not given).")] = None,
     allow_gaps: AllowGaps = False,
+    channel: Channel = None,
+    position: Position = None,
+    pixel_size: PixelSize = None,
+    interval: Interval = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Segment every frame of INPUT into label images, without tracking (`celltrail link`
@@ -520,7 +546,10 @@ def segment(
     from celltrail.segmentation import Segmenter
 
     positive("--diameter", diameter)
-    images = open_sequence(input, allow_gaps=allow_gaps)
+    positive("--pixel-size", pixel_size)
+    positive("--interval", interval)
+    with one_line_warnings():
+        images = open_sequence(input, allow_gaps, channel, position, pixel_size, interval)
     check_output(out, (input, model_input(model)), folder=True, overwrite=overwrite)
     if method == "cellboxify":
         if model is None:
@@ -536,7 +565,7 @@ def segment(
                                f"classical")
     with atomic_dir(out, overwrite) as tmp, \
             progress_bar(len(images), "segmenting") as on_frame:
-        store = MaskStore(tmp, digits=frame_digits(len(images)))
+        store = MaskStore(tmp, frame_digits(len(images)), images.pixel_size, images.interval)
         for t, image in enumerate(images):
             store.append(segmenter(np.asarray(image)))
             on_frame(t)
@@ -546,11 +575,17 @@ def segment(
 @app.command()
 @reports_errors
 def link(
-    masks: Annotated[Path, typer.Argument(help="Folder or TIFF stack of label images.")],
+    masks: Annotated[Path, typer.Argument(help="Label images: a folder of TIFF or PNG files "
+                                               "(e.g. Cellpose's *_cp_masks.png), a TIFF stack, "
+                                               "an OME-TIFF or an OME-Zarr.")],
     out: Annotated[Path, typer.Option(help="Result folder (maskTTT.tif, res_track.txt, tables).")],
     diameter: Annotated[float | None, typer.Option(help="Cell diameter in pixels (estimated "
                                                          "from the masks if not given).")] = None,
     allow_gaps: AllowGaps = False,
+    channel: Channel = None,
+    position: Position = None,
+    pixel_size: PixelSize = None,
+    interval: Interval = None,
     overwrite: Overwrite = False,
     linker: Annotated[str, typer.Option(help="celltrail (ours, online) or laptrack.")]
     = "celltrail",
@@ -560,7 +595,11 @@ def link(
 
     link_frames = get_linker(linker)
     positive("--diameter", diameter)
-    labels = open_labels(masks, allow_gaps=allow_gaps)
+    positive("--pixel-size", pixel_size)
+    positive("--interval", interval)
+    with one_line_warnings():
+        labels = open_labels(masks, allow_gaps, channel=channel, position=position,
+                             pixel_size=pixel_size, interval=interval)
     check_output(out, (masks,), folder=True, overwrite=overwrite)
 
     def frames(on_frame: Callable[[int], None]) -> Iterator[np.ndarray]:

@@ -23,10 +23,12 @@ from celltrail.methods.boxtrack.config import ADAPT_BY_DEFAULT
 MOT_FILE = "tracking_results.txt"
 
 
-def save_result(result: TrackingResult, out: Path, mot: bool = False) -> None:
-    """Check the result, then write the lineage and tracks tables beside its masks in ``out``;
-    with ``mot`` also the tracks as MOT lines (:data:`MOT_FILE`)."""
-    table = tracks_table(result.masks, result.lineage)
+def save_result(result: TrackingResult, out: Path, mot: bool = False,
+                pixel_size: float | None = None, interval: float | None = None) -> None:
+    """Check the result, then write the lineage and tracks tables beside its masks in ``out``
+    (in µm and minutes too where ``pixel_size`` and ``interval`` are known); with ``mot`` also
+    the tracks as MOT lines (:data:`MOT_FILE`)."""
+    table = tracks_table(result.masks, result.lineage, pixel_size, interval)
     by_frame = table.groupby("frame")["id"].apply(list)
     result.validate(by_frame.get(t, []) for t in range(len(result.masks)))
     write_man_track(result.lineage, out / "res_track.txt")
