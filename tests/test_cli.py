@@ -92,7 +92,7 @@ def one_error_line(result, expected: str) -> None:
     [
         (lambda d: d / "nope", "no such file or folder"),
         (lambda d: (d / "empty").mkdir() or d / "empty",
-         "folder holds no TIFF images (.tif/.tiff)"),
+         "folder holds no TIFF images (.tif/.tiff), nor PNG or JPEG (.png/.jpg/.jpeg)"),
     ],
 )
 def test_track_bad_input_folder(tmp_path: Path, setup, problem: str) -> None:

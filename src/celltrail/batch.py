@@ -58,6 +58,8 @@ class BatchJob:
     frame_step: int = 1
     prompts: Path | None = None
     options: dict[str, object] = field(default_factory=dict)
+    #: How to read the input (as ``celltrail track``'s options of the same names).
+    reading: dict[str, object] = field(default_factory=dict)
 
     def inputs(self) -> list[Path]:
         """Every file or folder the job reads (which its output may not touch)."""
@@ -67,7 +69,8 @@ class BatchJob:
 
 REQUIRED = ("input", "out")
 #: The manifest's columns: the job's own, the prompts', then every method option.
-COLUMNS = (*REQUIRED, "method", "frame_step", *PROMPT_COLUMNS)
+READING = ("channel", "position", "pixel_size", "interval")
+COLUMNS = (*REQUIRED, "method", "frame_step", *READING, *PROMPT_COLUMNS)
 #: How a true/false cell may say yes or no.
 FLAGS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
@@ -138,9 +141,13 @@ def _job(manifest: Path, line: int, cells: dict[str, str]) -> BatchJob:
     paths = {k: Path(os.path.abspath(folder / Path(v).expanduser())) for k, v in given.items()
              if k in ("input", "out", *PROMPT_COLUMNS)}
     step = given.get("frame_step")
+    reading: dict[str, object] = {k: given[k] for k in ("channel", "position") if k in given}
+    for name in ("pixel_size", "interval"):
+        if name in given:
+            reading[name] = _number(manifest, line, name, given[name], float, 1e-12)
     return BatchJob(paths["input"], paths["out"], method.name,
                     1 if step is None else _number(manifest, line, "frame_step", step, int, 1),  # type: ignore[arg-type]
-                    next((paths[c] for c in prompts), None), values)
+                    next((paths[c] for c in prompts), None), values, reading)
 
 
 def _prompted(column: str) -> list[str]:
@@ -224,8 +231,8 @@ def track_job(job: BatchJob, images: ImageSequence, overwrite: bool = False) -> 
     check_output(job.out, job.inputs(), folder=True, overwrite=overwrite)
     tracker = get_method(job.method).load(**job.options)
     with atomic_dir(job.out, overwrite) as tmp:
-        result = tracker.track(images, job.prompts,
-                               MaskStore(tmp, digits=frame_digits(len(images))))
+        result = tracker.track(images, job.prompts, MaskStore(
+            tmp, frame_digits(len(images)), images.pixel_size, images.interval))
         write_tables(result, tmp)
     return len(result.lineage)
 
@@ -236,7 +243,7 @@ def run_job(job: BatchJob, overwrite: bool = False) -> dict[str, object]:
     start = time.perf_counter()
     row: dict[str, object] = {"input": str(job.input), "out": str(job.out), "error": ""}
     try:
-        images = open_sequence(job.input).every(job.frame_step)
+        images = open_sequence(job.input, **job.reading).every(job.frame_step)  # type: ignore[arg-type]
         row["frames"] = len(images)
         tracks = finished(job, len(images))
         row["status"] = "done" if tracks is None else "skipped"

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from celltrail.core.errors import OptionError
 from celltrail.core.result import MaskStore, TrackingResult
-from celltrail.core.sequence import ImageSequence
+from celltrail.core.sequence import ImageSequence, open_labels, open_sequence
 from celltrail.io.atomic import atomic_dir
 from celltrail.io.ctc import frame_digits, read_result
 from celltrail.io.results import write_tables
@@ -31,6 +31,19 @@ Overwrite = Annotated[bool, typer.Option(help="Replace an existing output even i
 AllowGaps = Annotated[bool, typer.Option(help="Accept numbered frame files with numbers "
                                               "missing (t000, t002, ...), tracked as "
                                               "consecutive frames.")]
+Channel = Annotated[str | None, typer.Option(help="The channel to read, by index (0, 1, ...) "
+                                                  "or name, of a multichannel input (OME-TIFF, "
+                                                  "OME-Zarr, CZI, ND2, LIF).")]
+Position = Annotated[str | None, typer.Option(help="The position (scene, series) to read, by "
+                                                   "index or name, of a file holding several.")]
+PixelSize = Annotated[float | None, typer.Option(help="Pixel size in µm (instead of the "
+                                                      "metadata's): tracks tables get µm.")]
+Interval = Annotated[float | None, typer.Option(help="Minutes between frames (instead of the "
+                                                     "metadata's): tracks tables get minutes "
+                                                     "and speeds.")]
+#: What INPUT may be, for the commands' help.
+INPUTS = ("Images: a folder of TIFF, PNG or JPEG frames (CTC: tTTT.tif), a TIFF stack, an "
+          "OME-TIFF, an OME-Zarr, or CZI, ND2, LIF (with the formats extra).")
 #: A run: ``run(store, on_frame)`` fills the store and returns the result.
 Run = Callable[[MaskStore, Callable[[int], None]], TrackingResult]
 
@@ -39,6 +52,17 @@ def positive(name: str, value: float | None) -> None:
     """Refuse an option value that is not a positive finite number."""
     if value is not None and not (math.isfinite(value) and value > 0):
         raise OptionError(name, f"must be a positive finite number, not {value:g}")
+
+
+def open_input(path: Path, allow_gaps: bool, channel: str | None, position: str | None,
+               pixel_size: float | None, interval: float | None,
+               labels: bool = False) -> ImageSequence:
+    """The images (or, with ``labels``, label images) at ``path`` with the input options."""
+    positive("pixel_size", pixel_size)
+    positive("interval", interval)
+    opener = open_labels if labels else open_sequence
+    return opener(path, allow_gaps, channel=channel, position=position,  # type: ignore[operator]
+                  pixel_size=pixel_size, interval=interval)
 
 
 @contextmanager
@@ -55,7 +79,9 @@ def run_tracker(images: ImageSequence, out: Path, run: Run,
     """Call ``run(store, on_frame)`` writing into ``out`` atomically, with a progress bar, then
     the tables and extra outputs beside the masks (as ``TrackingResult.save``)."""
     with atomic_dir(out, overwrite) as tmp, progress_bar(len(images), "tracking") as on_frame:
-        result = run(MaskStore(tmp, digits=frame_digits(len(images))), on_frame)
+        store = MaskStore(tmp, frame_digits(len(images)), images.pixel_size, images.interval)
+        result = run(store, on_frame)
+        result.pixel_size, result.interval = images.pixel_size, images.interval
         write_tables(result, tmp)
     console.print(f"wrote {len(images)} frames to {out}")
     return result

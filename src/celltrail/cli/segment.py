@@ -10,9 +10,15 @@ import numpy as np
 import typer
 
 from celltrail.cli.common import (
+    INPUTS,
     AllowGaps,
+    Channel,
+    Interval,
     Overwrite,
+    PixelSize,
+    Position,
     console,
+    open_input,
     positive,
     progress_bar,
     run_tracker,
@@ -20,16 +26,16 @@ from celltrail.cli.common import (
 from celltrail.cli.errors import reports_errors
 from celltrail.core.errors import OptionError
 from celltrail.core.result import MaskStore
-from celltrail.core.sequence import open_labels, open_sequence
 from celltrail.io.atomic import atomic_dir
 from celltrail.io.ctc import frame_digits
 from celltrail.io.outputs import check_output, model_input
+from celltrail.methods.shared_options import DEFAULT_LINKER
 from celltrail.segmentation import DEFAULT_PRESET
 
 
 @reports_errors
 def segment(
-    input: Annotated[Path, typer.Argument(help="CTC image folder (tTTT.tif) or a TIFF stack.")],
+    input: Annotated[Path, typer.Argument(help=INPUTS)],
     out: Annotated[Path, typer.Option(help="Folder of label images, maskTTT.tif.")],
     method: Annotated[str, typer.Option(help="cellboxify or classical.")] = "cellboxify",
     model: Annotated[str | None, typer.Option(help="cellboxify: a shipped model's name or a "
@@ -40,6 +46,10 @@ def segment(
     diameter: Annotated[float | None, typer.Option(help="classical: cell diameter in pixels "
                                                          "(estimated if not given).")] = None,
     allow_gaps: AllowGaps = False,
+    channel: Channel = None,
+    position: Position = None,
+    pixel_size: PixelSize = None,
+    interval: Interval = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Segment every frame of INPUT into label images, without tracking (`celltrail link`
@@ -56,7 +66,7 @@ def segment(
         options = ClassicalOptions(preset=preset, diameter=diameter)
     else:
         options = CellBoxifyOptions(model=model)
-    images = open_sequence(input, allow_gaps=allow_gaps)
+    images = open_input(input, allow_gaps, channel, position, pixel_size, interval)
     check_output(out, (input, model_input(model)), folder=True, overwrite=overwrite)
     if isinstance(options, CellBoxifyOptions):
         segmenter: Callable[[np.ndarray], np.ndarray] = CellBoxifySegmenter(
@@ -65,7 +75,7 @@ def segment(
         segmenter = Segmenter(options.preset, diameter=options.diameter)
     with atomic_dir(out, overwrite) as tmp, \
             progress_bar(len(images), "segmenting") as on_frame:
-        store = MaskStore(tmp, digits=frame_digits(len(images)))
+        store = MaskStore(tmp, frame_digits(len(images)), images.pixel_size, images.interval)
         for t, image in enumerate(images):
             store.append(segmenter(np.asarray(image)))
             on_frame(t)
@@ -74,21 +84,27 @@ def segment(
 
 @reports_errors
 def link(
-    masks: Annotated[Path, typer.Argument(help="Folder or TIFF stack of label images.")],
+    masks: Annotated[Path, typer.Argument(help="Label images: a folder of TIFF or PNG files "
+                                               "(e.g. Cellpose's *_cp_masks.png), a TIFF stack, "
+                                               "an OME-TIFF or an OME-Zarr.")],
     out: Annotated[Path, typer.Option(help="Result folder (maskTTT.tif, res_track.txt, tables).")],
     diameter: Annotated[float | None, typer.Option(help="Cell diameter in pixels (estimated "
                                                          "from the masks if not given).")] = None,
     allow_gaps: AllowGaps = False,
+    channel: Channel = None,
+    position: Position = None,
+    pixel_size: PixelSize = None,
+    interval: Interval = None,
     overwrite: Overwrite = False,
     linker: Annotated[str, typer.Option(help="celltrail (ours, online) or laptrack.")]
-    = "celltrail",
+    = DEFAULT_LINKER,
 ) -> None:
     """Track a segmentation you already have (e.g. from Cellpose): link its labels over time."""
     from celltrail.linking import get_linker
 
     link_frames = get_linker(linker)
     positive("diameter", diameter)
-    labels = open_labels(masks, allow_gaps=allow_gaps)
+    labels = open_input(masks, allow_gaps, channel, position, pixel_size, interval, labels=True)
     check_output(out, (masks,), folder=True, overwrite=overwrite)
 
     def frames(on_frame: Callable[[int], None]) -> Iterator[np.ndarray]:

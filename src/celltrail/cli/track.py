@@ -17,10 +17,20 @@ from typing import Annotated, Any
 
 import typer
 
-from celltrail.cli.common import AllowGaps, Overwrite, run_tracker, write_result_movie
+from celltrail.cli.common import (
+    INPUTS,
+    AllowGaps,
+    Channel,
+    Interval,
+    Overwrite,
+    PixelSize,
+    Position,
+    open_input,
+    run_tracker,
+    write_result_movie,
+)
 from celltrail.cli.errors import reports_errors
 from celltrail.core.errors import OptionError
-from celltrail.core.sequence import open_sequence
 from celltrail.io.outputs import check_output, model_input
 from celltrail.methods.base import make_options
 from celltrail.methods.options import Field
@@ -46,6 +56,8 @@ PROMPT_FLAGS = {
                                     "(NN_GT) instead of those the detector finds."),),
 }
 KEYWORD = inspect.Parameter.KEYWORD_ONLY
+#: The options that say how to read the input, in :func:`open_input`'s order.
+INPUT_OPTIONS = ("allow_gaps", "channel", "position", "pixel_size", "interval")
 
 
 def choice_type(name: str, choices: tuple[str, ...]) -> type[enum.Enum]:
@@ -93,8 +105,7 @@ def fixed_parameters(methods: dict[str, Method]) -> list[inspect.Parameter]:
     method_type = choice_type("method", tuple(methods))
     lines = "; ".join(f"{m.name}: {m.summary}" for m in methods.values())
     params = [
-        ("input", Annotated[Path, typer.Argument(help="CTC image folder (tTTT.tif) or a TIFF "
-                                                      "stack.")], inspect.Parameter.empty),
+        ("input", Annotated[Path, typer.Argument(help=INPUTS)], inspect.Parameter.empty),
         ("out", Annotated[Path, typer.Option(help="Result folder (maskTTT.tif, res_track.txt, "
                                                   "tables; boxtrack adds MOT lines, "
                                                   "tracking_results.txt).")],
@@ -108,6 +119,10 @@ def fixed_parameters(methods: dict[str, Method]) -> list[inspect.Parameter]:
                                                            "with track ids (.gif or .mp4).")],
          None),
         ("allow_gaps", AllowGaps, False),
+        ("channel", Channel, None),
+        ("position", Position, None),
+        ("pixel_size", PixelSize, None),
+        ("interval", Interval, None),
         ("overwrite", Overwrite, False),
     ]
     for kind in dict.fromkeys(m.prompts for m in methods.values() if m.prompts):
@@ -146,7 +161,7 @@ def run_track(values: dict[str, Any]) -> None:
     check_applies(method, given)
     options = make_options(method.options, None, given)
     prompts = prompts_of(method, plain)
-    images = open_sequence(plain["input"], allow_gaps=plain["allow_gaps"]).every(
+    images = open_input(plain["input"], *(plain[k] for k in INPUT_OPTIONS)).every(
         plain["frame_step"])
     out, movie, overwrite = plain["out"], plain["movie"], plain["overwrite"]
     inputs = (plain["input"], prompts, model_input(getattr(options, "model", None)))

@@ -21,11 +21,21 @@ def mask_dtype(max_label: int) -> np.dtype:
 
 
 class MaskStore(Sequence[np.ndarray]):
-    """Label frames, appended in time order; in memory, or on disk as CTC ``maskTTT.tif`` files."""
+    """Label frames, appended in time order; in memory, or on disk as CTC ``maskTTT.tif`` files.
 
-    def __init__(self, folder: str | Path | None = None, digits: int = 3) -> None:
+    Every frame is kept as uint16 when its labels fit, else uint32 (:func:`mask_dtype`). Files
+    on disk carry the pixel size (µm) and frame interval (minutes) where known, in their JSON
+    description (``pixel_size_um``, ``interval_min``), which :func:`~celltrail.core.sequence.
+    open_sequence` reads back.
+    """
+
+    def __init__(self, folder: str | Path | None = None, digits: int = 3,
+                 pixel_size: float | None = None, interval: float | None = None) -> None:
         self.folder = None if folder is None else Path(folder)
         self.digits = digits
+        self.metadata = {key: value for key, value in (("pixel_size_um", pixel_size),
+                                                        ("interval_min", interval))
+                         if value is not None}
         self._frames: list[np.ndarray] = []
         self._count = 0
         if self.folder is not None:
@@ -34,12 +44,12 @@ class MaskStore(Sequence[np.ndarray]):
     def append(self, mask: np.ndarray) -> None:
         """Add the next frame's label mask."""
         mask = np.asarray(mask)
-        if mask.dtype not in (np.uint16, np.uint32):
-            mask = mask.astype(mask_dtype(int(mask.max(initial=0))))
+        mask = mask.astype(mask_dtype(int(mask.max(initial=0))), copy=False)
         if self.folder is None:
             self._frames.append(mask)
         else:
-            tifffile.imwrite(self.path(self._count), mask, compression="zlib")
+            tifffile.imwrite(self.path(self._count), mask, compression="zlib",
+                             metadata=self.metadata)
         self._count += 1
 
     def path(self, t: int) -> Path:
@@ -64,12 +74,16 @@ class MaskStore(Sequence[np.ndarray]):
 class TrackingResult:
     """Label masks (frame ``t`` labels are track labels) and the ``L B E P`` lineage; a
     tracker adds the settings it used (for the summary) and the extra outputs its method
-    writes (``"mot"``: BoxTrack's MOT lines)."""
+    writes (``"mot"``: BoxTrack's MOT lines) and the images' scale, for tables in µm and
+    minutes."""
 
     masks: Sequence[np.ndarray]
     lineage: Lineage
     settings: dict[str, str] = field(default_factory=dict)
     outputs: tuple[str, ...] = ()
+    #: The images' pixel size (µm) and frame interval (minutes), where known.
+    pixel_size: float | None = None
+    interval: float | None = None
 
     def save(self, folder: str | Path, overwrite: bool = False) -> Path:
         """Write the result as ``celltrail track`` does: masks, ``res_track.txt`` and the

@@ -1,12 +1,17 @@
 """Image sequences read lazily, one frame at a time.
 
 A sequence comes from a folder of TIFF files (the CTC layout ``tTTT.tif`` or any folder of
-label images), a multi-page TIFF stack, or a numpy array. Only headers are read up front, so bad
-input fails before any work starts and memory does not grow with the number of frames.
+label images) or of PNG/JPEG files, a multi-page TIFF stack, a numpy or dask array, or, through
+bioio (:mod:`celltrail.io.readers`), an OME-TIFF, an OME-Zarr or a microscope file (CZI, ND2,
+LIF with the ``formats`` extra). Only headers are read up front, so bad input fails before any
+work starts and memory does not grow with the number of frames. A sequence carries its pixel
+size (µm) and frame interval (minutes) where the metadata or the caller tells them.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import re
 from collections.abc import Iterator, Sequence
 from itertools import pairwise
@@ -15,9 +20,13 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from celltrail.core.errors import InputError
+from celltrail.core.errors import InputError, OptionError
 
 TIFF_SUFFIXES = (".tif", ".tiff")
+#: Picture formats read as frames of a folder (e.g. Cellpose's ``*_cp_masks.png``).
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg")
+#: A channel or position: its index, or its name in the file's metadata.
+Choice = int | str
 _SUPPORTED_KINDS = "biuf"  # bool, signed/unsigned integers, floats
 
 
@@ -70,11 +79,40 @@ def read_tiff(path: Path) -> np.ndarray:
         raise InputError(path, f"not a readable TIFF file ({exc})") from exc
 
 
+def _picture_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
+    """Shape and dtype of a PNG or JPEG file, read from its header only."""
+    import imageio.v3 as iio  # here: only folders of pictures need it
+
+    try:
+        props = iio.improps(path)
+    except Exception as exc:
+        raise InputError(path, f"not a readable {path.suffix[1:].upper()} file ({exc})") from exc
+    return tuple(props.shape), props.dtype, 1
+
+
+def _read_picture(path: Path) -> np.ndarray:
+    """Read a PNG or JPEG file, turning any read failure into an :class:`InputError`."""
+    import imageio.v3 as iio
+
+    try:
+        return iio.imread(path)
+    except Exception as exc:
+        raise InputError(path, f"not a readable {path.suffix[1:].upper()} file ({exc})") from exc
+
+
+def _is_tiff(path: Path) -> bool:
+    return path.suffix.lower() in TIFF_SUFFIXES
+
+
 class ImageSequence(Sequence[np.ndarray]):
     """A time-ordered sequence of 2D frames of one shape, read on demand.
 
-    Frames are returned as read (no dtype conversion). ``name`` names the source in messages.
+    Frames are returned as read (no dtype conversion). ``name`` names the source in messages;
+    ``pixel_size`` (µm) and ``interval`` (minutes between frames) are None where unknown.
     """
+
+    pixel_size: float | None = None
+    interval: float | None = None
 
     def __init__(self, name: str, shape: tuple[int, int], dtype: np.dtype, length: int) -> None:
         self.name = name
@@ -107,6 +145,16 @@ class ImageSequence(Sequence[np.ndarray]):
             raise InputError(None, f"frame step must be at least 1, got {step}")
         return self if step == 1 else SteppedSequence(self, step)
 
+    def with_scale(self, pixel_size: float | None, interval: float | None) -> ImageSequence:
+        """This sequence with the pixel size (µm) and frame interval (minutes) given, each
+        replacing what the metadata said (None keeps it); a value not positive is an error."""
+        for name, value in (("pixel_size", pixel_size), ("interval", interval)):
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise OptionError(name, f"must be a positive finite number, not {value:g}")
+        self.pixel_size = self.pixel_size if pixel_size is None else float(pixel_size)
+        self.interval = self.interval if interval is None else float(interval)
+        return self
+
     def _checked(self, frame: np.ndarray, t: int) -> np.ndarray:
         check_frame(frame.shape, frame.dtype, self.source_of(t))
         if frame.shape != self.shape:
@@ -120,13 +168,13 @@ class ImageSequence(Sequence[np.ndarray]):
 
 
 class FolderSequence(ImageSequence):
-    """One TIFF file per frame, sorted by the numbers in the file names."""
+    """One TIFF, PNG or JPEG file per frame, sorted by the numbers in the file names."""
 
     def __init__(self, files: list[Path], name: str) -> None:
         self.files = files
         shape, dtype = None, None
         for path in files:
-            fshape, fdtype, _ = _tiff_header(path)
+            fshape, fdtype, _ = (_tiff_header if _is_tiff(path) else _picture_header)(path)
             check_frame(fshape, fdtype, path)
             if shape is None:
                 shape, dtype = fshape, fdtype
@@ -141,7 +189,8 @@ class FolderSequence(ImageSequence):
         return str(self.files[t])
 
     def _read(self, t: int) -> np.ndarray:
-        return self._checked(read_tiff(self.files[t]), t)
+        path = self.files[t]
+        return self._checked((read_tiff if _is_tiff(path) else _read_picture)(path), t)
 
 
 class StackSequence(ImageSequence):
@@ -175,17 +224,22 @@ class StackSequence(ImageSequence):
 
 
 class ArraySequence(ImageSequence):
-    """Frames held in a (T, Y, X) numpy array (or any array-like indexable on axis 0)."""
+    """Frames held in a (T, Y, X) numpy array or any array-like indexable on axis 0 (a dask
+    array's frames are computed one at a time, as read)."""
 
     def __init__(self, array: np.ndarray, name: str = "<array>") -> None:
         if array.ndim != 3:
-            raise InputError(name, f"expected a (T, Y, X) array, found shape {array.shape}")
+            raise InputError(name, f"expected a (T, Y, X) array, found shape "
+                                   f"{tuple(array.shape)}")
         check_frame(array.shape[1:], array.dtype, name)
         self.array = array
         super().__init__(name, tuple(array.shape[1:]), array.dtype, array.shape[0])
 
     def _read(self, t: int) -> np.ndarray:
-        return np.asarray(self.array[t])
+        frame = self.array[t]
+        if hasattr(frame, "compute"):  # dask: in this thread, never on a distributed client
+            frame = frame.compute(scheduler="synchronous")
+        return np.asarray(frame)
 
 
 class SteppedSequence(ImageSequence):
@@ -195,6 +249,8 @@ class SteppedSequence(ImageSequence):
         self.base = base
         self.step = step
         super().__init__(base.name, base.shape, base.dtype, -(-len(base) // step))
+        self.pixel_size = base.pixel_size
+        self.interval = None if base.interval is None else base.interval * step
 
     def source_of(self, t: int) -> str:
         return self.base.source_of(t * self.step)
@@ -203,13 +259,15 @@ class SteppedSequence(ImageSequence):
         return self.base[t * self.step]
 
 
-def tiff_files(folder: Path, allow_gaps: bool = False) -> list[Path]:
-    """The TIFF files of a folder in natural order. When every name holds a number, the
-    numbers are the frames: two files of one frame, or a frame missing between the first and
-    the last (unless ``allow_gaps``), are errors naming the files; so is a broken link."""
+def tiff_files(folder: Path, allow_gaps: bool = False,
+               suffixes: tuple[str, ...] = TIFF_SUFFIXES) -> list[Path]:
+    """The TIFF files (or those of other ``suffixes``) of a folder in natural order. When every
+    name holds a number, the numbers are the frames: two files of one frame, or a frame missing
+    between the first and the last (unless ``allow_gaps``), are errors naming the files; so is
+    a broken link."""
     files = []
     for path in folder.iterdir():
-        if path.suffix.lower() not in TIFF_SUFFIXES:
+        if path.suffix.lower() not in suffixes:
             continue
         check_link(path)
         if path.is_file():
@@ -248,6 +306,7 @@ class LabelSequence(ImageSequence):
             raise InputError(base.name, f"label images must hold integers, found {base.dtype}")
         self.base = base
         super().__init__(base.name, base.shape, base.dtype, len(base))
+        self.pixel_size, self.interval = base.pixel_size, base.interval
 
     def source_of(self, t: int) -> str:
         return self.base.source_of(t)
@@ -264,23 +323,91 @@ class LabelSequence(ImageSequence):
         return frame
 
 
-def open_sequence(source: str | Path | np.ndarray, allow_gaps: bool = False) -> ImageSequence:
-    """Open a folder of TIFF frames, a TIFF stack or a (T, Y, X) array as an image sequence
-    (``allow_gaps``: see :func:`tiff_files`)."""
-    if isinstance(source, np.ndarray):
-        return ArraySequence(source)
-    path = Path(source)
+def open_sequence(
+    source: str | os.PathLike | np.ndarray,
+    allow_gaps: bool = False,
+    channel: Choice | None = None,
+    position: Choice | None = None,
+    pixel_size: float | None = None,
+    interval: float | None = None,
+) -> ImageSequence:
+    """Open a folder of TIFF, PNG or JPEG frames, a TIFF stack, an OME-TIFF, an OME-Zarr, a
+    microscope file or a (T, Y, X) numpy or dask array as an image sequence.
+
+    ``channel`` and ``position`` (scene) pick, by index or name, one of several; a file with
+    several and none picked is an error listing them. ``pixel_size`` (µm) and ``interval``
+    (minutes) replace what the metadata says. ``allow_gaps``: see :func:`tiff_files`.
+    """
+    if isinstance(source, str | os.PathLike):
+        sequence = _open_path(Path(source), allow_gaps, channel, position)
+    elif all(hasattr(source, name) for name in ("shape", "dtype", "ndim", "__getitem__")):
+        sequence = _open_array(source, channel, position)
+    else:
+        raise InputError(None, f"cannot read images from a {type(source).__name__}: expected a "
+                               f"file or folder path, or a (T, Y, X) numpy or dask array")
+    return sequence.with_scale(pixel_size, interval)
+
+
+def choose(source: str | Path, what: str, names: Sequence[str], chosen: Choice | None) -> int:
+    """The index of the ``what`` (channel, position) ``chosen`` by index or name among
+    ``names``; with none chosen, 0 when there is only one, else an error listing them."""
+    shown = ", ".join(f"{i} {name}".rstrip() for i, name in enumerate(names[:12]))
+    shown += f" and {len(names) - 12} more" * (len(names) > 12)
+    count = f"{len(names)} {what}{'s' * (len(names) != 1)} ({shown})"
+    if chosen is None:
+        if len(names) == 1:
+            return 0
+        raise InputError(source, f"holds {count}: choose one with --{what} N")
+    if isinstance(chosen, str) and chosen in names:
+        return list(names).index(chosen)
+    text = str(chosen)
+    if text.isdigit() and int(text) < len(names):
+        return int(text)
+    raise InputError(source, f"no {what} {chosen!r}: it holds {count}")
+
+
+def is_zarr(path: Path) -> bool:
+    """Whether ``path`` is a Zarr store (v2 or v3), e.g. an OME-Zarr image."""
+    return path.is_dir() and any((path / name).is_file()
+                                 for name in ("zarr.json", ".zattrs", ".zgroup"))
+
+
+def _needs_bioio(path: Path) -> bool:
+    """Whether a file is for bioio rather than the fast TIFF path: any other format, an
+    OME-TIFF (metadata, channels, scenes) or an ImageJ hyperstack of more than 3 axes."""
+    if not _is_tiff(path):
+        return True
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return tif.is_ome or (tif.is_imagej and len(tif.series[0].shape) > 3)
+    except Exception:
+        return False  # the fast path names the damage
+
+
+def _open_path(path: Path, allow_gaps: bool, channel: Choice | None,
+               position: Choice | None) -> ImageSequence:
+    """A sequence from a file or folder: bioio for OME and microscope formats, else ours."""
     check_link(path)
     if not path.exists():
         raise InputError(path, "no such file or folder")
+    if is_zarr(path) or (path.is_file() and _needs_bioio(path)):
+        from celltrail.io.readers import open_bioimage  # here: bioio takes seconds to import
+
+        return open_bioimage(path, channel, position)
+    choose(path, "channel", [""], channel)
+    choose(path, "position", [""], position)
     if path.is_dir():
-        files = tiff_files(path, allow_gaps)
+        files = tiff_files(path, allow_gaps) or tiff_files(path, allow_gaps, PICTURE_SUFFIXES)
         if not files:
-            raise InputError(path, "folder holds no TIFF images (.tif/.tiff)")
-        return FolderSequence(files, str(path))
-    if path.suffix.lower() not in TIFF_SUFFIXES:
-        raise InputError(path, "expected a folder of TIFF frames or a .tif/.tiff stack")
-    return StackSequence(path)
+            raise InputError(path, "folder holds no TIFF images (.tif/.tiff), nor PNG or JPEG "
+                                   "(.png/.jpg/.jpeg)")
+        sequence: ImageSequence = FolderSequence(files, str(path))
+        first = files[0]
+    else:
+        sequence, first = StackSequence(path), path
+    if _is_tiff(first):
+        sequence.pixel_size, sequence.interval = _celltrail_scale(first)
+    return sequence
 
 
 def as_sequence(images: object) -> ImageSequence:
@@ -288,10 +415,39 @@ def as_sequence(images: object) -> ImageSequence:
     return images if isinstance(images, ImageSequence) else open_sequence(images)  # type: ignore[arg-type]
 
 
-def open_labels(source: str | Path | np.ndarray, allow_gaps: bool = False) -> LabelSequence:
-    """Open label images (a segmentation) as :func:`open_sequence` opens images, checking
-    that they hold non-negative integer labels."""
-    return LabelSequence(open_sequence(source, allow_gaps))
+def _celltrail_scale(path: Path) -> tuple[float | None, float | None]:
+    """The pixel size (µm) and frame interval (minutes) that celltrail wrote into a TIFF's
+    JSON description (:class:`~celltrail.core.result.MaskStore`); None where absent."""
+    with tifffile.TiffFile(path) as tif:
+        found = (tif.shaped_metadata or ({},))[0]
+
+    def positive(key: str) -> float | None:
+        value = found.get(key)
+        return float(value) if isinstance(value, int | float) and value > 0 else None
+
+    return positive("pixel_size_um"), positive("interval_min")
+
+
+def _open_array(array: np.ndarray, channel: Choice | None,
+                position: Choice | None) -> ImageSequence:
+    """A sequence from a (T, Y, X) array, or a (T, C, Y, X) one with ``channel`` given."""
+    name = f"<{type(array).__name__}>"
+    choose(name, "position", [""], position)
+    if array.ndim == 4 and channel is not None:
+        return ArraySequence(array[:, choose(name, "channel", [""] * array.shape[1], channel)],
+                             name)
+    choose(name, "channel", [""], channel)
+    if array.ndim == 4:
+        raise InputError(name, f"expected a (T, Y, X) array, found shape {tuple(array.shape)}: "
+                               f"for a (T, C, Y, X) array, choose a channel")
+    return ArraySequence(array, name)
+
+
+def open_labels(source: str | os.PathLike | np.ndarray, allow_gaps: bool = False,
+                **options: object) -> LabelSequence:
+    """Open label images (a segmentation) as :func:`open_sequence` opens images (same
+    options), checking that they hold non-negative integer labels."""
+    return LabelSequence(open_sequence(source, allow_gaps, **options))  # type: ignore[arg-type]
 
 
 def normalise(image: np.ndarray, percentiles: tuple[float, float] = (1, 99.8)) -> np.ndarray:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from celltrail.core.result import MaskStore, TrackingResult
@@ -22,7 +23,7 @@ EXTRA_FILES = {"mot": MOT_FILE}
 def write_tables(result: TrackingResult, folder: Path) -> None:
     """Check ``result``, then write its lineage, its tracks table and its extra outputs into
     ``folder`` (where its masks are, or will be)."""
-    table = tracks_table(result.masks, result.lineage)
+    table = tracks_table(result.masks, result.lineage, result.pixel_size, result.interval)
     by_frame = table.groupby("frame")["id"].apply(list)
     result.validate(by_frame.get(t, []) for t in range(len(result.masks)))
     write_man_track(result.lineage, folder / "res_track.txt")
@@ -37,9 +38,9 @@ def save_result(result: TrackingResult, folder: str | Path, overwrite: bool = Fa
     is replaced only when celltrail wrote it, or with ``overwrite``."""
     folder = Path(folder)
     with atomic_dir(folder, overwrite) as tmp:
-        store = MaskStore(tmp, digits=frame_digits(len(result.masks)))
+        store = MaskStore(tmp, frame_digits(len(result.masks)), result.pixel_size,
+                          result.interval)
         for mask in result.masks:
             store.append(mask)
-        write_tables(TrackingResult(store, result.lineage, result.settings, result.outputs),
-                     tmp)
+        write_tables(dataclasses.replace(result, masks=store), tmp)
     return folder

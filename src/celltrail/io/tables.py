@@ -34,15 +34,39 @@ def frame_rows(mask: np.ndarray, frame: int) -> pd.DataFrame:
     })
 
 
-def tracks_table(masks: Iterable[np.ndarray], lineage: Lineage) -> pd.DataFrame:
-    """The table of a tracking result; ``parent`` is the track's parent label (0 for none)."""
+def tracks_table(masks: Iterable[np.ndarray], lineage: Lineage, pixel_size: float | None = None,
+                 interval: float | None = None) -> pd.DataFrame:
+    """The table of a tracking result; ``parent`` is the track's parent label (0 for none).
+
+    With ``pixel_size`` (µm) it adds ``y_um``, ``x_um`` and ``area_um2``; with ``interval``
+    (minutes between frames) ``t_min``; with both ``speed_um_per_min``, the distance from the
+    cell's position in its track's previous row over the time between them (empty on a
+    track's first row).
+    """
     parts = [frame_rows(mask, t) for t, mask in enumerate(masks)]
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
         {c: pd.Series(dtype=np.int64) for c in TABLE_COLUMNS[:-1]}
     )
     parents = {label: track.parent for label, track in lineage.items()}
     table["parent"] = table["id"].map(parents).fillna(0).astype(np.int64)
-    return table[TABLE_COLUMNS].sort_values(["frame", "id"], ignore_index=True)
+    table = table[TABLE_COLUMNS].sort_values(["frame", "id"], ignore_index=True)
+    return with_units(table, pixel_size, interval)
+
+
+def with_units(table: pd.DataFrame, pixel_size: float | None,
+               interval: float | None) -> pd.DataFrame:
+    """The tracks table with its physical columns added, as far as the scale is known (see
+    :func:`tracks_table`); the units stand in the column names."""
+    if pixel_size is not None:
+        table["y_um"] = table["y"] * pixel_size
+        table["x_um"] = table["x"] * pixel_size
+        table["area_um2"] = table["area"] * pixel_size**2
+    if interval is not None:
+        table["t_min"] = table["frame"] * interval
+    if pixel_size is not None and interval is not None:
+        step = table.groupby("id")[["x_um", "y_um", "t_min"]].diff()
+        table["speed_um_per_min"] = np.hypot(step["x_um"], step["y_um"]) / step["t_min"]
+    return table
 
 
 def write_table(table: pd.DataFrame, path: str | Path) -> Path:

@@ -54,6 +54,7 @@ class Tracker(ABC):
                           MaskStore() if store is None else store, on_frame or _ignore)
         result.settings = self.settings()
         result.outputs = self.outputs
+        result.pixel_size, result.interval = sequence.pixel_size, sequence.interval
         return result
 
     @abstractmethod
