@@ -221,11 +221,11 @@ def test_learned_trackers_write_uint16_masks(inputs: dict[str, Path], tmp_path: 
     from celltrail.methods.embedtrack import EmbedTracker
 
     images = ArraySequence(np.stack(list(open_sequence(inputs["folder"])))[:3])
-    tracker = {"boxtrack": lambda: BoxTracker(boxes_from_gt(inputs["gt"])[0],
-                                              ClassicalPromptSegmenter()),
+    tracker = {"boxtrack": lambda: BoxTracker(segmenter=ClassicalPromptSegmenter()),
                "cap": lambda: CAPTracker(preset="fluo-nuclei", diameter=16),
-               "embedtrack": lambda: EmbedTracker(tiny_embedtrack)}[method]()
-    result = tracker.track(images, MaskStore(tmp_path))
+               "embedtrack": lambda: EmbedTracker(model=str(tiny_embedtrack))}[method]()
+    prompts = boxes_from_gt(inputs["gt"])[0] if method == "boxtrack" else None
+    result = tracker.track(images, prompts, MaskStore(tmp_path))
     assert len(result.lineage) > 0
     assert {tifffile.imread(p).dtype for p in tmp_path.glob("mask*.tif")} == {np.dtype(np.uint16)}
 
