@@ -1,4 +1,4 @@
-"""BoxTrack benchmarks: zero-shot tracking, ablations, frame steps and cost (the README's tables).
+"""BoxTrack benchmarks: zero-shot tracking, ablations, frame steps and cost (docs/benchmarks.md).
 
 Every run starts from the ground-truth boxes of the first frame (``boxes_from_gt``: SEG where
 that frame has one, else silver truth, else TRA markers), as the paper's protocol.

@@ -1,4 +1,4 @@
-"""CellBoxify on the shared sequences: box-only against full-mask training, the README's table.
+"""CellBoxify on the shared sequences: box-only against full-mask training (docs/benchmarks.md).
 
 Each shipped model was trained on the first 90% of frames of its sequence ``01``
 (``tools/train_cellboxify.py``, both supervisions with the same frames, cells and steps); here

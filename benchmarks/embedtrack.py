@@ -1,4 +1,4 @@
-"""EmbedTrack on the shared sequences: the README's table.
+"""EmbedTrack on the shared sequences: the table in docs/benchmarks.md.
 
 Each shipped model was trained on the first 90% of frames of its sequence ``01``
 (``tools/train_embedtrack.py``); here it runs on the last 10%, which is cut out with its ground

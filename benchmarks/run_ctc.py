@@ -1,4 +1,4 @@
-"""Every method on every shared CTC sequence, with peers in the same run: the README's table.
+"""Every method on every shared CTC sequence, with peers in the same run (docs/benchmarks.md).
 
 For each sequence under ``../shared/data/ctc/*/01`` it runs the classical pipeline (celltrail's
 segmentation + constraint linker), laptrack linking the same segmentation, and a peer (plain

@@ -1,4 +1,4 @@
-"""Draw the README's result pictures from Fluo-N2DH-SIM+ 01, its ground truth taken as a result
+"""Draw the docs' result pictures from Fluo-N2DH-SIM+ 01, its ground truth taken as a result
 (95 tracks, 28 divisions): ``docs/lineage.png`` (the lineage tree), ``docs/movie.gif`` (every
 2nd frame at half size, with contours, ids, trails and family colours) and ``docs/report.html``
 (the HTML report, scored against that same ground truth, so every score is 1).
