@@ -49,3 +49,16 @@ def linker_option() -> Any:
     """How masks are linked over time."""
     return option(DEFAULT_LINKER, f"How masks are linked over time: "
                                   f"{' or '.join(linker_names())}.", choices=linker_names)
+
+
+def required_model_option(method: str, kind: str) -> Any:
+    """The model of a method that has no default one (each model fits one kind of data)."""
+
+    def problem() -> str:
+        from celltrail.models.zoo import model_names
+
+        return (f"{method} needs a model: a checkpoint path or a model by name "
+                f"({', '.join(model_names(kind)) or 'none'})")
+
+    return option(None, "The model: a name (`celltrail models`) or a checkpoint path; required "
+                        "(each is trained on one kind of data).", required=problem)

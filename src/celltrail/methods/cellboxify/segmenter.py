@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from skimage.segmentation import relabel_sequential
 
 from celltrail.core.errors import InputError
+from celltrail.methods.cellboxify.options import CellBoxifyOptions
 from celltrail.models.cellboxify import (
     MASK_SIZE,
     TEST_SIDE,
@@ -23,7 +24,7 @@ from celltrail.models.cellboxify import (
 from celltrail.models.zoo import model_path
 
 #: Detections at least this confident become cells in label images (CellBoxify's option).
-MIN_SCORE = 0.5
+MIN_SCORE: float = CellBoxifyOptions.min_score
 #: A cell that keeps less than this share of its mask after better cells took theirs is dropped.
 MIN_KEPT = 0.5
 

@@ -5,13 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from celltrail.methods.options import Options, option
-
-
-def _needs_model() -> str:
-    from celltrail.models.zoo import model_names
-
-    return (f"embedtrack needs a model: a checkpoint path or a model by name "
-            f"({', '.join(model_names('embedtrack')) or 'none'})")
+from celltrail.methods.shared_options import required_model_option
 
 
 @dataclass(frozen=True)
@@ -20,8 +14,6 @@ class EmbedTrackOptions(Options):
 
     method = "embedtrack"
 
-    model: str | None = option(None, "The model: a name (`celltrail models`) or a checkpoint "
-                                     "path; required (each is trained on one kind of data).",
-                               required=_needs_model)
+    model: str | None = required_model_option("embedtrack", "embedtrack")
     tta: bool = option(False, "Test-time augmentation (8 rotations and flips; about 8x "
                               "slower).")
