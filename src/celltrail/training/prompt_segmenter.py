@@ -15,6 +15,7 @@ the ellipses in the boxes, and the foreground head learns the boxes' interiors.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,6 @@ from celltrail.core.sequence import normalise, open_sequence, read_tiff
 from celltrail.io.ctc import relabel_by_markers, training_truth
 from celltrail.linking.objects import equivalent_diameters
 from celltrail.models.cellboxify import prepare
-from celltrail.models.checkpoint import Optimiser, resume_training, save_checkpoint
 from celltrail.models.ops import box_iou, roi_align
 from celltrail.models.prompt_segmenter import (
     CANONICAL_DIAMETER,
@@ -39,6 +39,7 @@ from celltrail.models.prompt_segmenter import (
     crop_boxes,
 )
 from celltrail.training.cellboxify.losses import box_mask_terms, mask_box, pairwise_warmup
+from celltrail.training.steps import resume_run, run_steps
 
 
 @dataclass
@@ -51,6 +52,10 @@ class TrainSequence:
     #: Cells that are there (never taken for background) but never prompted: held out to score
     #: the model on cells it did not learn from.
     hidden: frozenset[int] = frozenset()
+
+
+#: Steps between checkpoints.
+CHECKPOINT_EVERY = 250
 
 
 @dataclass(frozen=True)
@@ -292,38 +297,20 @@ def train(
     """
     params = params or TrainParams()
     torch.manual_seed(params.seed)
-    rng = np.random.default_rng(params.seed)
     net = PromptSegNet(NetConfig())
     optimiser = torch.optim.AdamW(net.parameters(), lr=params.lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, params.lr, total_steps=params.steps)
-    start = 0
-    if resume is not None:
-        state = resume_training(net, (optimiser, schedule), resume, "prompt-segmenter",
-                                 kind="prompt_segmenter")
-        if "optimiser" in state:  # an interrupted run: go on where it stopped
-            start = int(state["step"])
-            rng = np.random.default_rng([params.seed, start])
-    sampler = _Sampler(sequences, params, rng)
-    net.train()
-    names = [s.name for s in sequences]
-    for step in range(start, params.steps):
-        loss = losses(net, sampler.sample(), params.supervision,
-                      pairwise_warmup(step, params.steps))["total"]
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-        if progress is not None:
-            progress(step, float(loss.detach()))
-        if (step + 1) % 250 == 0 and step + 1 < params.steps:
-            _save(net, out, names, step + 1, params, (optimiser, schedule))
-    _save(net, out, names, params.steps, params)
-    return Path(out)
-
-
-def _save(net: PromptSegNet, path: str | Path, trained_on: list[str], step: int,
-          params: TrainParams, optimiser: Optimiser | None = None) -> None:
-    """A checkpoint; the final one (no optimiser) in half precision, to ship."""
-    meta = {"kind": "prompt_segmenter", "trained_on": trained_on, "step": step,
+    run = resume_run(net, (optimiser, schedule), resume, "prompt-segmenter", "prompt_segmenter",
+                     params.seed)
+    sampler = _Sampler(sequences, params, np.random.default_rng(
+        params.seed if run.start == 0 else [params.seed, run.start]))
+    meta = {"kind": "prompt_segmenter", "trained_on": [s.name for s in sequences],
             "seed": params.seed, "steps": params.steps, "supervision": params.supervision}
-    save_checkpoint(net, path, meta, optimiser)
+    steps = itertools.count(run.start)
+
+    def step_loss() -> torch.Tensor:
+        warmup = pairwise_warmup(next(steps), params.steps)
+        return losses(net, sampler.sample(), params.supervision, warmup)["total"]
+
+    return run_steps(net, (optimiser, schedule), step_loss, params.steps, run, out, meta,
+                     CHECKPOINT_EVERY, progress)
