@@ -19,9 +19,10 @@ from napari.plugins._npe2 import get_readers
 
 import celltrail.napari
 from celltrail.core.errors import InputError
-from celltrail.core.sequence import ArraySequence
+from celltrail.core.result import TrackingResult
+from celltrail.core.sequence import ArraySequence, open_sequence
 from celltrail.io.boxes import boxes_from_gt
-from celltrail.io.ctc import read_result, read_tracking_gt
+from celltrail.io.ctc import read_result, read_tracking_gt, write_man_track
 from celltrail.io.geff import write_geff
 from celltrail.methods import METHODS, Method, register
 from celltrail.methods.embedtrack import EmbedTracker
@@ -373,3 +374,75 @@ def test_a_sixth_method_appears_in_the_widget(viewer: napari.Viewer, qtbot) -> N
         assert widget.status.value.startswith("done") and widget.progress.value == 3
     finally:
         del METHODS["threshold"]
+
+
+#: What a method needs set in the widget (as a user types or ticks it) to run on the crop
+#: below: a model where it has no default one; the cells' diameter where the method measures it
+#: (the crop is too small for the estimate: 13 px, against 53 px on the whole frame); BoxTrack
+#: without its test-time adaptation (25 s of fine-tuning; tested in test_learned.py).
+NEEDS = {"classical": {"diameter": "45"}, "boxtrack": {"adapt": False},
+         "embedtrack": {"model": "Fluo-N2DH-GOWT1"}, "cap": {"diameter": "45"},
+         "cellboxify": {"model": "Fluo-N2DH-SIM+_box"}}
+#: A crop of the bundled sample (rows, columns) holding three whole cells on frame 0 (GT ids
+#: 16, 25 and 26) and part of a fourth: small enough for every method to run in seconds.
+CROP = (slice(160, 320), slice(96, 288))
+
+
+def cropped_prompts(sample: Path, viewer: napari.Viewer, kind: str | None,
+                    tmp_path: Path) -> tuple[Shapes | None, Path | None, set[int]]:
+    """The prompts of ``kind`` for the crop: a Shapes layer of the boxes of the three whole
+    cells, or a ground-truth folder of frame 0's markers in the crop; and their cell ids."""
+    if kind == "boxes":
+        boxes, _ = boxes_from_gt(sample / "01_GT")
+        boxes = boxes[boxes["id"].isin([16, 25, 26])].reset_index(drop=True)
+        boxes[["y", "x"]] -= [CROP[0].start, CROP[1].start]
+        shapes = viewer.add_shapes(boxes_to_rectangles(boxes), shape_type="rectangle",
+                                   features={"id": boxes["id"].to_numpy()})
+        return shapes, None, set(boxes["id"])
+    if kind == "queries":
+        markers = np.asarray(read_tracking_gt(sample / "01_GT").masks[0])[CROP]
+        tra = tmp_path / "01_GT" / "TRA"
+        tra.mkdir(parents=True)
+        tifffile.imwrite(tra / "man_track000.tif", markers)
+        write_man_track(TrackingResult.from_masks([markers], {}).lineage, tra / "man_track.txt")
+        return None, tra.parent, set(np.unique(markers)) - {0}
+    return None, None, set()
+
+
+@pytest.mark.parametrize(("name", "queries"), [
+    *((name, False) for name in METHODS), ("cap", True)])
+def test_every_method_runs_from_the_widget(
+    name: str, queries: bool, sample: Path, viewer: napari.Viewer, qtbot, tmp_path: Path
+) -> None:
+    """Every registered method tracks the first three frames of a crop of the sample from the
+    widget, with what it needs (a model, boxes, optionally CAP's queries): the viewer gets a
+    Labels layer of three frames with a plausible number of cells in each (the ground truth has
+    4 in the crop's frame 0, one of them cut by its edge) and the Tracks of those labels."""
+    method = METHODS[name]
+    frames = np.stack([open_sequence(sample / "01")[t][CROP] for t in range(3)])
+    viewer.add_image(frames, name="crop")
+    kind = method.prompts if method.needs_prompts or queries else None
+    shapes, gt, prompted = cropped_prompts(sample, viewer, kind, tmp_path)
+    widget = dock_widget(viewer)
+    widget.method.value = name
+    for option, value in NEEDS.get(name, {}).items():
+        widget.option_widgets[option].value = value
+    if shapes is not None:
+        widget.boxes.value = shapes
+    widget.queries.value = gt
+
+    widget.run_button.native.click()
+    wait_for_run(qtbot, widget)
+
+    assert widget.status.value.startswith("done"), widget.status.value
+    assert widget.progress.value == 3
+    labels, tracks = viewer.layers[f"crop {name}"], viewer.layers[f"crop {name} tracks"]
+    assert isinstance(labels, Labels) and isinstance(tracks, Tracks)
+    assert labels.data.shape == (3, 160, 192)
+    assert all(0 < len(np.unique(labels.data[t])) - 1 <= 10 for t in range(3))
+    assert set(tracks.data[:, 0].astype(int)) == set(np.unique(labels.data)) - {0}
+    assert set(tracks.data[:, 1].astype(int)) == {0, 1, 2}
+    if kind == "boxes":
+        assert set(np.unique(labels.data[0])) - {0} == prompted
+    elif kind == "queries":
+        assert len(np.unique(labels.data[0])) - 1 >= len(prompted)

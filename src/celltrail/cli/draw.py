@@ -16,7 +16,7 @@ from celltrail.cli.errors import reports_errors
 from celltrail.core.errors import InputError
 from celltrail.core.sequence import open_sequence
 from celltrail.io.outputs import check_output
-from celltrail.viz.movie import MOVIE_SUFFIXES
+from celltrail.viz.movie import MOVIE_FORMATS, MOVIE_SUFFIXES
 
 
 @reports_errors
@@ -25,9 +25,11 @@ def view(
                                                 "res_track.txt).")],
     images: Annotated[Path, typer.Option(help="The images the result was tracked on (a CTC "
                                               "image folder or a TIFF stack).")],
-    movie: Annotated[Path | None, typer.Option(help="Movie to write (.gif or .mp4): contours, "
-                                                    "ids, trails, daughters in shades of their "
-                                                    "mother's colour.")] = None,
+    movie: Annotated[Path | None, typer.Option(help=f"Movie to write, {MOVIE_FORMATS}: "
+                                                    "contours, ids, trails, daughters in shades "
+                                                    "of their mother's colour, frame numbers "
+                                                    "(and times, where the images' metadata "
+                                                    "give the interval).")] = None,
     lineage: Annotated[Path | None, typer.Option(help="Lineage tree to write (.png or .svg), "
                                                       "in the movie's colours.")] = None,
     fps: Annotated[int, typer.Option(min=1, help="Movie frames per second.")] = 5,

@@ -44,7 +44,7 @@ from celltrail.methods.registry import (
     get_method,
 )
 from celltrail.summary import summary_lines
-from celltrail.viz.movie import MOVIE_SUFFIXES
+from celltrail.viz.movie import MOVIE_FORMATS, MOVIE_SUFFIXES
 
 #: The prompt flags of each prompt kind: name, help. Each names a file or folder.
 PROMPT_FLAGS = {
@@ -116,7 +116,8 @@ def fixed_parameters(methods: dict[str, Method]) -> list[inspect.Parameter]:
                                                                "the result holds them as frames "
                                                                "0..n-1.")], 1),
         ("movie", Annotated[Path | None, typer.Option(help="Also write a movie of the result "
-                                                           "with track ids (.gif or .mp4).")],
+                                                           "with track ids and frame numbers, "
+                                                           f"{MOVIE_FORMATS}.")],
          None),
         ("allow_gaps", AllowGaps, False),
         ("channel", Channel, None),

@@ -1,4 +1,5 @@
-"""Overlay of cell contours, track ids and trails on a frame, in colours that show families.
+"""Overlay of cell contours, track ids and trails on a frame, in colours that show families,
+captioned with the frame number (and the time, where the frame interval is known).
 
 Without a lineage every track has its own colour. With one, a root track keeps that colour and a
 daughter takes a shade of her mother's (same hue: the first daughter lighter, the second darker),
@@ -10,11 +11,12 @@ from __future__ import annotations
 import colorsys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from functools import lru_cache
 from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, PngImagePlugin
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 from scipy import ndimage
 from skimage.measure import regionprops
 from skimage.segmentation import find_boundaries
@@ -36,6 +38,11 @@ LIGHTEST, DARKEST = 0.85, 0.4
 SHADE_STEP = 0.5
 #: Centroids in a trail, by default.
 TRAIL = 10
+#: The caption's font size as a fraction of the frame's smaller side (so it reads alike at any
+#: size), and its least size in pixels.
+CAPTION_SCALE, CAPTION_LEAST = 1 / 32, 10
+#: Margin in pixels around the caption's text, inside its black box.
+CAPTION_PAD = 2
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -128,15 +135,44 @@ class TrailHistory:
         return trail
 
 
+def frame_caption(t: int, interval: float | None = None) -> str:
+    """``frame 12``, or with the frame interval (minutes) known, ``frame 12, 60 min``: the time
+    since the first frame, to a tenth of a minute."""
+    if interval is None:
+        return f"frame {t}"
+    minutes = f"{t * interval:.1f}".removesuffix(".0")
+    return f"frame {t}, {minutes} min"
+
+
+@lru_cache(maxsize=8)
+def _caption_font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """Pillow's own font at ``size`` pixels, loaded once per size rather than per frame."""
+    return ImageFont.load_default(size)
+
+
+def draw_caption(picture: Image.Image, text: str) -> Image.Image:
+    """Draw ``text`` in white on a black box in the top-left corner of ``picture`` (in place),
+    in a font sized to the picture (:data:`CAPTION_SCALE`); returns the picture."""
+    size = max(CAPTION_LEAST, round(min(picture.size) * CAPTION_SCALE))
+    font = _caption_font(size)
+    draw = ImageDraw.Draw(picture)
+    _, _, right, bottom = draw.textbbox((CAPTION_PAD, CAPTION_PAD), text, font=font)
+    draw.rectangle((0, 0, right + CAPTION_PAD, bottom + CAPTION_PAD), fill=(0, 0, 0))
+    draw.text((CAPTION_PAD, CAPTION_PAD), text, fill=(255, 255, 255), font=font)
+    return picture
+
+
 def overlay_frame(
     image: np.ndarray,
     mask: np.ndarray,
     colours: Mapping[int, Colour] | None = None,
     trails: Iterable[Trail] = (),
+    caption: str | None = None,
 ) -> Image.Image:
     """RGB picture of ``image`` with each labelled cell's contour and id drawn in its colour
     (``colours``, else :func:`label_colour`) and each trail as a line through its centroids,
-    every piece in the colour of the track it belongs to."""
+    every piece in the colour of the track it belongs to; ``caption`` (such as
+    :func:`frame_caption`'s) in the top-left corner."""
     colours = {} if colours is None else colours
 
     def colour(label: int) -> Colour:
@@ -159,7 +195,13 @@ def overlay_frame(
         y, x = region.centroid
         draw.text((x, y), str(region.label), fill=colour(region.label), anchor="mm",
                   stroke_width=1, stroke_fill=(0, 0, 0))
-    return picture
+    return picture if caption is None else draw_caption(picture, caption)
+
+
+def interval_of(images: Sequence[np.ndarray]) -> float | None:
+    """Minutes between frames where the images know it (an :class:`~celltrail.core.sequence.
+    ImageSequence`'s ``interval``), else None."""
+    return getattr(images, "interval", None)
 
 
 def overlay_frames(
@@ -169,22 +211,27 @@ def overlay_frames(
     trail: int = TRAIL,
     frames: Iterable[int] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    numbers: bool = True,
 ) -> Iterator[tuple[int, Image.Image]]:
     """``(t, overlay)`` for the frames ``t`` in ``frames`` (default: all), one at a time, so a
     long movie never sits in memory whole.
 
     With a lineage, cells take their family colours (:func:`family_colours`) and carry trails
     of their last ``trail`` centroids (0: none); every mask is then read, as trails need the
-    frames between those drawn. ``progress(done, total)`` is called after each mask.
+    frames between those drawn. With ``numbers`` each overlay is captioned with its frame
+    number and, where the images know their interval, the time (:func:`frame_caption`).
+    ``progress(done, total)`` is called after each mask.
     """
     wanted = range(len(masks)) if frames is None else set(frames)
+    interval = interval_of(images)
     history = None if lineage is None or trail < 1 else TrailHistory(lineage, trail)
     colours = None if lineage is None else family_colours(lineage)
     for t in range(len(masks)):
         if t in wanted:
             mask = masks[t]
             trails = () if history is None else history.add(t, centroids(mask))
-            yield t, overlay_frame(images[t], mask, colours, trails)
+            caption = frame_caption(t, interval) if numbers else None
+            yield t, overlay_frame(images[t], mask, colours, trails, caption)
         elif history is not None:
             history.add(t, centroids(masks[t]))
         if progress is not None:
@@ -194,8 +241,11 @@ def overlay_frames(
 def write_overlay(
     images: Sequence[np.ndarray], masks: Sequence[np.ndarray], frames: Sequence[int], path: Path
 ) -> Path:
-    """Write the overlays of ``frames`` side by side as one PNG."""
-    tiles = [overlay_frame(images[t], masks[t]) for t in frames]
+    """Write the overlays of ``frames`` side by side as one PNG, each captioned with its frame
+    number (and time, where the images know their interval)."""
+    interval = interval_of(images)
+    tiles = [overlay_frame(images[t], masks[t], caption=frame_caption(t, interval))
+             for t in frames]
     width = sum(tile.width for tile in tiles) + 4 * (len(tiles) - 1)
     sheet = Image.new("RGB", (width, max(tile.height for tile in tiles)), (255, 255, 255))
     x = 0
