@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import tifffile
 from scipy import ndimage as ndi
@@ -184,7 +185,10 @@ def test_python_api_writes_what_the_cli_writes(sample: Path, tmp_path: Path) -> 
         if name.endswith(".tif"):
             np.testing.assert_array_equal(tifffile.imread(tmp_path / "api" / name),
                                           tifffile.imread(tmp_path / "cli" / name))
-        elif name != "tracks.parquet":
+        elif name == "tracks.parquet":
+            pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "api" / name),
+                                          pd.read_parquet(tmp_path / "cli" / name))
+        else:
             assert (tmp_path / "api" / name).read_bytes() == (tmp_path / "cli" / name
                                                                ).read_bytes(), name
     tracker = celltrail.load_tracker("boxtrack", backend="classical", preset="fluo-nuclei")

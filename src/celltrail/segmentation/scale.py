@@ -173,12 +173,12 @@ def measure_scale(image: np.ndarray, preset: str = "auto",
 
     Raises ValueError, saying why, when the measured diameter is not trustworthy.
     """
-    preset_from = "given (--preset)"
+    preset_from = "given"
     if preset == "auto":
         preset, why = look(image)
         preset_from = f"auto: {why}"
     if diameter is not None:
-        return Scale(preset, float(diameter), preset_from, "given (--diameter)")
+        return Scale(preset, float(diameter), preset_from, "given")
     d, confidence = estimate_diameter(image, preset)
     where = f"estimated from the first frame, confidence {confidence:.2f}"
     if confidence == 0.0:
