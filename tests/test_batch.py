@@ -24,7 +24,7 @@ from celltrail.simulate import SimParams, simulate
 runner = CliRunner()
 COLUMNS = ("input, out, method, frame_step, channel, position, pixel_size, interval, boxes, "
            "boxes_from_gt, queries_from_gt, preset, diameter, linker, backend, model, adapt, "
-           "new_cells, divisions, box_frame_base, tta, window, min_score")
+           "new_cells, divisions, box_frame_base, device, tta, window, min_score")
 
 
 def hashes(folder: Path) -> dict[str, str]:

@@ -43,6 +43,7 @@ from celltrail.methods.registry import (
     get_method,
 )
 from celltrail.models.zoo import model_names
+from celltrail.threads import set_threads
 
 #: The prompt columns, by the kind of prompts they give.
 PROMPT_COLUMNS = {"boxes": "boxes", "boxes_from_gt": "boxes", "queries_from_gt": "queries"}
@@ -237,10 +238,14 @@ def track_job(job: BatchJob, images: ImageSequence, overwrite: bool = False) -> 
     return len(result.lineage)
 
 
-def run_job(job: BatchJob, overwrite: bool = False) -> dict[str, object]:
-    """Track one sequence unless its output folder is complete; its summary row. Whatever goes
-    wrong is reported in the row (status failed) so that it spares the other sequences."""
+def run_job(job: BatchJob, overwrite: bool = False, threads: int | None = None
+            ) -> dict[str, object]:
+    """Track one sequence unless its output folder is complete, with ``threads`` threads (None:
+    the worker's default, :func:`celltrail.threads.default_threads`); its summary row. Whatever
+    goes wrong is reported in the row (status failed) so that it spares the other sequences."""
     start = time.perf_counter()
+    if threads is not None:
+        set_threads(threads)
     row: dict[str, object] = {"input": str(job.input), "out": str(job.out), "error": ""}
     try:
         images = open_sequence(job.input, **job.reading).every(job.frame_step)  # type: ignore[arg-type]
@@ -292,6 +297,7 @@ def run_batch(
     workers: int = 2,
     progress: Callable[[int, int], None] | None = None,
     overwrite: bool = False,
+    threads: int | None = None,
 ) -> pd.DataFrame:
     """Track every sequence of ``manifest`` on a dask cluster; the summary table, one row per
     sequence in manifest order (status done, skipped or failed, with the error's line).
@@ -300,7 +306,8 @@ def run_batch(
     cluster of ``workers`` single-threaded processes is started for the run. ``progress(done,
     total)`` is called as each sequence finishes. Finished output folders are skipped, so rerun
     the same manifest after an interruption to do the rest. ``overwrite`` lets a row replace
-    an output folder that celltrail did not write.
+    an output folder that celltrail did not write. ``threads``: each sequence's threads (None:
+    each worker's default, one on a local cluster).
     """
     jobs = read_manifest(manifest)
     rows: list[dict[str, object]] = [{} for _ in jobs]
@@ -313,7 +320,7 @@ def run_batch(
             except Exception as exc:  # a bad address raises KeyError or ValueError, no one OSError
                 raise InputError(None, f"cannot reach the dask scheduler {scheduler!r} (give "
                                        f"its address, tcp://HOST:PORT): {one_line(exc)}") from exc
-        futures = {client.submit(run_job, job, overwrite, pure=False): i
+        futures = {client.submit(run_job, job, overwrite, threads, pure=False): i
                    for i, job in enumerate(jobs)}
         for done, future in enumerate(as_completed(futures), start=1):
             i = futures[future]

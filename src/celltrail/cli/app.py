@@ -8,9 +8,10 @@ import typer
 
 from celltrail import __version__
 from celltrail.cli import batch, demo, draw, models, results, segment, simulate, train
-from celltrail.cli.errors import STATE, catch_signals
+from celltrail.cli.errors import STATE, catch_signals, reports_errors
 from celltrail.cli.track import track_command
 from celltrail.methods.registry import METHODS, Method
+from celltrail.threads import default_threads, set_threads
 
 HELP = "Cell masks, tracks and lineages from 2D time-lapse microscopy."
 
@@ -26,16 +27,22 @@ def main(
                                           help="Print the version and exit.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show the full traceback of an error "
                                                         "instead of one line.")] = False,
+    threads: Annotated[int | None, typer.Option(
+        help="Threads a command may use (torch's, and the classical pipeline's workers; batch: "
+             "each sequence's). Default: the cores this process may run on, or OMP_NUM_THREADS "
+             "where set (batch workers: 1).", show_default=False)] = None,
 ) -> None:
     """Cell masks, tracks and lineages from 2D time-lapse microscopy."""
     STATE["debug"] = debug
+    STATE["threads"] = threads  # as given: batch passes it on to its workers
+    set_threads(default_threads() if threads is None else threads)
     catch_signals()
 
 
 def build_app(methods: dict[str, Method] | None = None) -> typer.Typer:
     """The command line over ``methods`` (default: the registry)."""
     app = typer.Typer(name="celltrail", help=HELP, no_args_is_help=True, add_completion=False)
-    app.callback()(main)
+    app.callback()(reports_errors(main))
     app.command("track")(track_command(METHODS if methods is None else methods))
     app.command("batch")(batch.batch)
     for command in (segment.segment, segment.link):

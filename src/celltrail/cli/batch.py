@@ -14,7 +14,7 @@ from celltrail.cli.common import (
     console,
     progress_bar,
 )
-from celltrail.cli.errors import reports_errors
+from celltrail.cli.errors import STATE, reports_errors
 from celltrail.io.outputs import check_output
 from celltrail.io.tables import write_table
 
@@ -50,6 +50,7 @@ def batch(
                      suffixes=(".csv", ".parquet"), overwrite=overwrite)
     with progress_bar(len(jobs), "sequences") as on_done:
         table = run_batch(manifest, scheduler=scheduler, workers=workers, overwrite=overwrite,
+                          threads=STATE["threads"],
                           progress=lambda done, _: on_done(done - 1))
     Console().print(batch_table(table))
     if summary is not None:

@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import typer
 
@@ -20,8 +20,9 @@ from celltrail.core.errors import CellTrailError, OptionError
 F = TypeVar("F", bound=Callable[..., object])
 
 #: Process-wide settings: ``debug`` (set by ``--debug``: errors show their traceback instead
-#: of one line) and whether forked processes are set to restore the default signal handlers.
-STATE = {"debug": False, "fork_hook": False}
+#: of one line), ``threads`` (``--threads`` as given, None if not) and whether forked processes
+#: are set to restore the default signal handlers.
+STATE: dict[str, Any] = {"debug": False, "threads": None, "fork_hook": False}
 #: How an option that is not spelled ``--name`` is given on the command line.
 FLAGS = {"prompts": "--boxes, --boxes-from-gt or --queries-from-gt"}
 

@@ -29,7 +29,7 @@ from celltrail.core.result import MaskStore
 from celltrail.io.atomic import atomic_dir
 from celltrail.io.ctc import frame_digits
 from celltrail.io.outputs import check_output, model_input
-from celltrail.methods.shared_options import DEFAULT_LINKER
+from celltrail.methods.shared_options import DEFAULT_DEVICE, DEFAULT_LINKER, DEVICE_HELP
 from celltrail.segmentation import DEFAULT_PRESET
 
 
@@ -45,6 +45,7 @@ def segment(
     = DEFAULT_PRESET,
     diameter: Annotated[float | None, typer.Option(help="classical: cell diameter in pixels "
                                                          "(estimated if not given).")] = None,
+    device: Annotated[str, typer.Option(help=f"cellboxify: {DEVICE_HELP}")] = DEFAULT_DEVICE,
     allow_gaps: AllowGaps = False,
     channel: Channel = None,
     position: Position = None,
@@ -60,17 +61,18 @@ def segment(
 
     if method not in ("cellboxify", "classical"):
         raise OptionError("method", f"must be cellboxify or classical, not {method!r}")
-    if method == "classical" and model is not None:
-        raise OptionError("model", "applies to --method cellboxify only")
+    for name, given in (("model", model is not None), ("device", device != DEFAULT_DEVICE)):
+        if method == "classical" and given:
+            raise OptionError(name, "applies to --method cellboxify only")
     if method == "classical":
         options = ClassicalOptions(preset=preset, diameter=diameter)
     else:
-        options = CellBoxifyOptions(model=model)
+        options = CellBoxifyOptions(model=model, device=device)
     images = open_input(input, allow_gaps, channel, position, pixel_size, interval)
     check_output(out, (input, model_input(model)), folder=True, overwrite=overwrite)
     if isinstance(options, CellBoxifyOptions):
         segmenter: Callable[[np.ndarray], np.ndarray] = CellBoxifySegmenter(
-            options.model, options.min_score)
+            options.model, options.min_score, options.device)
     else:
         segmenter = Segmenter(options.preset, diameter=options.diameter)
     with atomic_dir(out, overwrite) as tmp, \

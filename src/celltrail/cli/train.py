@@ -32,8 +32,10 @@ def training_sequences(data: list[Path], out: Path, load: Callable[[Path], T],
     as the block)."""
     import tempfile
 
+    from celltrail.threads import use_torch_threads
     from celltrail.training.simulated import simulated_sequences
 
+    use_torch_threads()  # the command line's --threads
     check_output(out, [p for folder in data for p in companions(folder)], suffixes=(".pt",),
                  overwrite=overwrite)
     with console.status("reading training data"):

@@ -14,6 +14,7 @@ from celltrail.core.errors import OptionError
 from celltrail.core.result import MaskStore, TrackingResult
 from celltrail.core.sequence import ImageSequence, as_sequence
 from celltrail.methods.options import Options
+from celltrail.threads import threads
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -34,6 +35,8 @@ class Tracker(ABC):
     Options: ClassVar[type[Options]]
     #: Files beyond the CTC result that ``TrackingResult.save`` writes for this method.
     outputs: ClassVar[tuple[str, ...]] = ()
+    #: The torch device a learned method's network runs on (None: a method without one).
+    device: Any = None
 
     def __init__(self, options: Options | None = None, **values: Any) -> None:
         self.options = make_options(self.Options, options, values)
@@ -53,6 +56,9 @@ class Tracker(ABC):
         result = self.run(sequence, self.read_prompts(prompts, sequence),
                           MaskStore() if store is None else store, on_frame or _ignore)
         result.settings = self.settings()
+        if self.device is not None:  # where the network ran, and whether auto chose it
+            chosen = getattr(self.options, "device", None)
+            result.settings["device"] = str(self.device) + (" (auto)" * (chosen == "auto"))
         result.outputs = self.outputs
         result.pixel_size, result.interval = sequence.pixel_size, sequence.interval
         return result
@@ -97,13 +103,18 @@ def _ignore(t: int) -> None:
 
 
 def prefetch_map(
-    func: Callable[[In], Out], items: Iterable[In], workers: int = 2, ahead: int = 4
+    func: Callable[[In], Out], items: Iterable[In], workers: int | None = None,
+    ahead: int | None = None,
 ) -> Iterator[Out]:
-    """``map(func, items)`` in worker threads, in order, with at most ``ahead`` results pending.
+    """``map(func, items)`` in ``workers`` threads (default: celltrail's thread setting,
+    :func:`celltrail.threads.threads`), in order, with at most ``ahead`` results pending
+    (default: two per worker).
 
     Bounded so memory stays flat on long sequences; threads help because numpy, scipy and
     tifffile release the GIL in their heavy loops.
     """
+    workers = threads() if workers is None else workers
+    ahead = 2 * workers if ahead is None else ahead
     with ThreadPoolExecutor(max_workers=workers) as pool:
         pending: deque = deque()
         for item in items:

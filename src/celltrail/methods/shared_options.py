@@ -1,5 +1,6 @@
 """Options several methods share, defined once: the classical detector's modality preset and
-cell diameter, the linker, and the model (a shipped name or a checkpoint path)."""
+cell diameter, the linker, the model (a shipped name or a checkpoint path) and the device a
+network runs on."""
 
 from __future__ import annotations
 
@@ -11,6 +12,14 @@ from celltrail.segmentation.classical import AUTO, DEFAULT_PRESET, PRESETS
 
 #: The linker used unless one is named.
 DEFAULT_LINKER = "celltrail"
+#: Where a network may run: ``auto`` takes CUDA, else MPS, else the CPU
+#: (:func:`celltrail.models.device.resolve_device`).
+DEVICES = ("auto", "cpu", "cuda", "mps")
+#: The device used unless one is named: the CPU, where every method is tested.
+DEFAULT_DEVICE = "cpu"
+#: The device option's help.
+DEVICE_HELP = ("Where the network runs: cpu, cuda, mps, or auto (CUDA, else MPS, else the CPU); "
+               "only cpu is tested.")
 
 
 def preset_names() -> Sequence[str]:
@@ -62,3 +71,8 @@ def required_model_option(method: str, kind: str) -> Any:
 
     return option(None, "The model: a name (`celltrail models`) or a checkpoint path; required "
                         "(each is trained on one kind of data).", required=problem)
+
+
+def device_option() -> Any:
+    """Where a learned method's network runs."""
+    return option(DEFAULT_DEVICE, DEVICE_HELP, choices=DEVICES)

@@ -98,11 +98,12 @@ def _attention_layer(hidden: int, heads: int) -> nn.TransformerEncoderLayer:
                                       activation="gelu", batch_first=True, norm_first=True)
 
 
-def time_encoding(length: int, dim: int) -> torch.Tensor:
-    """(length, dim) sinusoidal encoding of the frame index in a window."""
-    position = torch.arange(length, dtype=torch.float32)[:, None]
-    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(1e4) / dim))
-    out = torch.zeros(length, dim)
+def time_encoding(length: int, dim: int, device: torch.device | None = None) -> torch.Tensor:
+    """(length, dim) sinusoidal encoding of the frame index in a window, on ``device``."""
+    position = torch.arange(length, dtype=torch.float32, device=device)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32, device=device)
+                     * (-math.log(1e4) / dim))
+    out = torch.zeros(length, dim, device=device)
     out[:, 0::2] = torch.sin(position * freq)
     out[:, 1::2] = torch.cos(position * freq)
     return out
@@ -199,7 +200,7 @@ class CAPNet(nn.Module):
         points = queries[None, :, None, :].expand(steps, cells, POINTS, 2).clone()
         feature = self._sample(features[:1], queries[None], size)[0]  # (N, C)
         feature = feature[None].expand(steps, cells, -1).clone()
-        timing = time_encoding(steps, self.config.hidden)[:, None]
+        timing = time_encoding(steps, self.config.hidden, features.device)[:, None]
         history = []
         for _ in range(iterations or self.config.iterations):
             points = points.detach()

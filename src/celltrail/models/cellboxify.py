@@ -192,7 +192,7 @@ class CellBoxifyNet(nn.Module):
         boxes, scores = [], []
         for level, (p, logit, delta) in enumerate(zip(levels, logits, deltas, strict=True)):
             top = torch.topk(logit, min(pre, len(logit))).indices
-            grid = anchors(level, p.shape[-2:])[top]
+            grid = anchors(level, p.shape[-2:], p.device)[top]
             decoded = clip(decode(delta[top], grid, RPN_WEIGHTS), size)
             wide = ((decoded[:, 2:] - decoded[:, :2]) > 1).all(dim=1)
             keep = nms(decoded[wide], logit[top][wide], 0.7)
@@ -225,7 +225,8 @@ class CellBoxifyNet(nn.Module):
 def vertices(centres: torch.Tensor, radii: torch.Tensor) -> torch.Tensor:
     """Vertices (N, rays, 2) (x, y) of star-shaped polygons: ray ``k`` at angle ``2πk/rays``
     from the +x axis towards +y, ``radii`` long."""
-    angles = torch.arange(radii.shape[1], dtype=radii.dtype) * (2 * math.pi / radii.shape[1])
+    angles = torch.arange(radii.shape[1], dtype=radii.dtype, device=radii.device) * (
+        2 * math.pi / radii.shape[1])
     return centres[:, None, :] + radii[..., None] * torch.stack([angles.cos(), angles.sin()], 1)
 
 
@@ -235,7 +236,7 @@ def rasterise(centres: torch.Tensor, corners: torch.Tensor, size: int) -> torch.
     distance, in grid pixels, from each pixel centre to the polygon's edge along the ray from
     the centre (positive inside). Its sigmoid is a mask soft over about a pixel whose
     gradients reach the vertices: the paper's polygon made a mask for the pairwise losses."""
-    coords = (torch.arange(size, dtype=corners.dtype) + 0.5) / size
+    coords = (torch.arange(size, dtype=corners.dtype, device=corners.device) + 0.5) / size
     dx = (coords[None, None, :] - centres[:, 0, None, None]).expand(-1, size, -1)
     dy = (coords[None, :, None] - centres[:, 1, None, None]).expand(-1, -1, size)
     dist = torch.sqrt(dx**2 + dy**2 + 1e-12).flatten(1)
@@ -268,14 +269,15 @@ def reframe(points: torch.Tensor, boxes: torch.Tensor, frames: torch.Tensor) -> 
     return (origin + points * extent - f_origin) / f_extent
 
 
-def anchors(level: int, shape: tuple[int, int]) -> torch.Tensor:
+def anchors(level: int, shape: tuple[int, int], device: torch.device | None = None
+            ) -> torch.Tensor:
     """Anchors (H·W·A, 4) of pyramid ``level`` (0 = P2) on an (H, W) map, centred on its
-    pixels, ordered (y, x, aspect ratio) like the RPN's outputs."""
+    pixels, ordered (y, x, aspect ratio) like the RPN's outputs, on ``device``."""
     stride, side = STRIDES[level], ANCHOR_SIZES[level]
-    ratios = torch.tensor(ASPECT_RATIOS)
+    ratios = torch.tensor(ASPECT_RATIOS, device=device)
     half = torch.stack([side / ratios.sqrt(), side * ratios.sqrt()], dim=1) / 2  # (A, 2) w, h
-    ys = (torch.arange(shape[0], dtype=torch.float32) + 0.5) * stride
-    xs = (torch.arange(shape[1], dtype=torch.float32) + 0.5) * stride
+    ys = (torch.arange(shape[0], dtype=torch.float32, device=device) + 0.5) * stride
+    xs = (torch.arange(shape[1], dtype=torch.float32, device=device) + 0.5) * stride
     centre = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)  # (H, W, 2) x, y
     centre = centre[:, :, None, :]
     return torch.cat([centre - half, centre + half], dim=-1).reshape(-1, 4)
@@ -289,13 +291,13 @@ def encode(boxes: torch.Tensor, reference: torch.Tensor,
     dx = ((boxes[:, 0] + boxes[:, 2]) - (reference[:, 0] + reference[:, 2])) / 2 / rw
     dy = ((boxes[:, 1] + boxes[:, 3]) - (reference[:, 1] + reference[:, 3])) / 2 / rh
     deltas = torch.stack([dx, dy, torch.log(bw / rw), torch.log(bh / rh)], dim=1)
-    return deltas * torch.tensor(weights)
+    return deltas * deltas.new_tensor(weights)
 
 
 def decode(deltas: torch.Tensor, reference: torch.Tensor,
            weights: tuple[float, ...]) -> torch.Tensor:
     """Boxes that ``deltas`` make of ``reference`` boxes (inverse of :func:`encode`)."""
-    d = deltas / torch.tensor(weights)
+    d = deltas / deltas.new_tensor(weights)
     rw, rh = reference[:, 2] - reference[:, 0], reference[:, 3] - reference[:, 1]
     cx = (reference[:, 0] + reference[:, 2]) / 2 + d[:, 0] * rw
     cy = (reference[:, 1] + reference[:, 3]) / 2 + d[:, 1] * rh
@@ -306,7 +308,7 @@ def decode(deltas: torch.Tensor, reference: torch.Tensor,
 
 def clip(boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Boxes clipped to an (H, W) image."""
-    limit = torch.tensor([size[1], size[0], size[1], size[0]], dtype=boxes.dtype)
+    limit = boxes.new_tensor([size[1], size[0], size[1], size[0]])
     return torch.minimum(boxes.clamp(min=0), limit)
 
 

@@ -153,11 +153,12 @@ class EmbedTrackNet(nn.Module):
         return self.segment(f), self.segment(g), self.track(f, g)
 
 
-def pixel_grid(height: int, width: int, origin: tuple[float, float] = (0.0, 0.0)
-               ) -> torch.Tensor:
-    """(2, H, W) pixel positions (y, x) in units of :data:`COORD_UNIT`, from ``origin``."""
-    ys = (torch.arange(height, dtype=torch.float32) + origin[0]) / COORD_UNIT
-    xs = (torch.arange(width, dtype=torch.float32) + origin[1]) / COORD_UNIT
+def pixel_grid(height: int, width: int, origin: tuple[float, float] = (0.0, 0.0),
+               device: torch.device | None = None) -> torch.Tensor:
+    """(2, H, W) pixel positions (y, x) in units of :data:`COORD_UNIT`, from ``origin``, on
+    ``device``."""
+    ys = (torch.arange(height, dtype=torch.float32, device=device) + origin[0]) / COORD_UNIT
+    xs = (torch.arange(width, dtype=torch.float32, device=device) + origin[1]) / COORD_UNIT
     return torch.stack(torch.meshgrid(ys, xs, indexing="ij"))
 
 

@@ -55,14 +55,14 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou: float) -> torch.Tensor:
     A box is dropped when its IoU with a better-scoring kept box exceeds ``iou``.
     """
     if len(boxes) == 0:
-        return torch.zeros(0, dtype=torch.long)
+        return torch.zeros(0, dtype=torch.long, device=boxes.device)
     order = torch.argsort(scores, descending=True, stable=True)
     boxes = boxes[order]
-    overlaps = (box_iou(boxes, boxes) > iou).numpy()
+    overlaps = (box_iou(boxes, boxes) > iou).cpu().numpy()
     suppressed = np.zeros(len(boxes), dtype=bool)
     keep = []
     for i in range(len(boxes)):  # each kept box silences the later ones it overlaps
         if not suppressed[i]:
             keep.append(i)
             suppressed |= overlaps[i]
-    return order[torch.tensor(keep, dtype=torch.long)]
+    return order[torch.tensor(keep, dtype=torch.long, device=order.device)]

@@ -113,7 +113,7 @@ def crop_boxes(boxes: torch.Tensor) -> torch.Tensor:
 
 def box_prompt(boxes: torch.Tensor, crop: torch.Tensor, size: int) -> torch.Tensor:
     """The box as a soft 0/1 rectangle on a crop's ``size`` x ``size`` grid (N, 1, S, S)."""
-    steps = (torch.arange(size, dtype=boxes.dtype) + 0.5) / size
+    steps = (torch.arange(size, dtype=boxes.dtype, device=boxes.device) + 0.5) / size
     x = crop[:, 0:1] + (crop[:, 2:3] - crop[:, 0:1]) * steps
     y = crop[:, 1:2] + (crop[:, 3:4] - crop[:, 1:2]) * steps
     inside_x = (x >= boxes[:, 0:1]) & (x <= boxes[:, 2:3])

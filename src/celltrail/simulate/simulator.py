@@ -313,6 +313,18 @@ class _Tracks:
         return Lineage(Track(label, b, e, p) for label, (b, e, p) in self.rows.items())
 
 
+def _frame(world: _World, renderer: Renderer, tracks: _Tracks, view: tuple[slice, slice],
+           t: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frame ``t`` as the world is now, imaged at time ``step``: the image, and its
+    ground-truth labels (the ``view`` of the rendered domain) with ``tracks`` updated."""
+    signal, index, in_view = renderer.draw(world.shapes())
+    index = index[view]
+    visible = np.bincount(index.ravel(), minlength=len(world.cells) + 1)[1:]
+    lut = tracks.update(world.cells, visible, in_view, t)
+    labels = lut[index]
+    return renderer.image(signal, step), labels.astype(mask_dtype(int(labels.max(initial=0))))
+
+
 def simulate(
     out_dir: str | Path,
     params: SimParams | None = None,
@@ -333,10 +345,10 @@ def simulate(
     """
     params = SimParams() if params is None else params
     params.validate()
-    if not isinstance(frame_step, int) or frame_step < 1:
-        raise ValueError(f"frame_step must be an integer >= 1, not {frame_step!r}")
-    if not sequence or any(ch in sequence for ch in "/\\"):
-        raise ValueError(f"sequence must be a plain folder name such as '01', not {sequence!r}")
+    _check(isinstance(frame_step, int) and frame_step >= 1,
+           f"frame_step must be an integer >= 1, not {frame_step!r}")
+    _check(bool(sequence) and not any(ch in sequence for ch in "/\\"),
+           f"sequence must be a plain folder name such as '01', not {sequence!r}")
     dynamics_rng, imaging_rng = np.random.default_rng(seed).spawn(2)
     world = _World(params, dynamics_rng)
     height, width = params.shape
@@ -359,13 +371,7 @@ def simulate(
             if t:
                 for _ in range(frame_step):
                     divisions += world.step()
-            signal, index, in_view = renderer.draw(world.shapes())
-            index = index[view]
-            visible = np.bincount(index.ravel(), minlength=len(world.cells) + 1)[1:]
-            lut = tracks.update(world.cells, visible, in_view, t)
-            labels = lut[index]
-            labels = labels.astype(mask_dtype(int(labels.max(initial=0))))
-            image = renderer.image(signal, t * frame_step)
+            image, labels = _frame(world, renderer, tracks, view, t, t * frame_step)
             tifffile.imwrite(images / f"t{t:0{digits}d}.tif", image)
             tifffile.imwrite(gt / "TRA" / f"man_track{t:0{digits}d}.tif", labels,
                              compression="zlib")

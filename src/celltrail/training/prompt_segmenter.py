@@ -248,9 +248,10 @@ def losses(net: PromptSegNet, batch: dict[str, torch.Tensor], supervision: str =
     s = net.config.mask_size
     features = net.encode(batch["image"])
     crops = crop_boxes(batch["boxes"])
-    previous = roi_align(batch["previous"], crops, torch.arange(len(crops)), s)
+    index = torch.arange(len(crops), device=crops.device)
+    previous = roi_align(batch["previous"], crops, index, s)
     out = net.decode(features, batch["image"], batch["boxes"], crops, batch["index"], previous)
-    target = (roi_align(batch["target"], crops, torch.arange(len(crops)), s) > 0.5).float()
+    target = (roi_align(batch["target"], crops, index, s) > 0.5).float()
     pos = batch["positive"]
     result = {}
     fg_target = F.avg_pool2d(batch["foreground"], 4)

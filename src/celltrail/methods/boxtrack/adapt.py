@@ -54,6 +54,11 @@ def frame_sequence(image: np.ndarray, boxes: np.ndarray, scale: float,
                          frozenset(int(i) + 1 for i in hidden))
 
 
+def on_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """A training batch moved to ``device``."""
+    return {name: value.to(device) for name, value in batch.items()}
+
+
 def box_loss(net: torch.nn.Module, sequence: TrainSequence, batches: int = 8,
              seed: int = 1) -> float:
     """Mean total box-only loss of ``net`` on ``batches`` fixed (seeded) batches of
@@ -62,8 +67,10 @@ def box_loss(net: torch.nn.Module, sequence: TrainSequence, batches: int = 8,
                        np.random.default_rng(seed))
     was_training = net.training
     net.eval()
+    device = next(net.parameters()).device
     with torch.no_grad():
-        total = [float(losses(net, sampler.sample(), "box")["total"]) for _ in range(batches)]
+        total = [float(losses(net, on_device(sampler.sample(), device), "box")["total"])
+                 for _ in range(batches)]
     net.train(was_training)
     return float(np.mean(total))
 
@@ -76,7 +83,7 @@ def adapt(segmenter: LearnedPromptSegmenter, image: np.ndarray, boxes: np.ndarra
     params = params or AdaptParams()
     start = time.perf_counter()
     sequence = frame_sequence(image, boxes, segmenter.scale, hidden)
-    net = copy.deepcopy(segmenter.net).train()
+    net = copy.deepcopy(segmenter.net).to(segmenter.device).train()  # where it runs
     sampler = _Sampler([sequence], TrainParams(batch=params.batch, supervision="box"),
                        np.random.default_rng(params.seed))
     optimiser = torch.optim.AdamW(net.parameters(), lr=params.lr, weight_decay=1e-4)
@@ -86,7 +93,7 @@ def adapt(segmenter: LearnedPromptSegmenter, image: np.ndarray, boxes: np.ndarra
     torch.set_num_threads(params.threads)
     try:
         while done < params.steps and time.perf_counter() - start < params.seconds:
-            loss = losses(net, sampler.sample(), "box")["total"]
+            loss = losses(net, on_device(sampler.sample(), segmenter.device), "box")["total"]
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -94,6 +101,7 @@ def adapt(segmenter: LearnedPromptSegmenter, image: np.ndarray, boxes: np.ndarra
             done += 1
     finally:
         torch.set_num_threads(threads)
-    adapted = LearnedPromptSegmenter(net.eval(), [*segmenter.trained_on, "prompted frame"])
+    adapted = LearnedPromptSegmenter(net.eval(), [*segmenter.trained_on, "prompted frame"],
+                                     segmenter.device)
     adapted.scale = segmenter.scale
     return Adapted(adapted, done, time.perf_counter() - start, done < params.steps)

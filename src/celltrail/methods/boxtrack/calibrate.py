@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,9 @@ from celltrail.methods.boxtrack.segmenters import (
 )
 from celltrail.methods.boxtrack.tracker import prompted_frame
 from celltrail.segmentation.classical import PRESETS
+
+if TYPE_CHECKING:
+    import torch
 
 LOG = logging.getLogger("celltrail")
 #: A prompted cell is matched when its mask's box overlaps the prompt with at least this IoU
@@ -108,20 +112,21 @@ class CalibratedSegmenter:
 
     ``backend`` ``"auto"`` chooses among the learned backend (``model``), its adapted copy (with
     ``adapt``) and the classical one with every preset; ``"learned"`` with ``adapt`` uses the
-    adapted copy (the check is still reported). The check's table goes to the ``celltrail``
-    logger at level INFO (the CLI prints it).
+    adapted copy (the check is still reported). The learned backends run on ``device``
+    (default: the CPU). The check's table goes to the ``celltrail`` logger at level INFO (the
+    CLI prints it).
     """
 
     name = "calibrated"
 
     def __init__(self, backend: str, preset: str, model: str | Path | None,
-                 adapt: AdaptParams | None) -> None:
+                 adapt: AdaptParams | None, device: torch.device | None = None) -> None:
         from celltrail.methods.boxtrack.learned import DEFAULT_MODEL, LearnedPromptSegmenter
 
         self.backend, self.preset, self.adapt = backend, preset, adapt
         self.learned = None  # loaded now: a wrong --model fails before any work
         if backend in ("auto", "learned"):
-            self.learned = LearnedPromptSegmenter.load(model)
+            self.learned = LearnedPromptSegmenter.load(model, device)
             self.model_name = Path(str(model or DEFAULT_MODEL)).stem
         self.diameter = 1.0
         self.chosen: PromptSegmenter | None = None

@@ -47,34 +47,39 @@ class _Features:
 
 
 class LearnedPromptSegmenter:
-    """The trained :class:`PromptSegNet` behind BoxTrack's segmenter interface."""
+    """The trained :class:`PromptSegNet` behind BoxTrack's segmenter interface, run on
+    ``device`` (default: the CPU); what it returns is on the CPU."""
 
     name = "learned"
     screens_proposals = True
 
-    def __init__(self, net: PromptSegNet, trained_on: Sequence[str] = ()) -> None:
-        self.net = net.eval()
+    def __init__(self, net: PromptSegNet, trained_on: Sequence[str] = (),
+                 device: torch.device | None = None) -> None:
+        self.device = torch.device("cpu") if device is None else device
+        self.net = net.to(self.device).eval()
         self.trained_on = list(trained_on)
         self.scale = 1.0
 
     @classmethod
-    def load(cls, model: str | Path | None = None) -> LearnedPromptSegmenter:
-        """A shipped model by name (default :data:`DEFAULT_MODEL`) or a checkpoint path."""
+    def load(cls, model: str | Path | None = None, device: torch.device | None = None
+             ) -> LearnedPromptSegmenter:
+        """A shipped model by name (default :data:`DEFAULT_MODEL`) or a checkpoint path, on
+        ``device``."""
         state = load_checkpoint(model_path("prompt_segmenter", model or DEFAULT_MODEL))
         net = build_network(state, lambda config: PromptSegNet(NetConfig(**config)))
-        return cls(net, state.get("trained_on", []))
+        return cls(net, state.get("trained_on", []), device)
 
     def set_scale(self, diameter: float) -> None:
         self.scale = CANONICAL_DIAMETER / max(diameter, 1.0)
 
     @torch.no_grad()
     def encode(self, image: np.ndarray) -> _Features:
-        x = canonical_image(image, self.scale)
+        x = canonical_image(image, self.scale, self.device)
         h, w = image.shape
         features = self.net.encode(x)
         fg = torch.sigmoid(self.net.foreground(features))
         fg = F.interpolate(fg, size=(h, w), mode="bilinear", align_corners=False)
-        return _Features(x, features, fg[0, 0].numpy(), (h, w))
+        return _Features(x, features, fg[0, 0].cpu().numpy(), (h, w))
 
     @torch.no_grad()
     def decode(
@@ -87,21 +92,22 @@ class LearnedPromptSegmenter:
         crops[:, 2:] = np.maximum(crops[:, 2:], crops[:, :2] + 1)
         prev = np.stack([_raster(p, c, s) for p, c in zip(previous, crops, strict=True)])
         scale = features.image.shape[-1] / features.shape[1]  # canonical px per input px
+        on = self.device
         out = self.net.decode(
-            features.features, features.image,
-            torch.from_numpy(boxes * scale).float(), torch.from_numpy(crops * scale).float(),
-            torch.zeros(len(boxes), dtype=torch.long), torch.from_numpy(prev)[:, None].float())
+            features.features, features.image, torch.from_numpy(boxes * scale).float().to(on),
+            torch.from_numpy(crops * scale).float().to(on),
+            torch.zeros(len(boxes), dtype=torch.long, device=on),
+            torch.from_numpy(prev)[:, None].float().to(on))
         masks = [self._patches(out.masks[i], crops[i], features.shape) for i in range(len(boxes))]
-        return Candidates(masks, out.quality.numpy().astype(np.float64),
-                          out.objectness.numpy().astype(np.float64),
-                          out.tokens.numpy().astype(np.float64))
+        return Candidates(masks, *(values.cpu().numpy().astype(np.float64)
+                                   for values in (out.quality, out.objectness, out.tokens)))
 
     @staticmethod
     def _patches(logits: torch.Tensor, crop: np.ndarray, shape: tuple[int, int]) -> list[Patch]:
         """Candidate logits on the crop grid → patches at full resolution."""
         x0, y0, x1, y1 = (int(v) for v in crop)
         up = F.interpolate(logits[None], size=(y1 - y0, x1 - x0), mode="bilinear",
-                           align_corners=False)[0]
+                           align_corners=False)[0].cpu()
         return [Patch.from_mask((up[k] > 0).numpy(), y0, x0).clip(shape)
                 for k in range(len(logits))]
 
@@ -112,9 +118,11 @@ class LearnedPromptSegmenter:
                 for i, sl in enumerate(ndi.find_objects(labels)) if sl is not None]
 
 
-def canonical_image(image: np.ndarray, scale: float) -> torch.Tensor:
-    """The normalised frame (1, 1, h, w) rescaled by ``scale``, as the encoder sees it."""
-    x = torch.from_numpy(normalise(image))[None, None]
+def canonical_image(image: np.ndarray, scale: float, device: torch.device | None = None
+                    ) -> torch.Tensor:
+    """The normalised frame (1, 1, h, w) rescaled by ``scale``, as the encoder sees it, on
+    ``device`` (default: the CPU)."""
+    x = torch.from_numpy(normalise(image))[None, None].to(device)
     size = tuple(max(8, round(n * scale)) for n in image.shape)
     return F.interpolate(x, size=size, mode="bilinear", antialias=scale < 1, align_corners=False)
 

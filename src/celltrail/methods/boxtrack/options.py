@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from celltrail.methods.options import Options, option
-from celltrail.methods.shared_options import model_option, preset_option
+from celltrail.methods.shared_options import device_option, model_option, preset_option
 
 #: BoxTrack's segmentation backends; ``auto`` chooses on the prompted frame.
 BACKENDS = ("auto", "learned", "classical")
@@ -29,3 +29,4 @@ class BoxTrackOptions(Options):
     divisions: bool = option(True, "Detect cell divisions.")
     box_frame_base: int = option(0, "Number of the first frame in a box file (1 for MOT-style "
                                     "bbox.txt).", minimum=0)
+    device: str = device_option()

@@ -108,9 +108,15 @@ class BoxTracker(Tracker):
                               divisions=opts.divisions)
         self.config.validate()
         if segmenter is None:
-            if opts.backend == "classical" and opts.model != BoxTrackOptions.model:
-                raise OptionError("model", "applies to the learned backend only")
-            segmenter = make_segmenter(opts.backend, opts.preset, opts.model, opts.adapt)
+            for name in ("model", "device"):
+                if opts.backend == "classical" and name in opts.changed():
+                    raise OptionError(name, "applies to the learned backend only")
+            if opts.backend != "classical":
+                from celltrail.models.device import resolve_device
+
+                self.device = resolve_device(opts.device)
+            segmenter = make_segmenter(opts.backend, opts.preset, opts.model, opts.adapt,
+                                       self.device)
         self.segmenter = segmenter
         self.diameter: float | None = None  # the prompts' cell size, per sequence
 

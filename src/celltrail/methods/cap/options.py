@@ -5,7 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from celltrail.methods.options import Options, option
-from celltrail.methods.shared_options import diameter_option, model_option, preset_option
+from celltrail.methods.shared_options import (
+    device_option,
+    diameter_option,
+    model_option,
+    preset_option,
+)
 
 
 @dataclass(frozen=True)
@@ -21,3 +26,4 @@ class CAPOptions(Options):
                                    "where tracks end.")
     window: int | None = option(None, "Frames per window (unset: the model's training window).",
                                 positive=True)
+    device: str = device_option()

@@ -159,53 +159,83 @@ def read_window(points: np.ndarray, visible: np.ndarray, labels: Sequence[int], 
     for dt in range(1, points.shape[0]):
         t = start + dt
         last = t
-        for (i, k), label in list(born.items()):
-            if visible[dt, i, k]:
-                tracks[label].positions[t] = points[dt, i, k]
-            else:
-                del born[(i, k)]
-        ended = []
-        for i, label in list(alive.items()):
-            if visible[dt, i, 0] or (persist and not visible[dt, i, 1:].any()):
-                tracks[label].positions[t] = points[dt, i, 0]
-            else:
-                ended.append((i, label))
-                del alive[i]
-        taken = [track.positions[t] for track in tracks.values() if t in track.positions]
-        divided = False
-        for i, label in ended:
-            daughters = [k for k in range(1, POINTS) if visible[dt, i, k]
-                         and not near(points[dt, i, k], taken, radius)]
-            if len(daughters) == 1:
-                born[(i, daughters[0])] = label
-                tracks[label].positions[t] = points[dt, i, daughters[0]]
-            elif daughters:
-                for k in daughters:
-                    born[(i, k)] = tracks.new(label, t, points[dt, i, k])
-                divided = True
-            taken += [points[dt, i, k] for k in daughters]
-        appeared = []
+        ended = _follow(points[dt], visible[dt], t, tracks, alive, born, persist)
+        divided = _divide(points[dt], visible[dt], t, tracks, ended, born, radius)
+        appeared: list[int] = []
         if review is not None:
-            here = [label for label, track in tracks.items() if t in track.positions]
-            where, drop, found, mothers = review(t, here, np.array(
-                [tracks[label].positions[t] for label in here], np.float32).reshape(-1, 2))
-            gone = {label for label, dropped in zip(here, drop, strict=True) if dropped}
-            for label, point in zip(here, where, strict=True):
-                tracks[label].positions[t] = point
-            for label in gone:
-                del tracks[label].positions[t]
-            alive = {i: label for i, label in alive.items() if label not in gone}
-            born = {key: label for key, label in born.items() if label not in gone}
-            for centre, mother in zip(found, mothers.tolist(), strict=True):
-                parent = mother if mother and t in tracks[mother].positions else 0
-                if parent:  # she ends; her point and the new cell are her daughters
-                    alive = {i: label for i, label in alive.items() if label != parent}
-                    born = {key: label for key, label in born.items() if label != parent}
-                    appeared.append(tracks.new(parent, t, tracks[parent].positions.pop(t)))
-                appeared.append(tracks.new(parent, t, centre))
+            alive, born, appeared = _review(review, t, tracks, alive, born)
         if appeared or (divided and stop_at_division):
             return last, [*alive.values(), *born.values(), *appeared]
     return last, [*alive.values(), *born.values()]
+
+
+def _follow(points: np.ndarray, visible: np.ndarray, t: int, tracks: PointTracks,
+            alive: dict[int, int], born: dict[tuple[int, int], int], persist: bool
+            ) -> list[tuple[int, int]]:
+    """Frame ``t`` of :func:`read_window` (``points`` (N, 3, 2), ``visible`` (N, 3)): visible
+    daughters and mothers continue their tracks; the others leave ``born`` and ``alive``. The
+    mothers that ended, as (query index, label)."""
+    for (i, k), label in list(born.items()):
+        if visible[i, k]:
+            tracks[label].positions[t] = points[i, k]
+        else:
+            del born[(i, k)]
+    ended = []
+    for i, label in list(alive.items()):
+        if visible[i, 0] or (persist and not visible[i, 1:].any()):
+            tracks[label].positions[t] = points[i, 0]
+        else:
+            ended.append((i, label))
+            del alive[i]
+    return ended
+
+
+def _divide(points: np.ndarray, visible: np.ndarray, t: int, tracks: PointTracks,
+            ended: list[tuple[int, int]], born: dict[tuple[int, int], int], radius: float
+            ) -> bool:
+    """The visible daughters of the mothers that ``ended`` in frame ``t`` (none within
+    ``radius`` of a point already there): one continues her mother's track, two start tracks
+    of their own (added to ``born``). Whether a cell divided."""
+    taken = [track.positions[t] for track in tracks.values() if t in track.positions]
+    divided = False
+    for i, label in ended:
+        daughters = [k for k in range(1, POINTS) if visible[i, k]
+                     and not near(points[i, k], taken, radius)]
+        if len(daughters) == 1:
+            born[(i, daughters[0])] = label
+            tracks[label].positions[t] = points[i, daughters[0]]
+        elif daughters:
+            for k in daughters:
+                born[(i, k)] = tracks.new(label, t, points[i, k])
+            divided = True
+        taken += [points[i, k] for k in daughters]
+    return divided
+
+
+def _review(review: Review, t: int, tracks: PointTracks, alive: dict[int, int],
+            born: dict[tuple[int, int], int]
+            ) -> tuple[dict[int, int], dict[tuple[int, int], int], list[int]]:
+    """Frame ``t``'s points checked by ``review`` (see :func:`read_window`): ``alive`` and
+    ``born`` without the tracks that ended, and the tracks of the new cells."""
+    here = [label for label, track in tracks.items() if t in track.positions]
+    where, drop, found, mothers = review(t, here, np.array(
+        [tracks[label].positions[t] for label in here], np.float32).reshape(-1, 2))
+    gone = {label for label, dropped in zip(here, drop, strict=True) if dropped}
+    for label, point in zip(here, where, strict=True):
+        tracks[label].positions[t] = point
+    for label in gone:
+        del tracks[label].positions[t]
+    alive = {i: label for i, label in alive.items() if label not in gone}
+    born = {key: label for key, label in born.items() if label not in gone}
+    appeared = []
+    for centre, mother in zip(found, mothers.tolist(), strict=True):
+        parent = mother if mother and t in tracks[mother].positions else 0
+        if parent:  # she ends; her point and the new cell are her daughters
+            alive = {i: label for i, label in alive.items() if label != parent}
+            born = {key: label for key, label in born.items() if label != parent}
+            appeared.append(tracks.new(parent, t, tracks[parent].positions.pop(t)))
+        appeared.append(tracks.new(parent, t, centre))
+    return alive, born, appeared
 
 
 def near(point: np.ndarray, others: Sequence[np.ndarray] | np.ndarray, radius: float) -> bool:

@@ -37,8 +37,9 @@ from celltrail.linking import LinkParams, division_cost, equivalent_diameters, m
 from celltrail.methods.base import Tracker
 from celltrail.methods.cap.options import CAPOptions
 from celltrail.methods.cap.points import PointTracks, Review, near
-from celltrail.methods.cap.raw import rolling_windows
+from celltrail.methods.cap.raw import Predict, rolling_windows
 from celltrail.models.cap import PERCENTILES, SPACING, load_checkpoint, network_from
+from celltrail.models.device import resolve_device
 from celltrail.models.zoo import model_path
 from celltrail.segmentation import Segmenter
 
@@ -160,7 +161,8 @@ def confirm_divisions(tracks: PointTracks, frames: int) -> None:
 
 
 class CAPTracker(Tracker):
-    """Track cells as points with a trained CAP model (a shipped name or a checkpoint path).
+    """Track cells as points with a trained CAP model (a shipped name or a checkpoint path) on
+    the options' device.
 
     Its prompts, the queries, are a CTC ground-truth folder (``NN_GT``) whose first TRA frame
     gives the cells to track; without them the classical detector (``preset``, ``diameter``)
@@ -173,8 +175,9 @@ class CAPTracker(Tracker):
 
     def __init__(self, options: CAPOptions | None = None, **values: Any) -> None:
         super().__init__(options, **values)
+        self.device = resolve_device(self.options.device)
         state = load_checkpoint(model_path("cap", self.options.model))
-        self.net = network_from(state)
+        self.net = network_from(state).to(self.device)
         self.window = int(self.options.window or state["window"])
         self.gt: Path | None = None  # the queries of the current run
         self.preset, self.diameter = self.options.preset, self.options.diameter
@@ -271,7 +274,7 @@ class CAPTracker(Tracker):
 
     def _working(self, image: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
         """(1, h, w) normalised frame resized to ``size``, padded to the network's multiple."""
-        x = torch.from_numpy(normalise(image, PERCENTILES))[None, None]
+        x = torch.from_numpy(normalise(image, PERCENTILES))[None, None].to(self.device)
         x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
         m = self.net.multiple()
         return F.pad(x, (0, -size[1] % m, 0, -size[0] % m), mode="replicate")[0]
@@ -290,6 +293,34 @@ class CAPTracker(Tracker):
         """Track every frame; marker masks go to ``store`` frame by frame."""
         self.gt = prompts
         segment = self.detector = Segmenter(self.preset, self.diameter)  # scale from frame 0
+        centres, radius, foreground = self._start(images, segment)
+        done = [0]
+
+        def report(t: int) -> None:
+            while done[0] <= t:
+                on_frame(done[0])
+                done[0] += 1
+
+        coasting: dict[int, list[int]] = {}
+        self._pyramids.clear()
+        tracks = rolling_windows(self._predictor(images, centres, radius), len(images), centres,
+                                 self.window, report, radius,
+                                 self.review(images, radius, segment if self.new_cells else None,
+                                             coasting, foreground),
+                                 SHORTEST, self.new_cells)
+        report(len(images) - 1)
+        self._pyramids.clear()
+        for label, frames in coasting.items():  # a track that ended off the cells: gone then
+            for t in frames:
+                tracks[label].positions.pop(t, None)
+        if self.new_cells:  # the detector's divisions (and the model's) must last
+            confirm_divisions(tracks, MAX_GAP + 1)
+        return self._markers(images, tracks, radius, foreground, store)
+
+    def _start(self, images: ImageSequence, segment: Segmenter
+               ) -> tuple[np.ndarray, float, dict[int, bytes]]:
+        """The queries (N, 2) in the first frame, the cells' radius, and the detected cells of
+        the first frame (:func:`pack`, by frame: the review adds the others)."""
         first = (segment(np.asarray(images[0])) if self.gt is None or self.new_cells
                  else None)
         centres, radius = self.queries(images, first)
@@ -298,12 +329,17 @@ class CAPTracker(Tracker):
             foreground[0] = pack(first > 0)  # the review starts on the next frame
             if self.gt is not None:  # markers can be far smaller than cells
                 radius = max(radius, objects(first)[1])
+        return centres, radius, foreground
+
+    def _predictor(self, images: ImageSequence, centres: np.ndarray, radius: float) -> Predict:
+        """The network as :func:`rolling_windows` calls it, on frames resized so that the
+        ``centres`` lie :data:`~celltrail.models.cap.SPACING` pixels apart; points come back
+        in the images' pixels, a point within ``radius`` beyond the border kept on it."""
         height, width = images.shape
         corner = np.array([height - 1, width - 1])
         scale = SPACING / spacing(centres, radius)
         size = (max(8, round(height * scale)), max(8, round(width * scale)))
         factor = np.array([size[0] / height, size[1] / width], np.float32)
-        self._pyramids.clear()
 
         def pyramid(start: int, stop: int) -> list[torch.Tensor]:
             for t in [t for t in self._pyramids if t < start]:
@@ -318,34 +354,22 @@ class CAPTracker(Tracker):
 
         def predict(start: int, stop: int, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             with torch.inference_mode():
-                q = torch.from_numpy((queries + 0.5) * factor - 0.5)
+                q = torch.from_numpy((queries + 0.5) * factor - 0.5).to(self.device)
                 out = self.net(None, q, features=pyramid(start, stop))
-            points = (out.points[-1].numpy() + 0.5) / factor - 0.5
+            points = (out.points[-1].cpu().numpy() + 0.5) / factor - 0.5
             # a cell at the border keeps its point on the image until it is a radius beyond
             clipped = np.clip(points, 0, corner)
             held = np.linalg.norm(points - clipped, axis=-1, keepdims=True) <= radius
-            visible = torch.sigmoid(out.visibility).numpy() > VISIBLE
+            visible = torch.sigmoid(out.visibility).cpu().numpy() > VISIBLE
             return np.where(held, clipped, points).astype(np.float32), visible
 
-        done = [0]
+        return predict
 
-        def report(t: int) -> None:
-            while done[0] <= t:
-                on_frame(done[0])
-                done[0] += 1
-
-        coasting: dict[int, list[int]] = {}
-        tracks = rolling_windows(predict, len(images), centres, self.window, report, radius,
-                                 self.review(images, radius, segment if self.new_cells else None,
-                                             coasting, foreground),
-                                 SHORTEST, self.new_cells)
-        report(len(images) - 1)
-        for label, frames in coasting.items():  # a track that ended off the cells: gone then
-            for t in frames:
-                tracks[label].positions.pop(t, None)
-        if self.new_cells:  # the detector's divisions (and the model's) must last
-            confirm_divisions(tracks, MAX_GAP + 1)
-        self._pyramids.clear()
+    def _markers(self, images: ImageSequence, tracks: PointTracks, radius: float,
+                 foreground: dict[int, bytes], store: MaskStore) -> TrackingResult:
+        """Each frame's markers of ``tracks`` (:func:`paint_markers`, with the detected cells
+        of ``foreground`` when the detector ran) into ``store``, and the lineage."""
+        height, width = images.shape
 
         def cells(t: int) -> np.ndarray | None:
             """Frame ``t``'s detected cells (H, W) bool; None without the detector."""
@@ -373,4 +397,3 @@ class CAPTracker(Tracker):
                 lut[label] = mapping[(label, t)]
             store.append(lut[mask])
         return TrackingResult(store, lineage)
-

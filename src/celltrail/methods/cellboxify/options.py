@@ -5,7 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from celltrail.methods.options import Options, option
-from celltrail.methods.shared_options import linker_option, required_model_option
+from celltrail.methods.shared_options import (
+    device_option,
+    linker_option,
+    required_model_option,
+)
 
 
 @dataclass(frozen=True)
@@ -18,3 +22,4 @@ class CellBoxifyOptions(Options):
     min_score: float = option(0.5, "Detections at least this confident become cells.",
                               positive=True)
     linker: str = linker_option()
+    device: str = device_option()

@@ -13,6 +13,7 @@ from skimage.segmentation import relabel_sequential
 
 from celltrail.core.errors import InputError
 from celltrail.methods.cellboxify.options import CellBoxifyOptions
+from celltrail.methods.shared_options import DEFAULT_DEVICE
 from celltrail.models.cellboxify import (
     MASK_SIZE,
     TEST_SIDE,
@@ -21,6 +22,7 @@ from celltrail.models.cellboxify import (
     network_from,
     prepare,
 )
+from celltrail.models.device import resolve_device
 from celltrail.models.zoo import model_path
 
 #: Detections at least this confident become cells in label images (CellBoxify's option).
@@ -30,25 +32,29 @@ MIN_KEPT = 0.5
 
 
 class CellBoxifySegmenter:
-    """``CellBoxifySegmenter(model)(frame)`` is the frame's int32 label image."""
+    """``CellBoxifySegmenter(model)(frame)`` is the frame's int32 label image. The network
+    runs on ``device`` (a name, :func:`~celltrail.models.device.resolve_device`); what it
+    returns is on the CPU."""
 
-    def __init__(self, model: str | Path, min_score: float = MIN_SCORE) -> None:
-        self.net = network_from(load_checkpoint(model_path("cellboxify", model)))
+    def __init__(self, model: str | Path, min_score: float = MIN_SCORE,
+                 device: str = DEFAULT_DEVICE) -> None:
+        self.device = resolve_device(device)
+        self.net = network_from(load_checkpoint(model_path("cellboxify", model))).to(self.device)
         self.min_score = min_score
 
     def detect(self, image: np.ndarray, min_score: float = 0.05) -> Detections:
         """Cells of a 2D image scored at least ``min_score``, boxes in its pixels; the network
         sees it at a short side of :data:`TEST_SIDE` pixels."""
-        x, factor = _network_input(image)
+        x, factor = _network_input(image, self.device)
         found = self.net.detect(x, min_score)
-        return Detections(found.boxes * factor, found.scores, found.masks)
+        return Detections(found.boxes.cpu() * factor, found.scores.cpu(), found.masks.cpu())
 
     @torch.no_grad()
     def segment_boxes(self, image: np.ndarray, boxes: np.ndarray) -> Detections:
         """The mask head's masks of given cells' boxes (N, 4) (x0, y0, x1, y1 in the image's
         pixels), scored 1: masks from boxes a user drew, and the masks alone scored apart from
         the detector."""
-        x, factor = _network_input(image)
+        x, factor = _network_input(image, self.device)
         given = torch.as_tensor(np.asarray(boxes, dtype=np.float32)).reshape(-1, 4)
         height, width = image.shape
         for k, (x0, y0, x1, y1) in enumerate(given.tolist()):  # worded as read_boxes words it
@@ -57,8 +63,9 @@ class CellBoxifySegmenter:
                 raise InputError(None, f"{what} has no area")
             if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
                 raise InputError(None, f"{what} lies outside the {width}x{height} image")
-        masks = torch.sigmoid(self.net.mask_head(self.net.pyramid(x), given / factor)) \
-            if len(given) else x.new_zeros((0, MASK_SIZE, MASK_SIZE))
+        masks = torch.sigmoid(self.net.mask_head(self.net.pyramid(x),
+                                                 (given / factor).to(self.device))).cpu() \
+            if len(given) else torch.zeros((0, MASK_SIZE, MASK_SIZE))
         return Detections(given, torch.ones(len(given)), masks)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
@@ -66,13 +73,14 @@ class CellBoxifySegmenter:
         return paint(self.detect(image, self.min_score), image.shape, self.min_score)
 
 
-def _network_input(image: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """A 2D image prepared and resized to a short side of :data:`TEST_SIDE` (1, 1, h, w), and
-    the factors (4,) that take boxes on it back to the image's pixels."""
+def _network_input(image: np.ndarray, device: torch.device | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A 2D image prepared and resized to a short side of :data:`TEST_SIDE` (1, 1, h, w) on
+    ``device``, and the factors (4,) that take boxes on it back to the image's pixels."""
     if image.ndim != 2:
         raise InputError(None, f"CellBoxify segments 2D frames, not shape {image.shape}")
     scale = TEST_SIDE / min(image.shape)
-    x = torch.from_numpy(prepare(image))[None, None]
+    x = torch.from_numpy(prepare(image))[None, None].to(device)
     size = (round(image.shape[0] * scale), round(image.shape[1] * scale))
     x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
     return x, torch.tensor([image.shape[1] / size[1], image.shape[0] / size[0]] * 2)

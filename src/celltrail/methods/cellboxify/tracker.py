@@ -16,14 +16,16 @@ from celltrail.methods.cellboxify.segmenter import CellBoxifySegmenter
 
 
 class CellBoxifyTracker(Tracker):
-    """Segment each frame with a CellBoxify model, then link."""
+    """Segment each frame with a CellBoxify model on the options' device, then link."""
 
     name = "cellboxify"
     Options = CellBoxifyOptions
 
     def __init__(self, options: CellBoxifyOptions | None = None, **values: Any) -> None:
         super().__init__(options, **values)
-        self.segmenter = CellBoxifySegmenter(self.options.model, self.options.min_score)
+        self.segmenter = CellBoxifySegmenter(self.options.model, self.options.min_score,
+                                             self.options.device)
+        self.device = self.segmenter.device
         self.link = get_linker(self.options.linker)
 
     def run(self, images: ImageSequence, prompts: None, store: MaskStore,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from celltrail.methods.options import Options, option
-from celltrail.methods.shared_options import required_model_option
+from celltrail.methods.shared_options import device_option, required_model_option
 
 
 @dataclass(frozen=True)
@@ -17,3 +17,4 @@ class EmbedTrackOptions(Options):
     model: str | None = required_model_option("embedtrack", "embedtrack")
     tta: bool = option(False, "Test-time augmentation (8 rotations and flips; about 8x "
                               "slower).")
+    device: str = device_option()

@@ -22,6 +22,7 @@ from celltrail.methods.base import Tracker
 from celltrail.methods.embedtrack.clustering import cluster
 from celltrail.methods.embedtrack.linking import BackwardLinker
 from celltrail.methods.embedtrack.options import EmbedTrackOptions
+from celltrail.models.device import resolve_device
 from celltrail.models.embedtrack import PERCENTILES, EmbedTrackNet, load_checkpoint, network_from
 from celltrail.models.zoo import model_path
 
@@ -77,8 +78,8 @@ def _interior(starts: list[int], tile: int, length: int) -> list[tuple[int, int]
 
 
 class EmbedTracker(Tracker):
-    """Segment and track with a trained EmbedTrack model (a name or a path). ``tile`` and
-    ``overlap`` set the tiles frames are cut into (pixels)."""
+    """Segment and track with a trained EmbedTrack model (a name or a path) on the options'
+    device. ``tile`` and ``overlap`` set the tiles frames are cut into (pixels)."""
 
     name = "embedtrack"
     Options = EmbedTrackOptions
@@ -86,8 +87,9 @@ class EmbedTracker(Tracker):
     def __init__(self, options: EmbedTrackOptions | None = None, *, tile: int = 1024,
                  overlap: int = 64, **values: Any) -> None:
         super().__init__(options, **values)
+        self.device = resolve_device(self.options.device)
         state = load_checkpoint(model_path("embedtrack", self.options.model))
-        self.net: EmbedTrackNet = network_from(state)
+        self.net: EmbedTrackNet = network_from(state).to(self.device)
         self.min_size = int(state["min_size"])
         self.tta, self.tile, self.overlap = self.options.tta, tile, overlap
         self._previous: dict[tuple[int, int, int, bool], torch.Tensor] = {}
@@ -109,7 +111,7 @@ class EmbedTracker(Tracker):
     def predict(self, image: np.ndarray) -> np.ndarray:
         """(7, H, W) predictions for the next frame of a sequence: segmentation offsets (2),
         bandwidths (2), seediness, tracking offsets to the previous frame given (2)."""
-        x = torch.from_numpy(normalise(image, PERCENTILES))
+        x = torch.from_numpy(normalise(image, PERCENTILES)).to(self.device)
         height, width = x.shape
         tile = min(self.tile, max(height, width))
         tile += -tile % 8
@@ -123,7 +125,7 @@ class EmbedTracker(Tracker):
                     window = torch.nn.functional.pad(window[None, None], pad, mode="reflect"
                                                      if max(pad) < min(window.shape) else
                                                      "constant")
-                    pred = self._run_tile(window, (r, c)).numpy()
+                    pred = self._run_tile(window, (r, c)).cpu().numpy()
                     out[:, r0:r1, c0:c1] = pred[:, r0 - r:r1 - r, c0 - c:c1 - c]
         return out
 

@@ -74,7 +74,7 @@ def mask_box(masks: torch.Tensor) -> torch.Tensor:
 
 def box_region(boxes: torch.Tensor, size: int) -> torch.Tensor:
     """(N, S, S) 1 where a grid pixel's centre lies in the box (grid coordinates), else 0."""
-    centres = torch.arange(size, dtype=boxes.dtype) + 0.5
+    centres = torch.arange(size, dtype=boxes.dtype, device=boxes.device) + 0.5
     inside_x = (centres >= boxes[:, 0:1]) & (centres <= boxes[:, 2:3])
     inside_y = (centres >= boxes[:, 1:2]) & (centres <= boxes[:, 3:4])
     return (inside_y[:, :, None] & inside_x[:, None, :]).to(boxes.dtype)
@@ -84,7 +84,7 @@ def texture(images: torch.Tensor, sigma: float) -> torch.Tensor:
     """Local standard deviation of (B, 1, H, W) images in a Gaussian window of ``sigma``
     pixels."""
     radius = max(1, math.ceil(3 * sigma))
-    x = torch.arange(-radius, radius + 1, dtype=images.dtype)
+    x = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
     kernel = torch.exp(-0.5 * (x / max(sigma, 1e-3)) ** 2)
     kernel = kernel / kernel.sum()
 
