@@ -42,9 +42,10 @@ class ClassicalTracker(Tracker):
                 "diameter": f"{scale.diameter:.1f} px ({scale.diameter_from})"}
 
     def segment_frames(
-        self, images: ImageSequence, on_frame: Callable[[int], None]
+        self, images: ImageSequence, on_frame: Callable[[int], None] | None = None
     ) -> Iterator[np.ndarray]:
-        """Label images of every frame, segmented ahead in worker threads."""
+        """Label images of every frame, segmented ahead in worker threads; ``on_frame(t)``
+        after frame ``t``."""
         self.segmenter = self.new_segmenter()  # scale and preset fixed per sequence
         try:
             self.segmenter.fix_scale(images[0])  # before the workers start
@@ -53,7 +54,8 @@ class ClassicalTracker(Tracker):
                 raise
             raise InputError(images.source_of(0), exc.problem) from None
         for t, labels in enumerate(prefetch_map(self.segmenter, images)):
-            on_frame(t)
+            if on_frame is not None:
+                on_frame(t)
             yield labels
 
     def run(self, images: ImageSequence, prompts: None, store: MaskStore,
