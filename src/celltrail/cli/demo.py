@@ -33,7 +33,7 @@ def demo(
         "celltrail-demo"),
     overwrite: Overwrite = False,
 ) -> None:
-    """Track the bundled real sample three ways, score each and draw them (under a minute).
+    """Track the bundled real sample four ways, score each and draw them (under a minute).
 
     The classical pipeline from the raw images; BoxTrack (learned backend) from the boxes of the
     first frame's cells; EmbedTrack with the model shipped for Fluo-N2DH-GOWT1 (trained on
