@@ -37,7 +37,8 @@ def demo(
 
     The classical pipeline from the raw images; BoxTrack (learned backend) from the boxes of the
     first frame's cells; EmbedTrack with the model shipped for Fluo-N2DH-GOWT1 (trained on
-    sequence 01, which these frames are cut from).
+    sequence 01, which these frames are cut from); CAP with a model not trained on GOWT1, its
+    cells found by the detector.
     """
     from celltrail.api import load_tracker
     from celltrail.viz import write_overlay
