@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import struct
 from collections.abc import Iterator, Sequence
 from itertools import pairwise
 from pathlib import Path
@@ -380,7 +381,7 @@ def _needs_bioio(path: Path) -> bool:
     try:
         with tifffile.TiffFile(path) as tif:
             return tif.is_ome or (tif.is_imagej and len(tif.series[0].shape) > 3)
-    except Exception:
+    except (OSError, ValueError, IndexError, struct.error):  # tifffile on a damaged file
         return False  # the fast path names the damage
 
 

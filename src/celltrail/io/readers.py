@@ -171,7 +171,7 @@ def _convert(value: float | None, unit: object, to: str) -> float | None:
         return None
     try:
         return float(ureg.Quantity(float(value), str(unit)).to(to).magnitude)
-    except Exception:
+    except (AttributeError, TypeError, ValueError):  # pint: an unknown or incompatible unit
         return None
 
 
