@@ -193,3 +193,20 @@ def test_errors_from_known_frame_labels_match_a_reading_of_the_masks() -> None:
     labels = [sorted(set(np.unique(m).tolist()) - {0}) for m in masks]
     assert result.errors(labels) == result.errors()
     assert len(result.errors()) == 2
+
+
+def test_track_book_grows_a_valid_lineage() -> None:
+    """Tracks started, extended, restarted after a gap (CTC: a new track, parent the old one)
+    and given explicit labels come out as the L B E P table."""
+    from celltrail.core.lineage import TrackBook
+
+    book = TrackBook()
+    mother = book.new(0)
+    book.extend(mother, 3)
+    first, second = book.new(4, parent=mother), book.new(4, parent=mother)
+    assert book.continue_or_restart(first, 5) == first
+    assert book.continue_or_restart(second, 7) == 4  # a gap: frames 5-6 missing
+    assert book.new(2, label=10) == 10 and book.new(3) == 11
+    assert sorted((t.label, t.begin, t.end, t.parent) for t in book.lineage().values()) == [
+        (1, 0, 3, 0), (2, 4, 5, 1), (3, 4, 4, 1), (4, 7, 7, 3), (10, 2, 2, 0), (11, 3, 3, 0)]
+    assert book.lineage().structure_errors() == []

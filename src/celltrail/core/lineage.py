@@ -8,7 +8,7 @@ CTC way, as a new track whose only parent is the interrupted one.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import networkx as nx
 import numpy as np
@@ -97,6 +97,42 @@ class Lineage(Mapping[int, Track]):
                     f"ends at frame {self[t.parent].end}"
                 )
         return errors
+
+
+@dataclass
+class TrackBook:
+    """The lineage as trackers grow it, frame by frame: start a track, extend it, read the
+    ``L B E P`` table. Labels are 1, 2, ... in order of creation unless one is given."""
+
+    rows: dict[int, list[int]] = field(default_factory=dict)  # label -> [begin, end, parent]
+    next_label: int = 1
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def new(self, t: int, parent: int = 0, label: int | None = None) -> int:
+        """Start a track at frame ``t`` (with ``label``, else the next free one)."""
+        label = self.next_label if label is None else label
+        self.next_label = max(self.next_label, label + 1)
+        self.rows[label] = [t, t, parent]
+        return label
+
+    def extend(self, label: int, t: int) -> None:
+        """The track ``label`` goes on to frame ``t``."""
+        self.rows[label][1] = t
+
+    def continue_or_restart(self, label: int, t: int) -> int:
+        """The label to paint at ``t``: the same track, or after a gap a new one whose parent
+        it is (the CTC rule)."""
+        row = self.rows[label]
+        if row[0] == t or row[1] == t - 1:
+            row[1] = t
+            return label
+        return self.new(t, parent=label)
+
+    def lineage(self) -> Lineage:
+        """The CTC lineage of every track started so far."""
+        return Lineage(Track(label, b, e, p) for label, (b, e, p) in self.rows.items())
 
 
 def _label(track: Track) -> int:

@@ -47,7 +47,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment, minimize_scalar
 from scipy.spatial import cKDTree
 
-from celltrail.core.lineage import Lineage, Track
+from celltrail.core.lineage import Lineage, TrackBook
 from celltrail.core.result import MaskStore, TrackingResult
 from celltrail.linking.objects import FrameObjects, equivalent_diameters, measure
 
@@ -206,7 +206,7 @@ class ConstraintLinker:
         self.params = params
         self.diameter = cell_diameter
         self.stats = MatchStats(params)
-        self.tracks: dict[int, list[int]] = {}  # label -> [begin, end, parent]
+        self.tracks = TrackBook()
         self.t = 0
         self._prev: _Linked | None = None
         self._lost: list[_Lost] = []
@@ -223,12 +223,10 @@ class ConstraintLinker:
 
     def lineage(self) -> Lineage:
         """The CTC lineage of every track started so far."""
-        return Lineage(Track(label, b, e, p) for label, (b, e, p) in self.tracks.items())
+        return self.tracks.lineage()
 
     def _new_track(self, parent: int = 0) -> int:
-        label = len(self.tracks) + 1
-        self.tracks[label] = [self.t, self.t, parent]
-        return label
+        return self.tracks.new(self.t, parent)
 
     def _link(self, cur: FrameObjects) -> np.ndarray:
         """Track label of every object of the current frame."""
@@ -257,7 +255,7 @@ class ConstraintLinker:
             else:
                 assert prev is not None
                 labels[j] = prev.labels[src[1]]
-                self.tracks[int(labels[j])][1] = self.t
+                self.tracks.extend(int(labels[j]), self.t)
                 velocity[j] = cur.centroids[j] - prev.centroids[src[1]]
         closed = {src[1] for src in source if src is not None and src[0] == "lost"}
         self._lost = [g for k, g in enumerate(self._lost) if k not in closed]

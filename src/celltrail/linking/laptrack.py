@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import networkx as nx
 import numpy as np
 
-from celltrail.core.lineage import Lineage, Track
+from celltrail.core.lineage import Lineage, TrackBook
 from celltrail.core.result import MaskStore, TrackingResult
 from celltrail.linking.constraint import LinkParams
 from celltrail.linking.objects import FrameObjects, equivalent_diameters, measure
@@ -56,7 +56,7 @@ def _paint(graph: nx.DiGraph, objects: list[FrameObjects], store: MaskStore) -> 
     parent is the predecessor's."""
     undirected = graph.to_undirected(as_view=True)
     label_of: dict[tuple[int, int], int] = {}
-    rows: dict[int, list[int]] = {}
+    book = TrackBook()
     for t, obj in enumerate(objects):
         labels = np.zeros(len(obj), dtype=np.int64)
         for k in range(len(obj)):
@@ -66,10 +66,9 @@ def _paint(graph: nx.DiGraph, objects: list[FrameObjects], store: MaskStore) -> 
             succs = [n for n in undirected.neighbors(pred) if n[0] > pred[0]] if pred else []
             if pred is not None and pred[0] == t - 1 and len(succs) == 1:
                 label = label_of[pred]
-                rows[label][1] = t
+                book.extend(label, t)
             else:
-                label = len(rows) + 1
-                rows[label] = [t, t, 0 if pred is None else label_of[pred]]
+                label = book.new(t, 0 if pred is None else label_of[pred])
             label_of[node] = labels[k] = label
         store.append(obj.relabel(labels))
-    return Lineage(Track(lab, b, e, p) for lab, (b, e, p) in rows.items())
+    return book.lineage()

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from celltrail.core.errors import InputError, OptionError
-from celltrail.core.lineage import Lineage, Track
+from celltrail.core.lineage import TrackBook
 from celltrail.core.result import MaskStore, TrackingResult
 from celltrail.core.sequence import ImageSequence
 from celltrail.linking.kalman import BoxKalman
@@ -59,31 +59,6 @@ class _Choice:
     objectness: float
     motion: float
     token: np.ndarray
-
-
-@dataclass
-class _Tracks:
-    """The lineage as it grows, frame by frame."""
-
-    rows: dict[int, list[int]] = field(default_factory=dict)  # label -> [begin, end, parent]
-    next_label: int = 1
-
-    def new(self, t: int, parent: int = 0, label: int | None = None) -> int:
-        label = self.next_label if label is None else label
-        self.next_label = max(self.next_label, label + 1)
-        self.rows[label] = [t, t, parent]
-        return label
-
-    def continue_or_restart(self, label: int, t: int) -> int:
-        """The label to paint at ``t``: the same track, or after a gap a new one (CTC rule)."""
-        row = self.rows[label]
-        if row[0] == t or row[1] == t - 1:
-            row[1] = t
-            return label
-        return self.new(t, parent=label)
-
-    def lineage(self) -> Lineage:
-        return Lineage(Track(label, b, e, p) for label, (b, e, p) in self.rows.items())
 
 
 class BoxTracker(Tracker):
@@ -190,7 +165,7 @@ class _State:
         self.segmenter = segmenter
         self.objects: list[_Object] = []
         self.kalman = BoxKalman(np.zeros((0, 8)), np.zeros((0, 8, 8)))
-        self.tracks = _Tracks()
+        self.tracks = TrackBook()
         self.min_new_area = 0.0
 
     # -- one frame ------------------------------------------------------------------------------
