@@ -89,7 +89,10 @@ class EmbedTracker(Tracker):
         super().__init__(options, **values)
         self.device = resolve_device(self.options.device)
         state = load_checkpoint(model_path("embedtrack", self.options.model))
-        self.net: EmbedTrackNet = network_from(state).to(self.device)
+        # channels-last: its convolutions ran 1.3x faster on CPU (512² tile, 2 threads), the
+        # outputs within 2e-7 of the default layout
+        self.net: EmbedTrackNet = network_from(state).to(
+            self.device, memory_format=torch.channels_last)
         self.min_size = int(state["min_size"])
         self.tta, self.tile, self.overlap = self.options.tta, tile, overlap
         self._previous: dict[tuple[int, int, int, bool], torch.Tensor] = {}
@@ -99,7 +102,8 @@ class EmbedTracker(Tracker):
         first frame."""
         outputs = []
         for k, flip in SYMMETRIES if self.tta else SYMMETRIES[:1]:
-            features = self.net.encode(apply_symmetry(tile, k, flip))
+            features = self.net.encode(apply_symmetry(tile, k, flip).contiguous(
+                memory_format=torch.channels_last))
             seg = self.net.segment(features)
             previous = self._previous.get((*key, k, flip))
             track = (torch.zeros_like(seg[:, :2]) if previous is None
