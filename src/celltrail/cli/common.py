@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from celltrail.cli.errors import raise_if_stopped
 from celltrail.core.errors import OptionError
 from celltrail.core.result import MaskStore, TrackingResult
 from celltrail.core.sequence import ImageSequence, open_labels, open_sequence
@@ -71,7 +72,12 @@ def progress_bar(total: int, what: str) -> Iterator[Callable[[int], None]]:
     columns = (TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task(what, total=total)
-        yield lambda t: progress.update(task, completed=t + 1)
+
+        def done(t: int) -> None:
+            raise_if_stopped()
+            progress.update(task, completed=t + 1)
+
+        yield done
 
 
 def run_tracker(images: ImageSequence, out: Path, run: Run,
@@ -83,6 +89,7 @@ def run_tracker(images: ImageSequence, out: Path, run: Run,
         result = run(store, on_frame)
         result.pixel_size, result.interval = images.pixel_size, images.interval
         write_tables(result, tmp)
+        raise_if_stopped()  # nothing is written when a stop came, even one that went astray
     console.print(f"wrote {len(images)} frames to {out}")
     return result
 
