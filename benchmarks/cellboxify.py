@@ -6,8 +6,11 @@ it segments the last 10%. Mask and box AP, AP50, AP75 use COCO's protocol with L
 (``celltrail.metrics.coco``); SEG, DET and TRA come from py-ctcmetrics after the classical
 linker tracked the masks. The reference is the GT segmentation where it covers those frames,
 else the silver truth (``01_ST``), as for DIC-C2DH-HeLa. The last row per sequence is the ratio
-box-only / full-mask (the paper: 0.834 on LIVECell). A last table scores the mask AP of the
-same detections painted as label images paint them (no pixel in two cells).
+box-only / full-mask (the paper: 0.834 on LIVECell). ``usiigaci-phase`` repeats the paper's
+protocol on phase contrast (``../shared/data/seg/usiigaci-phase``): models trained on its train
+split (45 images) and scored on its val split (5 images), mask AP only (no tracks). A last
+table scores the mask AP of the same detections painted as label images paint them (no pixel in
+two cells).
 
 ``--box-variant V`` scores the box-only model ``.cache/cellboxify/NAME_box-V.pt`` that
 ``tools/train_cellboxify.py`` left (``mask``, ``polygon``, ``polygon-texture``, ``selftrain2``,
@@ -25,12 +28,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import tifffile
 import torch
 from common import SHARED, tail
 from pycocotools import mask as mask_util
 
 from celltrail.core.sequence import open_sequence
-from celltrail.io.coco import ctc_to_coco, read_coco
+from celltrail.io.coco import ctc_to_coco, pairs_to_coco, read_coco
 from celltrail.linking import link
 from celltrail.methods.cellboxify import (
     CellBoxifySegmenter,
@@ -44,7 +48,8 @@ from celltrail.models.cellboxify import CellBoxifyConfig, load_checkpoint
 from celltrail.models.zoo import model_path
 from celltrail.training.embedtrack.data import split_index
 
-DATASETS = ("Fluo-N2DH-SIM+", "DIC-C2DH-HeLa")
+PHASE = SHARED.parent / "seg/usiigaci-phase"
+DATASETS = ("Fluo-N2DH-SIM+", "DIC-C2DH-HeLa", PHASE.name)
 
 
 def detect_all(segmenter: CellBoxifySegmenter, gt_json: Path, images_dir: Path
@@ -73,10 +78,30 @@ def detect_all(segmenter: CellBoxifySegmenter, gt_json: Path, images_dir: Path
     return results, labels, float(np.mean(seconds)), painted
 
 
+def model_of(name: str, supervision: str, variant: str | None) -> Path:
+    """The shipped model of a dataset and supervision, or the cache's ``variant``."""
+    return (Path(".cache/cellboxify") / f"{name}_{supervision}-{variant}.pt" if variant
+            else model_path("cellboxify", f"{name}_{supervision}"))
+
+
+def describe(model: Path, supervision: str, steps_and_time: bool = True) -> dict[str, object]:
+    """How a model was trained: its head and supervision, steps and minutes."""
+    state = load_checkpoint(model)
+    head = CellBoxifyConfig.from_dict(state["config"]).head
+    params = state["params"] if supervision == "box" else {}
+    # a self-trained model learnt its teacher's masks; the pairwise terms are the teacher's
+    how = (", self-trained" if params.get("teacher")
+           else ", texture guide" * (params.get("guide") == "texture"))
+    return {"supervision": f"{supervision} ({head} head{how})",
+            "minutes": float(state["seconds"]) / 60, "steps": int(state["step"])}
+
+
 def evaluate(name: str, variants: dict[str, str | None]) -> list[dict[str, object]]:
     """Scores of the box-only and full-mask models of one sequence: COCO AP of the detections,
     and the CTC metrics of their label images linked as `celltrail track` links them. The
     models are the shipped ones, or the cache's ``variants`` by supervision."""
+    if name == PHASE.name:
+        return evaluate_phase(variants)
     seq = SHARED / name / "01"
     frames = open_sequence(seq)
     n = len(frames)
@@ -86,22 +111,32 @@ def evaluate(name: str, variants: dict[str, str | None]) -> list[dict[str, objec
         gt_json = ctc_to_coco(seq, Path(tmp) / "eval.json", truth.lower(),
                               range(split_index(n), n))
         for supervision in ("mask", "box"):
-            variant = variants.get(supervision)
-            model = (Path(".cache/cellboxify") / f"{name}_{supervision}-{variant}.pt" if variant
-                     else model_path("cellboxify", f"{name}_{supervision}"))
+            model = model_of(name, supervision, variants.get(supervision))
             results, labels, seconds, painted = detect_all(CellBoxifySegmenter(model), gt_json, seq)
             ctc = evaluate_result(link(labels), images_dir.with_name("01_GT"), threads=1)
-            state = load_checkpoint(model)
-            head = CellBoxifyConfig.from_dict(state["config"]).head
-            params = state["params"] if supervision == "box" else {}
-            # a self-trained model learnt its teacher's masks; the pairwise terms are the teacher's
-            how = (", self-trained" if params.get("teacher")
-                   else ", texture guide" * (params.get("guide") == "texture"))
-            rows.append({"supervision": f"{supervision} ({head} head{how})",
-                         "truth": truth,
-                         "frames": n - split_index(n), "minutes": float(state["seconds"]) / 60,
-                         "steps": int(state["step"]), "ctc": ctc, "seconds": seconds,
+            rows.append({**describe(model, supervision), "truth": truth,
+                         "frames": n - split_index(n), "ctc": ctc, "seconds": seconds,
                          "size": frames.shape, "painted": painted,
+                         **{kind: coco_ap(gt_json, results, kind) for kind in ("segm", "bbox")}})
+    return rows
+
+
+def evaluate_phase(variants: dict[str, str | None]) -> list[dict[str, object]]:
+    """Mask and box AP of the Usiigaci models on the set's val split (the cache's models:
+    they are not shipped)."""
+    pairs = [(image, image.with_name(image.name.replace("_image", "_masks")))
+             for image in sorted((PHASE / "val").glob("set*_image.tif"))]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        gt_json = pairs_to_coco(pairs, Path(tmp) / "val.json")
+        for supervision in ("mask", "box"):
+            model = model_of(PHASE.name, supervision, variants.get(supervision) or "mask")
+            results, _, seconds, painted = detect_all(CellBoxifySegmenter(model), gt_json,
+                                                      PHASE / "val")
+            rows.append({**describe(model, supervision), "truth": "GT", "frames": len(pairs),
+                         "ctc": None, "seconds": seconds,
+                         "size": tifffile.imread(pairs[0][1]).shape,
+                         "painted": painted,
                          **{kind: coco_ap(gt_json, results, kind) for kind in ("segm", "bbox")}})
     return rows
 
@@ -133,15 +168,16 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, (full, box) in results.items():
         for row in (full, box):
-            ctc = row["ctc"]
+            ctc = row["ctc"] or dict.fromkeys(("SEG", "DET", "TRA"))
             print(f"| {name} ({row['frames']} frames, vs {row['truth']}) | {row['supervision']} "
                   + "".join(f"| {_value(row['segm'][k])} " for k in KEYS)
-                  + f"| {ctc['SEG']:.3f} | {ctc['DET']:.3f} | {ctc['TRA']:.3f} "
-                  f"| {row['steps']} steps, {row['minutes']:.0f} min "
+                  + "".join(f"| {_value(ctc[k])} " for k in ("SEG", "DET", "TRA"))
+                  + f"| {row['steps']} steps, {row['minutes']:.0f} min "
                   f"| {row['seconds']:.2f} ({row['size'][0]} x {row['size'][1]}) |")
         print(f"| {name} | **box / mask** "
               + "".join(f"| {_ratio(box['segm'][k], full['segm'][k])} " for k in KEYS)
-              + f"| {_ratio(box['ctc']['SEG'], full['ctc']['SEG'])} | | | | |")
+              + f"| {_ratio(*(row['ctc'] and row['ctc']['SEG'] for row in (box, full)))} "
+              "| | | | |")
     _ap_table("Boxes", "bbox", results)
     _ap_table("Masks as label images paint them (every detection, duplicates dropped, a "
               "contested pixel to the surer mask)", "painted", results)

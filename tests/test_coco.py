@@ -16,6 +16,7 @@ from celltrail.io.coco import (
     boxes_to_coco_results,
     ctc_to_coco,
     masks_to_coco_results,
+    pairs_to_coco,
     read_coco,
 )
 from celltrail.metrics.coco import coco_ap, segmentation_scores
@@ -59,6 +60,27 @@ def expected(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rows, cols = np.nonzero(mask)
         boxes.append([cols.min(), rows.min(), cols.max() + 1, rows.max() + 1])
     return masks, np.array(boxes, np.float32)
+
+
+def test_image_and_mask_pairs_round_trip(tmp_path: Path) -> None:
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    pairs = []
+    for name, t in (("a", 0), ("b", 3)):
+        tifffile.imwrite(images / f"{name}.tif", np.full(SHAPE, 7, np.uint8))
+        tifffile.imwrite(masks / f"{name}.tif", cells(t))
+        pairs.append((images / f"{name}.tif", masks / f"{name}.tif"))
+    read = read_coco(pairs_to_coco(pairs, tmp_path / "pairs.json"), images)
+    assert [(e.path.name, e.image_id) for e in read] == [("a.tif", 1), ("b.tif", 2)]
+    for entry, t in zip(read, (0, 3), strict=True):
+        masks_expected, boxes = expected(cells(t))
+        np.testing.assert_array_equal(entry.masks, masks_expected)
+        np.testing.assert_array_equal(entry.boxes, boxes)
+    boxes_only = read_coco(pairs_to_coco(pairs, tmp_path / "b.json", boxes_only=True), images)
+    assert boxes_only[0].rles is None
+    with pytest.raises(InputError, match="share a folder"):
+        pairs_to_coco([pairs[0], (masks / "a.tif", masks / "b.tif")], tmp_path / "c.json")
 
 
 def test_round_trip(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """Train the CellBoxify weights that ship with celltrail: one model per shared sequence and
-supervision, on the first 90% of frames of its sequence ``01``.
+supervision, on the first 90% of frames of its sequence ``01``, or on the train split of
+``../shared/data/seg/usiigaci-phase`` (phase contrast, the kind of data of the paper's LIVECell).
 
 Box-only and full-mask models see the same frames and cells (GT masks, or the silver truth where
 the GT segments only a few frames, as for DIC-C2DH-HeLa) and the same number of steps; the
@@ -23,7 +24,7 @@ from pathlib import Path
 import torch
 
 from celltrail.core.sequence import open_sequence
-from celltrail.io.coco import ctc_to_coco
+from celltrail.io.coco import ctc_to_coco, pairs_to_coco
 from celltrail.models.cellboxify import HEADS, CellBoxifyConfig
 from celltrail.models.zoo import PACKAGE
 from celltrail.training.cellboxify import (
@@ -37,6 +38,7 @@ from celltrail.training.embedtrack.data import split_index
 
 SHARED = Path("../shared/data/ctc")
 SEQUENCES = ("DIC-C2DH-HeLa", "Fluo-N2DH-SIM+", "Fluo-N2DH-GOWT1")
+PHASE = Path("../shared/data/seg/usiigaci-phase")
 
 
 def truth_of(seq: Path, frames: int) -> str:
@@ -53,9 +55,28 @@ def training_coco(seq: Path, frames: int, out: Path) -> Path:
     return out
 
 
+def image_pairs(folder: Path) -> list[tuple[Path, Path]]:
+    """The ``(setN_image.tif, setN_masks.tif)`` pairs of a split of the Usiigaci set."""
+    return [(image, image.with_name(image.name.replace("_image", "_masks")))
+            for image in sorted(folder.glob("set*_image.tif"))]
+
+
+def training_set(dataset: str, cache: Path) -> tuple[Path, Path, str]:
+    """The COCO file (written once), its images' folder and what the model is trained on."""
+    coco = cache / f"{dataset}-train.json"
+    if dataset == PHASE.name:
+        if not coco.exists():
+            pairs_to_coco(image_pairs(PHASE / "train"), coco)
+        return coco, PHASE / "train", f"{dataset} train split (45 images)"
+    seq = SHARED / dataset / "01"
+    frames = len(open_sequence(seq))
+    split = split_index(frames)
+    return (training_coco(seq, frames, coco), seq, f"{dataset}/01 frames 0-{split - 1}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=SEQUENCES, required=True)
+    parser.add_argument("--dataset", choices=(*SEQUENCES, PHASE.name), required=True)
     parser.add_argument("--supervision", choices=("box", "mask"), required=True)
     parser.add_argument("--steps", type=int, default=1600)
     parser.add_argument("--head", choices=HEADS, default="mask")
@@ -73,10 +94,7 @@ def main() -> None:
     cache = Path(".cache/cellboxify")
     cache.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    seq = SHARED / args.dataset / "01"
-    frames = len(open_sequence(seq))
-    split = split_index(frames)
-    coco = training_coco(seq, frames, cache / f"{args.dataset}-train.json")
+    coco, images_dir, trained_on = training_set(args.dataset, cache)
     name = f"{args.dataset}_{args.supervision}"
 
     def report(step: int, loss: float) -> None:
@@ -87,7 +105,7 @@ def main() -> None:
     rounds, teacher = (args.rounds if args.teacher else 1), args.teacher
     for round_ in range(1, rounds + 1):
         drawer = None if teacher is None else box_only_teacher(teacher)
-        images = training_images(coco, seq, args.supervision, drawer)
+        images = training_images(coco, images_dir, args.supervision, drawer)
         variant = (f"selftrain{round_}" if args.teacher
                    else f"{args.head}{'-texture' * (args.guide == 'texture')}")
         out = cache / f"{name}-{variant}.pt"
@@ -95,7 +113,7 @@ def main() -> None:
                              teacher="" if teacher is None else teacher.name)
         train(images, out, params, resume=out if args.resume and out.exists() else None,
               progress=report, config=CellBoxifyConfig(head=args.head),
-              trained_on=[f"{args.dataset}/01 frames 0-{split - 1}"])
+              trained_on=[trained_on])
         teacher = out
     if args.ship:
         (PACKAGE / "cellboxify").mkdir(parents=True, exist_ok=True)

@@ -61,18 +61,37 @@ def ctc_to_coco(
         raise InputError(seg_dir, "no 'man_segTTT.tif' files" + (" in the frames asked for"
                                                                   if frames is not None else ""))
     images = numbered_files(seq_dir, "t")
-    coco: dict[str, list] = {"images": [], "annotations": [], "categories": CATEGORIES}
+    pairs = []
     for t in sorted(masks):
         if t not in images:
             raise InputError(masks[t], f"no image of frame {t} in {seq_dir}")
-        labels = _mask_of(masks[t], FolderSequence([images[t]], str(images[t])).shape)
+        pairs.append((images[t], masks[t]))
+    return pairs_to_coco(pairs, out_json, boxes_only=truth == "boxes", frame_ids=sorted(masks))
+
+
+def pairs_to_coco(
+    pairs: list[tuple[Path, Path]],
+    out_json: str | Path,
+    boxes_only: bool = False,
+    frame_ids: list[int] | None = None,
+) -> Path:
+    """Write ``(image, label mask)`` file pairs as a COCO dataset, atomically: one image per
+    pair (id = index + 1, or frame + 1 with ``frame_ids``), one annotation per label, with its
+    segmentation unless ``boxes_only``. File names are the images' names: all images must
+    share one folder, the one given to :func:`read_coco`."""
+    if len({image.parent for image, _ in pairs}) > 1:
+        raise InputError(pairs[0][0].parent, "the images of one COCO dataset share a folder")
+    coco: dict[str, list] = {"images": [], "annotations": [], "categories": CATEGORIES}
+    for index, (image, mask) in enumerate(pairs):
+        image_id = (index if frame_ids is None else frame_ids[index]) + 1
+        labels = _mask_of(mask, FolderSequence([image], str(image)).shape)
         height, width = labels.shape
-        coco["images"].append({"id": t + 1, "file_name": images[t].name, "width": width,
-                               "height": height, "frame_id": t})
+        entry = {"id": image_id, "file_name": image.name, "width": width, "height": height}
+        coco["images"].append(entry if frame_ids is None else {**entry, "frame_id": image_id - 1})
         for _, rle, bbox, area in _instances(labels):
-            annotation = {"id": len(coco["annotations"]) + 1, "image_id": t + 1,
+            annotation = {"id": len(coco["annotations"]) + 1, "image_id": image_id,
                           "category_id": 1, "bbox": bbox, "area": area, "iscrowd": 0}
-            if truth != "boxes":
+            if not boxes_only:
                 annotation["segmentation"] = rle
             coco["annotations"].append(annotation)
     out_json = Path(out_json)
