@@ -241,6 +241,24 @@ def test_division_found_when_the_mother_sits_on_one_daughter() -> None:
     assert result.lineage[mother].end == 2 and result.lineage[a].begin == 3
 
 
+def test_a_much_smaller_newcomer_beside_a_cell_is_not_her_daughter() -> None:
+    # The same scene, but the object appearing 12 px away is a quarter of the other's area
+    # (radius 3.5 against 7): not the other half of a division, so a new track, no parent.
+    scene = []
+    for t in range(6):
+        other: Cell = (2, (75.0, 20.0 + 2 * t), 8.0)
+        if t <= 2:
+            scene.append([(1, (30.0, 40.0), 8.0), other])
+        else:
+            scene.append([(1, (30.0, 40.0), 7.0), (11, (30.0, 52.0 + (t - 3)), 3.5), other])
+    result = link(frames_of(scene))
+    result.validate()
+    labels = track_of(result, scene)
+    (cell,), (newcomer,) = labels[1], labels[11]
+    assert result.lineage[newcomer].parent == 0 and result.lineage[newcomer].begin == 3
+    assert result.lineage[cell].end == 5
+
+
 def test_area_doubling_still_linked() -> None:
     scene = moving_scene()
     for t in range(4, 8):  # cell 3's area doubles at frame 4: no hard area gate

@@ -30,7 +30,10 @@ widened by the square root of the frames, as a random walk spreads). A mother's 
 her two daughters start new tracks with her as parent; a closed gap is declared the CTC way, as a
 new track whose parent is the interrupted one. Daughters get no area or neighbour term: a
 daughter is smaller than her mother and has her sister for a new neighbour (the review waives
-the area rule for them too).
+the area rule for them too). Sisters are compared instead: a mother divides into halves, so a
+daughter slot of a mother that continued costs the area ratio of the newcomer to that
+continuation (the sister), and an object appearing beside a cell at a far other size starts a
+track of its own.
 
 The linker is online: it keeps only the previous frame's objects, the tracks lost in the last
 few frames and a bounded pool of match statistics, and writes each relabelled frame to the store
@@ -83,6 +86,10 @@ class LinkParams:
 #: terms of at most 1 each), so every gated continuation is made where nothing competes, and a
 #: daughter or a closed gap must cost less than a new track's start.
 END_COST = 1.5
+#: Area ratio of two sisters at which the sister term reaches 1: a mother divides in halves,
+#: and a sister twice the other's size is as far from that as a link at the gate is from a
+#: perfect one.
+SISTER_RATIO = 2.0
 
 
 class _Ring:
@@ -297,7 +304,8 @@ class ConstraintLinker:
         # Daughter slots: one for a continued object (its continuation is the other daughter),
         # two for one that was not; a slot or a gap left free ends nothing.
         slots = np.concatenate([np.arange(n_prev), np.flatnonzero(~continued)])
-        rows = [costs(prev.centroids[slots], prev.take(slots), gate, shape=False)]
+        rows = [costs(prev.centroids[slots], prev.take(slots), gate, shape=False)
+                + self._sister_costs(slots, continued, source, cur)]
         if self._lost:
             rows.append(self._gap_costs(costs, gate, moving))
         stacked = np.concatenate(rows, axis=0)
@@ -315,6 +323,24 @@ class ConstraintLinker:
                     source[j] = ("div", i)
             else:  # the review's relaxed pass: a continuation found only without the shape terms
                 source[found[0]] = ("prev", i)
+
+    @staticmethod
+    def _sister_costs(slots: np.ndarray, continued: np.ndarray,
+                      source: list[tuple[str, int] | None], cur: FrameObjects) -> np.ndarray:
+        """The area term between a daughter and her sister, for the slots of mothers that
+        continued (their continuation is the sister): a mother divides into two halves, so
+        the term reaches 1 where one is ``SISTER_RATIO`` times the other's size, and an object
+        appearing beside a cell far larger or smaller than it is a new cell, not her daughter.
+        0 for the other slots."""
+        sister = np.full(len(continued), -1)
+        for j, src in enumerate(source):
+            if src is not None and src[0] == "prev":
+                sister[src[1]] = j
+        extra = np.zeros((len(slots), len(cur)))
+        known = continued[slots]
+        ratio = np.log(cur.areas[None, :] / cur.areas[sister[slots[known]], None])
+        extra[known] = np.minimum((ratio / math.log(SISTER_RATIO)) ** 2, 1.0)
+        return extra
 
     def _gap_costs(self, costs: _RowCosts, gate: float, moving: bool) -> np.ndarray:
         """Costs of closing the gap of each lost track to each current object: its gate grows
