@@ -31,14 +31,13 @@ import numpy as np
 import tifffile
 import torch
 from common import SHARED, tail
-from pycocotools import mask as mask_util
 
 from celltrail.core.sequence import open_sequence
 from celltrail.io.coco import ctc_to_coco, pairs_to_coco, read_coco
 from celltrail.linking import link
 from celltrail.methods.cellboxify import (
     CellBoxifySegmenter,
-    instance_masks,
+    coco_results,
     paint,
     paint_scored,
 )
@@ -67,13 +66,7 @@ def detect_all(segmenter: CellBoxifySegmenter, gt_json: Path, images_dir: Path
         labels.append(paint(found, image.shape))
         cells[entry.image_id], scores = paint_scored(found, image.shape, min_score=0.0)
         cell_scores[entry.image_id] = dict(enumerate(scores.tolist(), start=1))
-        for (score, mask), box in zip(instance_masks(found, image.shape), found.boxes,
-                                      strict=True):
-            rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
-            rle["counts"] = rle["counts"].decode()
-            x0, y0, x1, y1 = box.tolist()
-            results.append({"image_id": entry.image_id, "category_id": 1, "score": score,
-                            "segmentation": rle, "bbox": [x0, y0, x1 - x0, y1 - y0]})
+        results += coco_results(found, entry.image_id, image.shape)
     painted = segmentation_scores(gt_json, cells, cell_scores)["segm"]
     return results, labels, float(np.mean(seconds)), painted
 

@@ -44,7 +44,7 @@ from celltrail.models.cellboxify import (
     vertices,
 )
 from celltrail.models.ops import box_iou, nms, roi_align
-from celltrail.models.zoo import model_names
+from celltrail.models.zoo import model_names, model_path
 from celltrail.simulate import SimParams, simulate
 from celltrail.training.cellboxify import (
     Sample,
@@ -54,6 +54,7 @@ from celltrail.training.cellboxify import (
     detector_losses,
     training_images,
 )
+from celltrail.training.cellboxify.held_out import held_out_ap
 from celltrail.training.cellboxify.loop import in_frame
 from celltrail.training.cellboxify.losses import (
     box_mask_loss,
@@ -397,6 +398,25 @@ def test_cli_self_training_needs_a_box_only_teacher(simulated: Path, tmp_path: P
                        "--supervision", "mask", "--teacher", tmp_path / "box.pt", "--out",
                        tmp_path / "s.pt"),
                    "--teacher applies to --supervision box only")
+
+
+def test_cli_fine_tunes_and_scores_the_held_out_image(simulated: Path, tmp_path: Path) -> None:
+    coco, tuned = simulated.parent / "train.json", tmp_path / "tuned.pt"
+    assert [i.name for i in training_images(coco, simulated, "mask", exclude=[3])] == [
+        "t000.tif", "t001.tif"]
+    result = run("train", "cellboxify", "--coco", coco, "--images", simulated, "--supervision",
+                 "mask", "--from", "Fluo-N2DH-SIM+_mask", "--steps", "2", "--out", tuned)
+    assert result.exit_code == 0, result.output
+    # the last annotated image (frame 2, id 3) was held out and scored by both models
+    start = model_path("cellboxify", "Fluo-N2DH-SIM+_mask")
+    before, after = (held_out_ap(m, coco, simulated, [3])[1] for m in (start, tuned))
+    assert f"held out 1 image(s) (ids 3): mask AP {before:.3f} (Fluo-N2DH-SIM+_mask) -> " \
+           f"{after:.3f} (tuned.pt)" in " ".join(result.output.split())
+    assert before > 0.3  # the shipped nuclei model finds these simulated nuclei
+    one_error_line(run("train", "cellboxify", "--coco", coco, "--images", simulated, "--from",
+                       "Fluo-N2DH-SIM+_mask", "--resume", tuned, "--out", tmp_path / "x.pt"),
+                   "--from and --resume: give one (--resume continues a run, --from "
+                   "fine-tunes a finished model)")
 
 
 def test_cli_train_segment_track(simulated: Path, tmp_path: Path) -> None:

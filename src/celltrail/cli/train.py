@@ -183,18 +183,28 @@ def train_cellboxify(
                                                       "name) draws in the boxes.")] = None,
     resume: Annotated[Path | None, typer.Option(help="Checkpoint to continue from, or a "
                                                      "model to fine-tune.")] = None,
+    start: Annotated[str | None, typer.Option(
+        "--from", help="Fine-tune this model (a shipped name or a file) on your images "
+                       "instead of training from scratch.")] = None,
+    held_out: Annotated[int, typer.Option(min=0, help="Annotated images (the last ones in the "
+                                                      "JSON) kept out of training and scored "
+                                                      "at the end, for the model you started "
+                                                      "from and the new one; 0 trains on "
+                                                      "all.")] = 1,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     overwrite: Overwrite = False,
 ) -> None:
     """Train a CellBoxify instance segmenter; use it by `celltrail segment --method cellboxify
     --model PATH` or `celltrail track --method cellboxify --model PATH`."""
     from celltrail.models.cellboxify import HEADS, CellBoxifyConfig
+    from celltrail.models.zoo import model_path
     from celltrail.training.cellboxify import (
         TrainParams,
         box_only_teacher,
         train,
         training_images,
     )
+    from celltrail.training.cellboxify.held_out import held_out_ids
     from celltrail.training.cellboxify.losses import GUIDES
 
     check_supervision(supervision)
@@ -202,16 +212,41 @@ def train_cellboxify(
         raise InputError(None, f"--head must be one of {', '.join(HEADS)}, not {head!r}")
     if guide not in GUIDES:
         raise InputError(None, f"--guide must be one of {', '.join(GUIDES)}, not {guide!r}")
-    check_output(out, (coco, images, model_input(teacher)), suffixes=(".pt",), overwrite=overwrite)
+    if start is not None and resume is not None:
+        raise InputError(None, "--from and --resume: give one (--resume continues a run, "
+                               "--from fine-tunes a finished model)")
+    begin = resume if start is None else model_path("cellboxify", start)
+    check_output(out, (coco, images, model_input(teacher), begin), suffixes=(".pt",),
+                 overwrite=overwrite)
+    ids = held_out_ids(coco, held_out)
     drawer = None if teacher is None else box_only_teacher(teacher)
     with console.status("reading training images" + " and the teacher's masks" * bool(drawer)):
-        found = training_images(coco, images, supervision, drawer)
+        found = training_images(coco, images, supervision, drawer, exclude=ids)
     params = TrainParams(**given(steps=steps), supervision=supervision, guide=guide,
                          teacher=teacher or "", seed=seed)
     with progress_bar(params.steps, "training") as on_step:
-        train(found, out, params, resume=resume, progress=lambda step, _: on_step(step),
+        train(found, out, params, resume=begin, progress=lambda step, _: on_step(step),
               config=CellBoxifyConfig(head=head), trained_on=[coco.name])
     console.print(f"wrote {out}")
+    if ids:
+        report_held_out(coco, images, ids, None if start is None else begin, out)
+
+
+def report_held_out(coco: Path, images: Path, ids: list[int], start: Path | None,
+                    out: Path) -> None:
+    """Print the held-out images' AP for the model trained from (if any) and the new one."""
+    from celltrail.training.cellboxify.held_out import held_out_ap
+
+    with console.status(f"scoring the {len(ids)} held-out image(s)"):
+        kind, after = held_out_ap(out, coco, images, ids)
+        before = None if start is None else held_out_ap(start, coco, images, ids)[1]
+
+    def value(ap: float | None) -> str:
+        return "n/a" if ap is None else f"{ap:.3f}"
+
+    change = "" if start is None else f"{value(before)} ({start.stem}) -> "
+    console.print(f"held out {len(ids)} image(s) (ids {', '.join(map(str, ids))}): {kind} "
+                  f"{change}{value(after)} ({out.name})")
 
 
 @contextmanager

@@ -6,8 +6,8 @@ from celltrail.methods.lazy import lazy_exports
 
 __getattr__ = lazy_exports(__name__, {
     "CellBoxifySegmenter": "segmenter", "CellBoxifyTracker": "tracker",
-    "box_labels": "segmenter", "instance_masks": "segmenter", "paint": "segmenter",
-    "paint_scored": "segmenter"})
+    "box_labels": "segmenter", "coco_results": "segmenter", "instance_masks": "segmenter",
+    "paint": "segmenter", "paint_scored": "segmenter"})
 
 __all__ = ["CellBoxifyOptions", "CellBoxifySegmenter", "CellBoxifyTracker", "box_labels",
-           "instance_masks", "paint", "paint_scored"]
+           "coco_results", "instance_masks", "paint", "paint_scored"]

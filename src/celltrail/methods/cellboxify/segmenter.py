@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pycocotools import mask as mask_util
 from skimage.segmentation import relabel_sequential
 
 from celltrail.core.errors import InputError
@@ -108,6 +109,19 @@ def instance_masks(found: Detections, shape: tuple[int, int]
         full = np.zeros(shape, dtype=bool)
         full[window] = values >= 0.5
         yield float(score), full
+
+
+def coco_results(found: Detections, image_id: int, shape: tuple[int, int]) -> list[dict]:
+    """The detections of one image as COCO result dicts (score, box, mask as RLE), every one
+    whatever its score, as COCO's AP ranks them."""
+    results = []
+    for (score, mask), box in zip(instance_masks(found, shape), found.boxes, strict=True):
+        rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
+        rle["counts"] = rle["counts"].decode()
+        x0, y0, x1, y1 = box.tolist()
+        results.append({"image_id": image_id, "category_id": 1, "score": score,
+                        "segmentation": rle, "bbox": [x0, y0, x1 - x0, y1 - y0]})
+    return results
 
 
 def paint(found: Detections, shape: tuple[int, int], min_score: float = MIN_SCORE

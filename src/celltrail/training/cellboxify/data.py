@@ -3,6 +3,7 @@ short side of 440–620 pixels with random horizontal flips (section 5 of the pa
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,13 +48,14 @@ class Sample:
 
 
 def training_images(json_path: str | Path, images_dir: str | Path, supervision: str,
-                    teacher: CellBoxifySegmenter | None = None) -> list[TrainImage]:
+                    teacher: CellBoxifySegmenter | None = None,
+                    exclude: Collection[int] = ()) -> list[TrainImage]:
     """The annotated images of a COCO dataset; ``supervision="mask"`` needs its masks,
     ``"box"`` reads only the boxes (even where masks exist). With a ``teacher`` (box
     supervision only; see :func:`box_only_teacher`), each cell's mask is the teacher's mask in
     its box, made exclusive (:func:`~celltrail.methods.cellboxify.box_labels`): self-training,
-    still from the boxes alone."""
-    entries = read_coco(json_path, images_dir)
+    still from the boxes alone. Images whose id is in ``exclude`` are left out (held out)."""
+    entries = [e for e in read_coco(json_path, images_dir) if e.image_id not in exclude]
     if supervision == "mask" and any(e.rles is None for e in entries):
         raise InputError(json_path, "--supervision mask needs a segmentation for every "
                                     "annotation; this dataset has boxes only")
