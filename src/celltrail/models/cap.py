@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -30,6 +31,9 @@ STRIDE = 4
 POINTS = 3
 #: Input intensity percentiles that map to 0 and 1, per frame.
 PERCENTILES = (1.0, 99.0)
+#: A feature pyramid (:meth:`CAPNet.pyramid`): per level, the frames' maps, as one (T, C, h, w)
+#: tensor or a sequence of (C, h, w) tensors.
+Pyramid = Sequence[torch.Tensor | Sequence[torch.Tensor]]
 #: Working scale: frames are resized so that the median distance between neighbouring cells
 #: is this many pixels (ten feature pixels), in training and in inference alike.
 SPACING = 40.0
@@ -151,9 +155,10 @@ class CAPNet(nn.Module):
         return self.encoder(frames)
 
     def pyramid(self, features: torch.Tensor) -> list[torch.Tensor]:
-        """The feature map average-pooled by 1, 2, 4, … (one map per level)."""
-        return [features if s == 0 else F.avg_pool2d(features, 2**s)
-                for s in range(self.config.levels)]
+        """The feature map average-pooled by 1, 2, 4, … (one map per level), stored channels
+        last: :meth:`correlation` reads a pixel's channels together."""
+        return [(features if s == 0 else F.avg_pool2d(features, 2**s)).contiguous(
+            memory_format=torch.channels_last) for s in range(self.config.levels)]
 
     def _sample(self, fmap: torch.Tensor, points: torch.Tensor, size: tuple[int, int]
                 ) -> torch.Tensor:
@@ -165,42 +170,61 @@ class CAPNet(nn.Module):
                             padding_mode="border")
         return out[..., 0].transpose(1, 2)
 
-    def correlation(self, levels: list[torch.Tensor], features: torch.Tensor,
-                    points: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    def correlation(self, levels: Pyramid, features: torch.Tensor, points: torch.Tensor,
+                    size: tuple[int, int]) -> torch.Tensor:
         """Eq. (1): (T, N, 3 · S · (2Δ+1)²) inner products of each cell's feature (T, N, C) with
-        the pyramid around its three points (T, N, 3, 2). The inner products with whole maps
-        come first, so only one channel per cell is interpolated."""
-        steps, cells = points.shape[:2]
-        scale = math.sqrt(features.shape[-1])
-        out = []
-        for s, fmap in enumerate(levels):
-            maps = torch.einsum("tnc,tchw->tnhw", features, fmap) / scale
-            around = points[:, :, :, None] + self.grid * (STRIDE * 2**s)  # (T, N, 3, W, 2)
-            sampled = self._sample(maps.reshape(steps * cells, 1, *maps.shape[2:]),
-                                   around.reshape(steps * cells, -1, 2), size)
-            out.append(sampled.reshape(steps, cells, -1))
-        return torch.cat(out, -1)
+        the pyramid around its three points (T, N, 3, 2), bilinear with border padding. Frame
+        by frame and only around the points, so memory and time grow with the cells, not with
+        cells × pixels (:meth:`_around`)."""
+        return torch.stack([torch.cat([self._around(level[t], features[t], points[t], size)
+                                       for level in levels], -1)
+                            for t in range(points.shape[0])])
+
+    def _around(self, fmap: torch.Tensor, feature: torch.Tensor, points: torch.Tensor,
+                size: tuple[int, int]) -> torch.Tensor:
+        """(N, 3 · (2Δ+1)²) inner products of the features (N, C) with one frame's map
+        (C, h, w) at the (2Δ+1)² offsets of one map pixel around each point (N, 3, 2), image
+        positions in an image of ``size``. The offsets are whole map pixels, so a point's
+        offsets share its bilinear weights: the inner products are taken with the (2Δ+2)²
+        pixels around the point, then interpolated (the same as sampling whole-map products
+        as ``grid_sample`` does, ``align_corners=False``, clamped at the border)."""
+        channels, height, width = fmap.shape
+        table = fmap.permute(1, 2, 0).reshape(-1, channels)  # (h · w, C): a view, channels last
+        where = (points + 0.5) * points.new_tensor([height / size[0], width / size[1]]) - 0.5
+        corner = torch.floor(where)
+        fy, fx = (where - corner)[..., None, None].unbind(-3)  # (N, 3, 1, 1) each
+        steps = torch.arange(-self.config.radius, self.config.radius + 2, device=fmap.device)
+        rows = (corner[..., :1].long() + steps).clamp_(0, height - 1)  # (N, 3, 2Δ+2)
+        cols = (corner[..., 1:].long() + steps).clamp_(0, width - 1)
+        index = rows[..., :, None] * width + cols[..., None, :]  # (N, 3, 2Δ+2, 2Δ+2)
+        pixels = table.index_select(0, index.flatten()).reshape(len(points), -1, channels)
+        dots = torch.bmm(feature[:, None], pixels.transpose(1, 2)).reshape(index.shape)
+        dots = dots / math.sqrt(channels)
+        dots = dots[..., :-1, :] * (1 - fy) + dots[..., 1:, :] * fy
+        dots = dots[..., :-1] * (1 - fx) + dots[..., 1:] * fx
+        return dots.reshape(points.shape[0], -1)
 
     def forward(self, frames: torch.Tensor | None, queries: torch.Tensor,
-                features: torch.Tensor | list[torch.Tensor] | None = None,
+                features: torch.Tensor | Pyramid | None = None,
                 iterations: int | None = None) -> CAPOutput:
         """Track ``queries`` (N, 2), positions in the window's first frame, through the window.
 
         Give either ``frames`` (T, 1, H, W) or their precomputed :meth:`features` or
-        :meth:`pyramid` (kept per frame, they serve every window that holds the frame).
+        :meth:`pyramid` (kept per frame, they serve every window that holds the frame; see
+        :data:`Pyramid`).
         """
         if features is None:
             assert frames is not None
             features = self.features(frames)
         levels = self.pyramid(features) if isinstance(features, torch.Tensor) else features
-        features = levels[0]
-        steps = features.shape[0]
-        size = (features.shape[2] * STRIDE, features.shape[3] * STRIDE)
+        first = levels[0][0]  # (C, h, w): the first frame at full resolution
+        steps = len(levels[0])
+        size = (first.shape[1] * STRIDE, first.shape[2] * STRIDE)
         cells = queries.shape[0]
         points = queries[None, :, None, :].expand(steps, cells, POINTS, 2).clone()
-        feature = self._sample(features[:1], queries[None], size)[0]  # (N, C)
+        feature = self._sample(first[None], queries[None], size)[0]  # (N, C)
         feature = feature[None].expand(steps, cells, -1).clone()
-        timing = time_encoding(steps, self.config.hidden, features.device)[:, None]
+        timing = time_encoding(steps, self.config.hidden, first.device)[:, None]
         history = []
         for _ in range(iterations or self.config.iterations):
             points = points.detach()
@@ -231,4 +255,4 @@ def network_from(state: dict) -> CAPNet:
 
 
 __all__ = ["PERCENTILES", "POINTS", "SPACING", "STRIDE", "CAPConfig", "CAPNet", "CAPOutput",
-           "load_checkpoint", "network_from", "time_encoding"]
+           "Pyramid", "load_checkpoint", "network_from", "time_encoding"]
