@@ -15,8 +15,8 @@ Positions are (y, x) in pixels of the working image (the frames as the network s
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
