@@ -34,6 +34,8 @@ PERCENTILES = (1.0, 99.0)
 #: A feature pyramid (:meth:`CAPNet.pyramid`): per level, the frames' maps, as one (T, C, h, w)
 #: tensor or a sequence of (C, h, w) tensors.
 Pyramid = Sequence[torch.Tensor | Sequence[torch.Tensor]]
+#: The most feature values :meth:`CAPNet.correlation` gathers at once (16 MiB of float32).
+GATHER = 2**22
 #: Working scale: frames are resized so that the median distance between neighbouring cells
 #: is this many pixels (ten feature pixels), in training and in inference alike.
 SPACING = 40.0
@@ -173,36 +175,55 @@ class CAPNet(nn.Module):
     def correlation(self, levels: Pyramid, features: torch.Tensor, points: torch.Tensor,
                     size: tuple[int, int]) -> torch.Tensor:
         """Eq. (1): (T, N, 3 · S · (2Δ+1)²) inner products of each cell's feature (T, N, C) with
-        the pyramid around its three points (T, N, 3, 2), bilinear with border padding. Frame
-        by frame and only around the points, so memory and time grow with the cells, not with
-        cells × pixels (:meth:`_around`)."""
-        return torch.stack([torch.cat([self._around(level[t], features[t], points[t], size)
-                                       for level in levels], -1)
-                            for t in range(points.shape[0])])
+        the pyramid around its three points (T, N, 3, 2), bilinear with border padding. Only
+        the pixels around the points are read, a few frames at a time (at most :data:`GATHER`
+        values), so memory and time grow with the cells, not with cells × pixels."""
+        steps, cells = points.shape[:2]
+        per_frame = cells * POINTS * (2 * self.config.radius + 2) ** 2 * features.shape[-1]
+        chunk = max(1, GATHER // max(per_frame, 1))
+        return torch.cat([torch.cat([self._around(level[t:t + chunk], features[t:t + chunk],
+                                                  points[t:t + chunk], size)
+                                     for level in levels], -1)
+                          for t in range(0, steps, chunk)])
 
-    def _around(self, fmap: torch.Tensor, feature: torch.Tensor, points: torch.Tensor,
-                size: tuple[int, int]) -> torch.Tensor:
-        """(N, 3 · (2Δ+1)²) inner products of the features (N, C) with one frame's map
-        (C, h, w) at the (2Δ+1)² offsets of one map pixel around each point (N, 3, 2), image
-        positions in an image of ``size``. The offsets are whole map pixels, so a point's
-        offsets share its bilinear weights: the inner products are taken with the (2Δ+2)²
-        pixels around the point, then interpolated (the same as sampling whole-map products
-        as ``grid_sample`` does, ``align_corners=False``, clamped at the border)."""
-        channels, height, width = fmap.shape
-        table = fmap.permute(1, 2, 0).reshape(-1, channels)  # (h · w, C): a view, channels last
+    def _around(self, maps: torch.Tensor | Sequence[torch.Tensor], feature: torch.Tensor,
+                points: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """(t, N, 3 · (2Δ+1)²) inner products of the features (t, N, C) with the frames' maps
+        (C, h, w) at the (2Δ+1)² offsets of one map pixel around each point (t, N, 3, 2),
+        image positions in an image of ``size``. The offsets are whole map pixels, so a
+        point's offsets share its bilinear weights: the inner products are taken with the
+        (2Δ+2)² pixels around the point, then interpolated (as ``grid_sample`` samples
+        whole-map products, ``align_corners=False``, clamped at the border)."""
+        channels, height, width = maps[0].shape
         where = (points + 0.5) * points.new_tensor([height / size[0], width / size[1]]) - 0.5
         corner = torch.floor(where)
-        fy, fx = (where - corner)[..., None, None].unbind(-3)  # (N, 3, 1, 1) each
-        steps = torch.arange(-self.config.radius, self.config.radius + 2, device=fmap.device)
-        rows = (corner[..., :1].long() + steps).clamp_(0, height - 1)  # (N, 3, 2Δ+2)
+        fy, fx = (where - corner)[..., None, None].unbind(-3)  # (t, N, 3, 1, 1) each
+        steps = torch.arange(-self.config.radius, self.config.radius + 2, device=points.device)
+        rows = (corner[..., :1].long() + steps).clamp_(0, height - 1)  # (t, N, 3, 2Δ+2)
         cols = (corner[..., 1:].long() + steps).clamp_(0, width - 1)
-        index = rows[..., :, None] * width + cols[..., None, :]  # (N, 3, 2Δ+2, 2Δ+2)
-        pixels = table.index_select(0, index.flatten()).reshape(len(points), -1, channels)
-        dots = torch.bmm(feature[:, None], pixels.transpose(1, 2)).reshape(index.shape)
-        dots = dots / math.sqrt(channels)
+        index = rows[..., :, None] * width + cols[..., None, :]  # (t, N, 3, 2Δ+2, 2Δ+2)
+        pixels = self._gather(maps, index.flatten(1))
+        pairs = feature.reshape(-1, 1, channels)  # one row per frame and cell
+        dots = torch.bmm(pairs, pixels.reshape(len(pairs), -1, channels).transpose(1, 2))
+        dots = dots.reshape(index.shape) / math.sqrt(channels)
         dots = dots[..., :-1, :] * (1 - fy) + dots[..., 1:, :] * fy
         dots = dots[..., :-1] * (1 - fx) + dots[..., 1:] * fx
-        return dots.reshape(points.shape[0], -1)
+        return dots.flatten(2)
+
+    @staticmethod
+    def _gather(maps: torch.Tensor | Sequence[torch.Tensor], index: torch.Tensor
+                ) -> torch.Tensor:
+        """(t, K, C): the channels of the pixels ``index`` (t, K) (flat, row by row) of each
+        frame's map (C, h, w); each map is read as an (h · w, C) table, a view of a map stored
+        channels last (:meth:`pyramid`). Gathered in place, unless autograd needs the copies."""
+        tables = [fmap.permute(1, 2, 0).reshape(-1, fmap.shape[0]) for fmap in maps]
+        if torch.is_grad_enabled():  # training: an out= argument cannot be differentiated
+            return torch.stack([table.index_select(0, at)
+                                for table, at in zip(tables, index, strict=True)])
+        pixels = tables[0].new_empty(*index.shape, tables[0].shape[1])
+        for table, at, out in zip(tables, index, pixels, strict=True):
+            torch.index_select(table, 0, at, out=out)
+        return pixels
 
     def forward(self, frames: torch.Tensor | None, queries: torch.Tensor,
                 features: torch.Tensor | Pyramid | None = None,
