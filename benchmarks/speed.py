@@ -10,7 +10,7 @@ shipped (`all`, no adaptation) from the first frame's GT boxes; CAP's default mo
 detector's queries; EmbedTrack and CellBoxify with the models trained on Fluo-N2DH-SIM+ 01 (the
 simulated nuclei are of that kind). None of the models saw these simulated sequences.
 
-    python benchmarks/speed.py [--frames 20] [--threads 2]
+    python benchmarks/speed.py [--frames 20] [--threads 2] [--methods cap ...]
 """
 
 from __future__ import annotations
@@ -60,6 +60,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--methods", nargs="+", choices=list(SETTINGS), default=list(SETTINGS),
+                        help="the methods to time (default: all)")
     parser.add_argument("--one", nargs=2, metavar=("METHOD", "SEQ"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -73,7 +75,7 @@ def main() -> None:
                            SimParams(frames=args.frames, size=size, cells=cells), seed=0)
             counts = [len(np.unique(m)) - 1 for m in read_tracking_gt(
                 seq.with_name(f"{seq.name}_GT")).masks]
-            for method in SETTINGS:
+            for method in args.methods:
                 out = subprocess.run([sys.executable, __file__, "--one", method, str(seq),
                                       "--threads", str(args.threads)],
                                      capture_output=True, text=True, check=False)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from celltrail.cli import app
@@ -373,6 +374,54 @@ def test_correlation_is_the_inner_product_at_each_offset() -> None:
     for index, (y, x) in ((4, (2, 3)), (1, (1, 3)), (5, (2, 4))):  # centre, up, right
         expected = float(feature[0, 0] @ fmap[0, :, y, x]) / scale
         assert float(corr[0, 0, index]) == pytest.approx(expected, abs=1e-5)
+
+
+def _whole_map_correlation(net: CAPNet, levels: list[torch.Tensor], features: torch.Tensor,
+                           points: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Eq. (1) the direct way: inner products with whole maps, sampled by ``grid_sample``."""
+    steps, cells = points.shape[:2]
+    out = []
+    for s, fmap in enumerate(levels):
+        maps = torch.einsum("tnc,tchw->tnhw", features, fmap) / math.sqrt(features.shape[-1])
+        around = (points[:, :, :, None] + net.grid * (4 * 2**s)).reshape(steps * cells, -1, 2)
+        xy = torch.stack([(around[..., 1] + 0.5) / size[1], (around[..., 0] + 0.5) / size[0]], -1)
+        sampled = F.grid_sample(maps.reshape(steps * cells, 1, *maps.shape[2:]),
+                                xy[:, :, None] * 2 - 1, align_corners=False, padding_mode="border")
+        out.append(sampled.reshape(steps, cells, -1))
+    return torch.cat(out, -1)
+
+
+def test_correlation_equals_whole_map_products_sampled() -> None:
+    torch.manual_seed(0)
+    net = CAPNet(TINY)
+    levels = net.pyramid(torch.randn(3, 16, 16, 24))  # a 64 × 96 image
+    features = torch.randn(3, 5, 16)
+    points = torch.rand(3, 5, 3, 2) * torch.tensor([84.0, 116.0]) - 10  # some off the image
+    points[0, 0, 0] = torch.tensor([-40.0, 200.0])  # far off: border values only
+    expected = _whole_map_correlation(net, levels, features, points, (64, 96))
+    corr = net.correlation(levels, features, points, (64, 96))
+    torch.testing.assert_close(corr, expected, atol=1e-5, rtol=1e-5)
+    # per frame, as the tracker passes its cached pyramid
+    frames = [[level[t] for t in range(3)] for level in levels]
+    torch.testing.assert_close(net.correlation(frames, features, points, (64, 96)), corr)
+
+
+def test_correlation_memory_does_not_grow_with_the_image() -> None:
+    """Products with whole maps would make a (frames × cells × h × w) tensor: 64 times larger
+    on the larger map. Only the pixels around the points may be read."""
+    torch.manual_seed(0)
+    net = CAPNet(TINY)
+    features, points = torch.randn(2, 40, 16), torch.rand(2, 40, 3, 2) * 120
+
+    def largest(side: int) -> int:
+        levels = net.pyramid(torch.randn(2, 16, side, side))
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
+                                    profile_memory=True) as prof, torch.inference_mode():
+            net.correlation(levels, features, points, (4 * side, 4 * side))
+        return max(event.cpu_memory_usage for event in prof.events())
+
+    small, large = largest(32), largest(256)
+    assert 0 < large <= small < 2 * 40 * 32 * 32 * 4  # under one small whole-map product
 
 
 def test_losses_known_values() -> None:

@@ -15,6 +15,7 @@ Positions are (y, x) in pixels of the working image (the frames as the network s
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,6 +31,11 @@ STRIDE = 4
 POINTS = 3
 #: Input intensity percentiles that map to 0 and 1, per frame.
 PERCENTILES = (1.0, 99.0)
+#: A feature pyramid (:meth:`CAPNet.pyramid`): per level, the frames' maps, as one (T, C, h, w)
+#: tensor or a sequence of (C, h, w) tensors.
+Pyramid = Sequence[torch.Tensor | Sequence[torch.Tensor]]
+#: The most feature values :meth:`CAPNet.correlation` gathers at once (16 MiB of float32).
+GATHER = 2**22
 #: Working scale: frames are resized so that the median distance between neighbouring cells
 #: is this many pixels (ten feature pixels), in training and in inference alike.
 SPACING = 40.0
@@ -151,9 +157,10 @@ class CAPNet(nn.Module):
         return self.encoder(frames)
 
     def pyramid(self, features: torch.Tensor) -> list[torch.Tensor]:
-        """The feature map average-pooled by 1, 2, 4, … (one map per level)."""
-        return [features if s == 0 else F.avg_pool2d(features, 2**s)
-                for s in range(self.config.levels)]
+        """The feature map average-pooled by 1, 2, 4, … (one map per level), stored channels
+        last: :meth:`correlation` reads a pixel's channels together."""
+        return [(features if s == 0 else F.avg_pool2d(features, 2**s)).contiguous(
+            memory_format=torch.channels_last) for s in range(self.config.levels)]
 
     def _sample(self, fmap: torch.Tensor, points: torch.Tensor, size: tuple[int, int]
                 ) -> torch.Tensor:
@@ -165,42 +172,80 @@ class CAPNet(nn.Module):
                             padding_mode="border")
         return out[..., 0].transpose(1, 2)
 
-    def correlation(self, levels: list[torch.Tensor], features: torch.Tensor,
-                    points: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    def correlation(self, levels: Pyramid, features: torch.Tensor, points: torch.Tensor,
+                    size: tuple[int, int]) -> torch.Tensor:
         """Eq. (1): (T, N, 3 · S · (2Δ+1)²) inner products of each cell's feature (T, N, C) with
-        the pyramid around its three points (T, N, 3, 2). The inner products with whole maps
-        come first, so only one channel per cell is interpolated."""
+        the pyramid around its three points (T, N, 3, 2), bilinear with border padding. Only
+        the pixels around the points are read, a few frames at a time (at most :data:`GATHER`
+        values), so memory and time grow with the cells, not with cells × pixels."""
         steps, cells = points.shape[:2]
-        scale = math.sqrt(features.shape[-1])
-        out = []
-        for s, fmap in enumerate(levels):
-            maps = torch.einsum("tnc,tchw->tnhw", features, fmap) / scale
-            around = points[:, :, :, None] + self.grid * (STRIDE * 2**s)  # (T, N, 3, W, 2)
-            sampled = self._sample(maps.reshape(steps * cells, 1, *maps.shape[2:]),
-                                   around.reshape(steps * cells, -1, 2), size)
-            out.append(sampled.reshape(steps, cells, -1))
-        return torch.cat(out, -1)
+        per_frame = cells * POINTS * (2 * self.config.radius + 2) ** 2 * features.shape[-1]
+        chunk = max(1, GATHER // max(per_frame, 1))
+        return torch.cat([torch.cat([self._around(level[t:t + chunk], features[t:t + chunk],
+                                                  points[t:t + chunk], size)
+                                     for level in levels], -1)
+                          for t in range(0, steps, chunk)])
+
+    def _around(self, maps: torch.Tensor | Sequence[torch.Tensor], feature: torch.Tensor,
+                points: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """(t, N, 3 · (2Δ+1)²) inner products of the features (t, N, C) with the frames' maps
+        (C, h, w) at the (2Δ+1)² offsets of one map pixel around each point (t, N, 3, 2),
+        image positions in an image of ``size``. The offsets are whole map pixels, so a
+        point's offsets share its bilinear weights: the inner products are taken with the
+        (2Δ+2)² pixels around the point, then interpolated (as ``grid_sample`` samples
+        whole-map products, ``align_corners=False``, clamped at the border)."""
+        channels, height, width = maps[0].shape
+        where = (points + 0.5) * points.new_tensor([height / size[0], width / size[1]]) - 0.5
+        corner = torch.floor(where)
+        fy, fx = (where - corner)[..., None, None].unbind(-3)  # (t, N, 3, 1, 1) each
+        steps = torch.arange(-self.config.radius, self.config.radius + 2, device=points.device)
+        rows = (corner[..., :1].long() + steps).clamp_(0, height - 1)  # (t, N, 3, 2Δ+2)
+        cols = (corner[..., 1:].long() + steps).clamp_(0, width - 1)
+        index = rows[..., :, None] * width + cols[..., None, :]  # (t, N, 3, 2Δ+2, 2Δ+2)
+        pixels = self._gather(maps, index.flatten(1))
+        pairs = feature.reshape(-1, 1, channels)  # one row per frame and cell
+        dots = torch.bmm(pairs, pixels.reshape(len(pairs), -1, channels).transpose(1, 2))
+        dots = dots.reshape(index.shape) / math.sqrt(channels)
+        dots = dots[..., :-1, :] * (1 - fy) + dots[..., 1:, :] * fy
+        dots = dots[..., :-1] * (1 - fx) + dots[..., 1:] * fx
+        return dots.flatten(2)
+
+    @staticmethod
+    def _gather(maps: torch.Tensor | Sequence[torch.Tensor], index: torch.Tensor
+                ) -> torch.Tensor:
+        """(t, K, C): the channels of the pixels ``index`` (t, K) (flat, row by row) of each
+        frame's map (C, h, w); each map is read as an (h · w, C) table, a view of a map stored
+        channels last (:meth:`pyramid`). Gathered in place, unless autograd needs the copies."""
+        tables = [fmap.permute(1, 2, 0).reshape(-1, fmap.shape[0]) for fmap in maps]
+        if torch.is_grad_enabled():  # training: an out= argument cannot be differentiated
+            return torch.stack([table.index_select(0, at)
+                                for table, at in zip(tables, index, strict=True)])
+        pixels = tables[0].new_empty(*index.shape, tables[0].shape[1])
+        for table, at, out in zip(tables, index, pixels, strict=True):
+            torch.index_select(table, 0, at, out=out)
+        return pixels
 
     def forward(self, frames: torch.Tensor | None, queries: torch.Tensor,
-                features: torch.Tensor | list[torch.Tensor] | None = None,
+                features: torch.Tensor | Pyramid | None = None,
                 iterations: int | None = None) -> CAPOutput:
         """Track ``queries`` (N, 2), positions in the window's first frame, through the window.
 
         Give either ``frames`` (T, 1, H, W) or their precomputed :meth:`features` or
-        :meth:`pyramid` (kept per frame, they serve every window that holds the frame).
+        :meth:`pyramid` (kept per frame, they serve every window that holds the frame; see
+        :data:`Pyramid`).
         """
         if features is None:
             assert frames is not None
             features = self.features(frames)
         levels = self.pyramid(features) if isinstance(features, torch.Tensor) else features
-        features = levels[0]
-        steps = features.shape[0]
-        size = (features.shape[2] * STRIDE, features.shape[3] * STRIDE)
+        first = levels[0][0]  # (C, h, w): the first frame at full resolution
+        steps = len(levels[0])
+        size = (first.shape[1] * STRIDE, first.shape[2] * STRIDE)
         cells = queries.shape[0]
         points = queries[None, :, None, :].expand(steps, cells, POINTS, 2).clone()
-        feature = self._sample(features[:1], queries[None], size)[0]  # (N, C)
+        feature = self._sample(first[None], queries[None], size)[0]  # (N, C)
         feature = feature[None].expand(steps, cells, -1).clone()
-        timing = time_encoding(steps, self.config.hidden, features.device)[:, None]
+        timing = time_encoding(steps, self.config.hidden, first.device)[:, None]
         history = []
         for _ in range(iterations or self.config.iterations):
             points = points.detach()
@@ -231,4 +276,4 @@ def network_from(state: dict) -> CAPNet:
 
 
 __all__ = ["PERCENTILES", "POINTS", "SPACING", "STRIDE", "CAPConfig", "CAPNet", "CAPOutput",
-           "load_checkpoint", "network_from", "time_encoding"]
+           "Pyramid", "load_checkpoint", "network_from", "time_encoding"]

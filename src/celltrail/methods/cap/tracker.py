@@ -341,7 +341,7 @@ class CAPTracker(Tracker):
         size = (max(8, round(height * scale)), max(8, round(width * scale)))
         factor = np.array([size[0] / height, size[1] / width], np.float32)
 
-        def pyramid(start: int, stop: int) -> list[torch.Tensor]:
+        def pyramid(start: int, stop: int) -> list[list[torch.Tensor]]:
             for t in [t for t in self._pyramids if t < start]:
                 del self._pyramids[t]
             for t in range(start, stop):  # frame by frame: on the CPU, big batches are slower
@@ -349,7 +349,7 @@ class CAPTracker(Tracker):
                     frame = self._working(np.asarray(images[t]), size)[None]
                     self._pyramids[t] = [level[0] for level in
                                          self.net.pyramid(self.net.features(frame))]
-            return [torch.stack([self._pyramids[t][s] for t in range(start, stop)])
+            return [[self._pyramids[t][s] for t in range(start, stop)]  # no copy: a list
                     for s in range(len(self._pyramids[start]))]
 
         def predict(start: int, stop: int, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
