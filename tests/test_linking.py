@@ -223,16 +223,25 @@ def test_measure_gives_known_centroids_and_areas_for_any_label_values() -> None:
             [frame == 2, frame == 3, frame == 7], [1, 2, 3]).tolist()
 
 
-def test_division_found_when_the_mother_sits_on_one_daughter() -> None:
-    # A marker may stay where the mother was and become one daughter; the other appears 12 px
-    # away (0.75 diameters): still a division, as laptrack would find it.
+def newcomer_scene(stayer: int, radius: float) -> list[list[Cell]]:
+    """Cell 1 (radius 8) sits still for 3 frames; from frame 3 a radius-7 cell (identity
+    ``stayer``) stays in its place and a newcomer of ``radius`` (identity 11) appears 12 px
+    away (0.75 diameters) and drifts off; cell 2 moves far away from them."""
     scene = []
     for t in range(6):
         other: Cell = (2, (75.0, 20.0 + 2 * t), 8.0)
         if t <= 2:
             scene.append([(1, (30.0, 40.0), 8.0), other])
         else:
-            scene.append([(10, (30.0, 40.0), 7.0), (11, (30.0, 52.0 + (t - 3)), 7.0), other])
+            scene.append([(stayer, (30.0, 40.0), 7.0), (11, (30.0, 52.0 + (t - 3)), radius),
+                          other])
+    return scene
+
+
+def test_division_found_when_the_mother_sits_on_one_daughter() -> None:
+    # A marker may stay where the mother was and become one daughter; the other, of her size,
+    # appears beside it: still a division, as laptrack would find it.
+    scene = newcomer_scene(10, 7.0)
     result = link(frames_of(scene))
     result.validate()
     labels = track_of(result, scene)
@@ -242,15 +251,9 @@ def test_division_found_when_the_mother_sits_on_one_daughter() -> None:
 
 
 def test_a_much_smaller_newcomer_beside_a_cell_is_not_her_daughter() -> None:
-    # The same scene, but the object appearing 12 px away is a quarter of the other's area
-    # (radius 3.5 against 7): not the other half of a division, so a new track, no parent.
-    scene = []
-    for t in range(6):
-        other: Cell = (2, (75.0, 20.0 + 2 * t), 8.0)
-        if t <= 2:
-            scene.append([(1, (30.0, 40.0), 8.0), other])
-        else:
-            scene.append([(1, (30.0, 40.0), 7.0), (11, (30.0, 52.0 + (t - 3)), 3.5), other])
+    # The newcomer has a quarter of the other's area (radius 3.5 against 7): not the other half
+    # of a division, so a new track without a parent, and the cell goes on.
+    scene = newcomer_scene(1, 3.5)
     result = link(frames_of(scene))
     result.validate()
     labels = track_of(result, scene)
