@@ -21,6 +21,8 @@ from celltrail.methods.boxtrack import (
     MemoryBank,
     MemoryEntry,
 )
+from celltrail.methods.boxtrack.roundtrip import round_trip
+from celltrail.methods.boxtrack.tracker import prompted_frame
 from celltrail.metrics.ctc import evaluate_result
 from celltrail.simulate import SimParams, simulate
 from tests.conftest import disc
@@ -163,3 +165,34 @@ def test_all_boxes_too_small() -> None:
             pytest.raises(InputError, match=r"^no box prompts left to track: all 2 boxes have a "
                                             r"side below 5 px$"):
         BoxTracker(segmenter=ClassicalPromptSegmenter()).track(open_sequence(frames), boxes)
+
+
+class _Forgetful(ClassicalPromptSegmenter):
+    """Segments the first frame it is shown, and sees nothing after it."""
+
+    def __init__(self) -> None:
+        super().__init__("fluo-nuclei")
+        self.shown = 0
+
+    def encode(self, image: np.ndarray) -> object:
+        self.shown += 1
+        return super().encode(image if self.shown == 1 else np.zeros_like(image))
+
+
+def test_the_round_trip_tells_a_tracker_that_loses_its_cells(tmp_path: Path) -> None:
+    params = SimParams(frames=4, size=160, cells=6, division_rate=0, apoptosis_rate=0,
+                       displacement=0.05, overlap=0, irregularity=0.3)
+    simulate(tmp_path, params, seed=2)
+    boxes, _ = boxes_from_gt(tmp_path / "01_GT")
+    frames = [np.asarray(f) for f in open_sequence(tmp_path / "01")]
+    diameter = float(np.median(np.sqrt(boxes["w"] * boxes["h"])))
+    steady = ClassicalPromptSegmenter("fluo-nuclei")
+    steady.set_scale(diameter)
+    trip = round_trip(steady, BoxTrackConfig(), frames, boxes, range(len(boxes)))
+    assert (trip.recall, trip.precision, trip.growth, trip.score) == (1, 1, 1, 1)
+    forgetful = _Forgetful()
+    forgetful.set_scale(diameter)
+    first = prompted_frame(forgetful, BoxTrackConfig(), frames[0], boxes)
+    assert len(np.unique(first)) - 1 == len(boxes)  # the prompted frame alone looks perfect
+    trip = round_trip(forgetful, BoxTrackConfig(), frames, boxes, range(len(boxes)))
+    assert (trip.recall, trip.score) == (0, 0)

@@ -272,4 +272,4 @@ def test_a_poor_fit_to_the_prompts_warns(tmp_path: Path) -> None:
     segmenter.set_scale(24.0)
     with pytest.warns(UserWarning, match=r"even the best BoxTrack backend \(.*\) matches only "
                                          r"0% of the prompted cells"):
-        segmenter.calibrate(empty, boxes, BoxTrackConfig())
+        segmenter.calibrate([empty], boxes, BoxTrackConfig())

@@ -2,11 +2,16 @@
 
 On the prompted frame the true boxes are known, so every backend can be scored before tracking:
 the frame is segmented as the tracker would segment it, and each prompted cell's mask box is
-compared with its prompt (IoU; a cell is matched at IoU ≥ :data:`MATCH_IOU`). Candidates are
-the learned backend, its copy adapted to the frame (:mod:`celltrail.methods.boxtrack.adapt`) and
-the classical backend with each preset, all at the cell size the prompt boxes give. When one
-candidate is adapted, every fourth prompt is held out of the adaptation and all candidates are
-scored on those held-out cells, so the adapted copy is not judged on the boxes it learnt from.
+compared with its prompt (IoU; a cell is matched at IoU ≥ :data:`MATCH_IOU`). Masks that fit the
+prompted frame can still track badly, so each backend also tracks a few frames forward and back
+(:mod:`celltrail.methods.boxtrack.roundtrip`), and the best round trip is chosen (ties: the
+better fit on the prompted frame). Candidates are the learned backend, its copy adapted to the
+frame (:mod:`celltrail.methods.boxtrack.adapt`) and the classical backend with each preset, all
+at the cell size the prompt boxes give; with ``auto`` also the classical backend at the cell size
+the frame itself shows with that preset where the two differ (a box spans a cell's protrusions).
+When one candidate is adapted, every fourth prompt is
+held out of the adaptation and all candidates are scored on those held-out cells, so the adapted
+copy is not judged on the boxes it learnt from.
 """
 
 from __future__ import annotations
@@ -21,11 +26,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage as ndi
 
 from celltrail.methods.boxtrack.adapt import Adapted, AdaptParams, adapt
 from celltrail.methods.boxtrack.config import BoxTrackConfig
-from celltrail.methods.boxtrack.patch import Patch, box_iou
+from celltrail.methods.boxtrack.patch import Patch
+from celltrail.methods.boxtrack.roundtrip import FRAMES, MATCH_IOU, returned_ious, round_trip
 from celltrail.methods.boxtrack.segmenters import (
     Candidates,
     ClassicalPromptSegmenter,
@@ -33,18 +38,19 @@ from celltrail.methods.boxtrack.segmenters import (
 )
 from celltrail.methods.boxtrack.tracker import prompted_frame
 from celltrail.segmentation.classical import PRESETS
+from celltrail.segmentation.scale import MIN_CONFIDENCE, estimate_diameter
 
 if TYPE_CHECKING:
     import torch
 
 LOG = logging.getLogger("celltrail")
-#: A prompted cell is matched when its mask's box overlaps the prompt with at least this IoU
-#: (the usual detection criterion, PASCAL VOC's).
-MATCH_IOU = 0.5
-#: Below this share of matched prompts even the best backend is poor: a warning says so.
+#: Below this share of matched prompts (or this round-trip score) even the best backend is
+#: poor: a warning says so.
 POOR_MATCHED = 0.5
 #: With adaptation, every this-many-th prompt is held out of it and scored.
 HOLD_OUT = 4
+#: Sizes within this factor of each other are the same (the ±25 % of the scale target).
+SAME_SIZE = 1.25
 #: The adapted learned backend's name in the report.
 ADAPTED = "learned, adapted"
 
@@ -56,6 +62,12 @@ class Agreement:
     name: str
     mean_iou: float  #: mean over the scored prompts; 0 for a cell left without a mask
     matched: float  #: share of the scored prompts with IoU ≥ MATCH_IOU
+    round_trip: float | None = None  #: the round trip's score; None on a single frame
+
+    def rank(self) -> tuple[float, float, float]:
+        """Sort key: the round trip first, then the fit on the prompted frame."""
+        trip = self.matched if self.round_trip is None else self.round_trip
+        return trip, self.matched, self.mean_iou
 
 
 @dataclass
@@ -75,9 +87,12 @@ class Calibration:
         """The report printed before tracking."""
         held = ", held out of the adaptation" if self.scored < self.prompts else ""
         lines = ["prompt check: box IoU of each prompted cell's mask with its prompt",
-                 f"({self.scored} of {self.prompts} cells{held}; matched: IoU ≥ {MATCH_IOU})",
-                 f"  {'backend':<32} {'mean IoU':>8} {'matched':>8}"]
-        lines += [f"  {a.name:<32} {a.mean_iou:>8.3f} {a.matched:>8.2f}" for a in self.scores]
+                 f"({self.scored} of {self.prompts} cells{held}; matched: IoU ≥ {MATCH_IOU}); "
+                 f"round trip: {FRAMES} frames forward and back (F1 of cells back in their box)",
+                 f"  {'backend':<32} {'mean IoU':>8} {'matched':>8} {'round trip':>10}"]
+        lines += [f"  {a.name:<32} {a.mean_iou:>8.3f} {a.matched:>8.2f} "
+                  f"{'-' if a.round_trip is None else f'{a.round_trip:.2f}':>10}"
+                  for a in self.scores]
         if self.adapt_seconds is not None:
             lines.append(f"  adaptation: {self.adapt_steps} steps in {self.adapt_seconds:.1f} s")
         lines.append(f"backend: {self.chosen}")
@@ -87,24 +102,18 @@ class Calibration:
         return next(a for a in self.scores if a.name == self.chosen)
 
 
-def agreement(name: str, segmenter: PromptSegmenter, image: np.ndarray, prompts: pd.DataFrame,
-              scored: Sequence[int], config: BoxTrackConfig) -> Agreement:
-    """Score ``segmenter`` on the prompted frame: the masks the tracker paints for ``prompts``,
-    compared with the prompts at the row positions ``scored``."""
+def agreement(name: str, segmenter: PromptSegmenter, frames: Sequence[np.ndarray],
+              prompts: pd.DataFrame, scored: Sequence[int], config: BoxTrackConfig) -> Agreement:
+    """Score ``segmenter`` on the prompted frame ``frames[0]``: the masks the tracker paints for
+    ``prompts``, compared with the prompts at the row positions ``scored``; and, given more
+    than one frame, on the round trip through them."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # empty boxes: the score says it
-        labels = prompted_frame(segmenter, config, image, prompts)
-    rows = prompts.iloc[list(scored)]
-    boxes = rows[["x", "y", "w", "h"]].to_numpy(dtype=np.float64, copy=True)
-    boxes[:, 2:] += boxes[:, :2]
-    found = ndi.find_objects(labels)
-    ious = np.zeros(len(rows))
-    for i, label in enumerate(rows["id"].astype(int)):
-        where = found[label - 1] if 0 < label <= len(found) else None
-        if where is not None:
-            box = np.array([where[1].start, where[0].start, where[1].stop, where[0].stop])
-            ious[i] = box_iou(box, boxes[i])[0]
-    return Agreement(name, float(ious.mean()), float(np.mean(ious >= MATCH_IOU)))
+        labels = prompted_frame(segmenter, config, frames[0], prompts)
+        trip = (round_trip(segmenter, config, frames, prompts, scored).score
+                if len(frames) > 1 else None)
+    ious = returned_ious(labels, prompts.iloc[list(scored)])
+    return Agreement(name, float(ious.mean()), float(np.mean(ious >= MATCH_IOU)), trip)
 
 
 class CalibratedSegmenter:
@@ -139,18 +148,23 @@ class CalibratedSegmenter:
     def set_scale(self, diameter: float) -> None:
         self.diameter = diameter
 
-    def calibrate(self, image: np.ndarray, prompts: pd.DataFrame,
+    def calibrate(self, images: Sequence[np.ndarray], prompts: pd.DataFrame,
                   config: BoxTrackConfig) -> Calibration:
-        """Build, adapt and score the candidates on the prompted frame; keep the best."""
+        """Build, adapt and score the candidates on the prompted frame (the frame of
+        ``prompts``, the cells of one frame of ``images``) and the round trip from it; keep the
+        best."""
         start = time.perf_counter()
-        segmenters, adapted = self._candidates(image, prompts)
+        first = int(prompts["frame"].iloc[0])
+        frames = [np.asarray(images[t]) for t in range(first, min(first + FRAMES + 1,
+                                                                  len(images)))]
+        segmenters, adapted = self._candidates(frames[0], prompts)
         n = len(prompts)
         scored = range(0, n, HOLD_OUT) if adapted is not None and n >= HOLD_OUT else range(n)
-        scores = [agreement(name, seg, image, prompts, scored, config)
+        scores = [agreement(name, seg, frames, prompts, scored, config)
                   for name, seg in segmenters.items()]
         choices = [a for a in scores
                    if self.backend == "auto" or adapted is None or a.name == ADAPTED]
-        best = max(choices, key=lambda a: (a.matched, a.mean_iou))
+        best = max(choices, key=Agreement.rank)
         self.chosen = segmenters[best.name]
         calibration = Calibration(scores, best.name, len(scored), n, segmenters)
         if adapted is not None:
@@ -161,7 +175,7 @@ class CalibratedSegmenter:
         calibration.seconds = time.perf_counter() - start
         self.calibration = calibration
         LOG.info(calibration.table())
-        if best.matched < POOR_MATCHED:
+        if best.matched < POOR_MATCHED or (best.round_trip or 1.0) < POOR_MATCHED:
             warnings.warn(poor_fit(best), stacklevel=2)
         return calibration
 
@@ -179,12 +193,22 @@ class CalibratedSegmenter:
                 hold = range(0, len(boxes), HOLD_OUT) if len(boxes) >= HOLD_OUT else ()
                 adapted = adapt(self.learned, image, boxes, self.adapt, hold)
                 segmenters[ADAPTED] = adapted.segmenter
-        if self.backend in ("auto", "classical"):
-            for preset in PRESETS if self.backend == "auto" else [self.preset]:
-                classical = ClassicalPromptSegmenter(preset)
-                classical.set_scale(self.diameter)
-                segmenters[f"classical ({preset})"] = classical
+        if self.backend == "classical":
+            segmenters[f"classical ({self.preset})"] = self._classical(self.preset, self.diameter)
+        if self.backend == "auto":
+            for preset in PRESETS:
+                segmenters[f"classical ({preset})"] = self._classical(preset, self.diameter)
+                seen = image_diameter(image, preset, self.diameter)
+                if seen is not None:
+                    segmenters[f"classical ({preset}, {seen:.0f} px)"] = self._classical(
+                        preset, seen)
         return segmenters, adapted
+
+    @staticmethod
+    def _classical(preset: str, diameter: float) -> ClassicalPromptSegmenter:
+        classical = ClassicalPromptSegmenter(preset)
+        classical.set_scale(diameter)
+        return classical
 
     def _use(self) -> PromptSegmenter:
         if self.chosen is None:
@@ -202,11 +226,23 @@ class CalibratedSegmenter:
         return self._use().proposals(features)
 
 
+def image_diameter(image: np.ndarray, preset: str, boxes: float) -> float | None:
+    """The cell diameter ``image`` shows with ``preset`` where it differs from the prompts'
+    box size ``boxes`` by over a quarter (a box spans a cell's protrusions, its body sets the
+    classical segmentation's scale); None where it agrees or is unsure."""
+    seen, confidence = estimate_diameter(image, preset)
+    if confidence < MIN_CONFIDENCE or abs(np.log(seen / boxes)) <= np.log(SAME_SIZE):
+        return None
+    return seen
+
+
 def poor_fit(best: Agreement) -> str:
     """The warning when even the best backend fits the prompts badly, with what to try."""
+    trip = ("" if best.round_trip is None else
+            f" and scores {best.round_trip:.2f} on a {FRAMES}-frame round trip")
     return (f"even the best BoxTrack backend ({best.name}) matches only "
             f"{best.matched:.0%} of the prompted cells on their frame (mean box IoU "
-            f"{best.mean_iou:.2f}): check that the boxes are x,y,w,h in pixels and on the right "
-            f"frame (--box-frame-base 1 for a bbox.txt counted from 1); try --preset for your "
-            f"modality, or train a model on your data (celltrail train prompt-segmenter) and "
-            f"give it with --model")
+            f"{best.mean_iou:.2f}){trip}: check that the boxes are x,y,w,h in pixels and on the "
+            f"right frame (--box-frame-base 1 for a bbox.txt counted from 1); try --preset for "
+            f"your modality, or train a model on your data (celltrail train prompt-segmenter) "
+            f"and give it with --model")

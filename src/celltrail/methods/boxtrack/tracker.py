@@ -10,7 +10,7 @@ nobody prompted can start tracks of their own.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -114,7 +114,11 @@ class BoxTracker(Tracker):
             segmenter = segmenter.chosen  # type: ignore[attr-defined]
         if getattr(segmenter, "preset", None):
             found["preset"] = f"{segmenter.preset} (classical backend)"  # type: ignore[attr-defined]
-        if self.diameter is not None:
+        used = getattr(segmenter, "diameter", None) or self.diameter
+        if used is not None and used != self.diameter:
+            found["diameter"] = (f"{used:.1f} px (measured on the first frame; the prompts' "
+                                 f"median box size is {self.diameter:.1f} px)")
+        elif self.diameter is not None:
             found["diameter"] = f"{self.diameter:.1f} px (the first prompts' median box size)"
         return found
 
@@ -126,7 +130,7 @@ class BoxTracker(Tracker):
         self.segmenter.set_scale(self.diameter)
         calibrate = getattr(self.segmenter, "calibrate", None)
         if calibrate is not None:  # choose (and adapt) the backend on the prompted frame
-            calibrate(images[int(first["frame"].iloc[0])], first, self.config)
+            calibrate(images, first, self.config)
         state = _State(_resolved(self.config, self.segmenter), self.segmenter)
         for t, image in enumerate(images):
             if image.ndim != 2:
@@ -147,7 +151,18 @@ def prompted_frame(segmenter: PromptSegmenter, config: BoxTrackConfig, image: np
                    prompts: pd.DataFrame) -> np.ndarray:
     """The label image BoxTrack paints on a frame from its ``prompts`` alone (labels are the
     prompt ids): what the tracking starts from."""
-    return _State(_resolved(config, segmenter), segmenter).step(0, image, prompts)
+    return last_frame(segmenter, config, [image], prompts)
+
+
+def last_frame(segmenter: PromptSegmenter, config: BoxTrackConfig,
+               frames: Sequence[np.ndarray], prompts: pd.DataFrame) -> np.ndarray:
+    """The label image of the last of ``frames`` when BoxTrack follows ``prompts`` (the cells of
+    the first of them) through them all."""
+    state = _State(_resolved(config, segmenter), segmenter)
+    labels = np.zeros(0)
+    for t, image in enumerate(frames):
+        labels = state.step(t, image, prompts if t == 0 else prompts.iloc[:0])
+    return labels
 
 
 def _centred(patch: Patch, box: np.ndarray) -> Patch:
