@@ -58,7 +58,10 @@ def run(seq: Path, out: Path, options: tuple[str, ...]) -> list[str]:
     lines = result.stderr.splitlines()
     if result.exit_code != 0:
         return [lines[-1] if lines else "failed", *"–" * 5, f"{seconds:.0f}"]
-    said = "; ".join(line.split(" (")[0] for line in lines if line.startswith(SAID))
+    summary = lines[next(i for i, line in enumerate(lines) if line.startswith("cells per")):]
+    said = "; ".join(line.split(" (")[0] if not line.startswith("backend:") else
+                     line.removesuffix(" (prompt check)")
+                     for line in summary if line.startswith(SAID))
     found = counts(list(read_result(out).masks))
     scores = evaluate(gt, out, threads=1)
     return [said, stats(found), str(int(np.sum(found == 0))),
