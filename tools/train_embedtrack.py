@@ -13,7 +13,8 @@ of frames of every shared sequence but the held-out one, plus the simulated sequ
 modality, each rescaled so its median cell is ``CANONICAL_DIAMETER`` pixels wide, with the
 appearance augmentations on. It stays in ``.cache/embedtrack/general[-without-NAME].pt``:
 
-    python tools/train_embedtrack.py --general --holdout Fluo-N2DH-GOWT1 --steps 1200 --threads 1
+    python tools/train_embedtrack.py --general --holdout Fluo-N2DH-GOWT1 --steps 700 --batch 4 \
+        --lr 1e-3 --threads 1
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def general_name(holdout: str | None) -> str:
     return "general" if holdout is None else f"general-without-{holdout}"
 
 
-def train_general(holdout: str | None, steps: int, crop: int, resume: bool) -> None:
+def train_general(holdout: str | None, params: TrainParams, resume: bool) -> None:
     """Train the scale-normalised generalist without ``holdout`` (see the module docstring)."""
     name, start = general_name(holdout), time.perf_counter()
     folders = [SHARED / s / "01" for s in SEQUENCES if s != holdout]
@@ -62,11 +63,10 @@ def train_general(holdout: str | None, steps: int, crop: int, resume: bool) -> N
     print(f"{name}: {len(sequences)} sequences ({', '.join(s.name for s in sequences)}) "
           f"loaded in {loaded:.0f} s", flush=True)
     out = CACHE / f"{name}.pt"
-    params = TrainParams(steps=steps, sample=SampleParams(crop=crop, appearance=True),
-                         canonical_diameter=CANONICAL_DIAMETER)
     train(sequences, out, params, resume=out if resume and out.exists() else None,
           progress=reporter(name, start))
-    print(f"{name}: {steps} steps, threads {torch.get_num_threads()}, "
+    print(f"{name}: {params.steps} steps of batch {params.batch}, "
+          f"threads {torch.get_num_threads()}, "
           f"{time.perf_counter() - start:.0f} s in all (loading {loaded:.0f} s)", flush=True)
 
 
@@ -80,12 +80,18 @@ def main() -> None:
                         help="train the scale-normalised generalist")
     parser.add_argument("--holdout", choices=SEQUENCES,
                         help="with --general: the shared sequence it never sees")
-    parser.add_argument("--crop", type=int, default=256, help="with --general: crop side")
+    parser.add_argument("--crop", type=int, default=128, help="with --general: crop side")
+    parser.add_argument("--batch", type=int, default=2, help="with --general: batch size")
+    parser.add_argument("--lr", type=float, default=5e-4, help="with --general: peak rate")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     CACHE.mkdir(parents=True, exist_ok=True)
     if args.general:
-        train_general(args.holdout, args.steps, args.crop, args.resume)
+        sample = SampleParams(crop=args.crop, appearance=True)
+        train_general(args.holdout, TrainParams(steps=args.steps, batch=args.batch, lr=args.lr,
+                                                sample=sample,
+                                                canonical_diameter=CANONICAL_DIAMETER),
+                      args.resume)
         return
     (PACKAGE / "embedtrack").mkdir(parents=True, exist_ok=True)
     for name in args.only or SEQUENCES:
