@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,8 @@ def accuracy(names: list[str]) -> None:
 
 #: Where ``tools/train_embedtrack.py --general`` leaves its models.
 GENERAL = Path(".cache/embedtrack")
+#: The bundled sample: a crop of Fluo-N2DH-GOWT1 01 (``celltrail demo``).
+SAMPLE = Path(str(files("celltrail") / "sample_data" / "Fluo-N2DH-GOWT1-crop"))
 
 
 def trained_on(state: dict) -> str:
@@ -85,7 +88,8 @@ def general_row(model: str, images: ImageSequence, gt: Path, truth: str, label: 
 
 def general(names: list[str]) -> None:
     """Leave-one-dataset-out: each held-out sequence's generalist beside its per-dataset
-    model on the last 10% of ``01``, then alone on the whole of ``01``."""
+    model on the last 10% of ``01``, then alone on the whole of ``01``; both on the bundled
+    sample where it is a crop of that sequence (which the per-dataset model saw)."""
     print("| model | trained on (first 90% of each 01) | saw the scored sequence | scored on "
           "| frames | SEG | DET | TRA | cell diameter | s/frame | training |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -103,6 +107,10 @@ def general(names: list[str]) -> None:
         truth = "GT" if (whole.with_name("01_GT") / "SEG").is_dir() else "none"
         print(general_row(str(lodo), open_sequence(whole), whole.with_name("01_GT"), truth,
                           f"{name} 01, all frames"), flush=True)
+        crop = SAMPLE.with_name(f"{name}-crop")
+        for model in (name, str(lodo)) if crop.is_dir() else ():
+            print(general_row(model, open_sequence(crop / "01"), crop / "01_GT", "GT",
+                              f"bundled sample ({crop.name} of 01)"), flush=True)
 
 
 def speed(repeats: int = 3) -> None:

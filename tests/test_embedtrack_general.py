@@ -11,7 +11,9 @@ import pytest
 import tifffile
 import torch
 from skimage.transform import resize
+from typer.testing import CliRunner
 
+from celltrail.cli import app
 from celltrail.core.errors import InputError
 from celltrail.core.sequence import open_sequence
 from celltrail.methods.embedtrack import EmbedTracker
@@ -105,6 +107,14 @@ def test_general_model_stops_when_the_cell_size_cannot_be_told(
         EmbedTracker(model=str(general_model)).track(open_sequence(folder))
     result = EmbedTracker(model=str(general_model), diameter=20.0).track(open_sequence(folder))
     assert np.asarray(result.masks[0]).shape == (64, 64)
+    out = tmp_path / "res"
+    cli = CliRunner().invoke(app, ["track", str(folder), "--out", str(out), "--method",
+                                   "embedtrack", "--model", str(general_model)])
+    assert cli.exit_code == 1
+    assert cli.stderr.splitlines()[-1] == (
+        f"error: {folder / 't000.tif'}: cannot tell the cell size: the first frame shows no "
+        "cell-like structure to measure; give the cell diameter in pixels (--diameter)")
+    assert not out.exists()
 
 
 def test_per_dataset_model_sees_the_input_unchanged(tiny_embedtrack: Path,
