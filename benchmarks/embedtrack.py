@@ -8,7 +8,13 @@ so; where neither exists it is left out. Seconds per frame include normalisation
 network, clustering and linking, without and with test-time augmentation (8 symmetries), on
 the 512 x 512 frames of DIC-C2DH-HeLa (measure on an idle machine).
 
-    python benchmarks/embedtrack.py [--part all|accuracy|speed] [--only NAME] [--threads 2]
+``--part general`` scores the scale-normalised generalists left out of one shared sequence each
+(``.cache/embedtrack/general-without-NAME.pt``, ``tools/train_embedtrack.py --general``) on
+that sequence: on the same last 10% as the per-dataset model (shown beside it), and on the whole
+of ``01``, which it never saw. Their cell diameter is estimated on the first frame scored.
+
+    python benchmarks/embedtrack.py [--part all|accuracy|speed|general] [--only NAME]
+                                    [--threads 2]
 """
 
 from __future__ import annotations
@@ -16,13 +22,14 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
 import torch
-from common import SEQUENCES, tail
+from common import SEQUENCES, SHARED, tail
 
-from celltrail.core.sequence import ArraySequence, open_sequence
+from celltrail.core.sequence import ArraySequence, ImageSequence, open_sequence
 from celltrail.methods.embedtrack import EmbedTracker
 from celltrail.metrics import evaluate_result
 from celltrail.models.embedtrack import load_checkpoint
@@ -47,6 +54,65 @@ def accuracy(names: list[str]) -> None:
               f"| {tta['TRA']:.3f} | {state['step']} steps, {minutes:.0f} min |", flush=True)
 
 
+#: Where ``tools/train_embedtrack.py --general`` leaves its models.
+GENERAL = Path(".cache/embedtrack")
+#: The bundled sample: a crop of Fluo-N2DH-GOWT1 01 (``celltrail demo``).
+SAMPLE = Path(str(files("celltrail") / "sample_data" / "Fluo-N2DH-GOWT1-crop"))
+
+
+def trained_on(state: dict) -> str:
+    """What a model saw: its shared sequences (first 90% of ``01``) and how many simulated."""
+    names = [str(n) for n in state["trained_on"]]
+    shared = [n.split("/")[0] for n in names if n.split("/")[0] in SEQUENCES]
+    simulated = len(names) - len(shared)
+    return ", ".join(shared) + (f" + {simulated} simulated" if simulated else "")
+
+
+def general_row(model: str, images: ImageSequence, gt: Path, truth: str, label: str) -> str:
+    """One table row: ``model`` scored on ``images`` against ``gt``."""
+    state = load_checkpoint(model_path("embedtrack", model))
+    tracker = EmbedTracker(model=model)
+    start = time.perf_counter()
+    result = tracker.track(images)
+    seconds = (time.perf_counter() - start) / len(images)
+    scores = evaluate_result(result, gt, threads=1)
+    seg = "n/a" if truth == "none" else f"{scores['SEG']:.3f}" + " (vs ST)" * (truth == "ST")
+    diameter = tracker.settings().get("diameter", "native scale")
+    minutes = float(state["seconds"]) / 60
+    saw = "no" if Path(model).stem.startswith("general-without-") else "yes, first 90% of 01"
+    return (f"| {Path(model).stem} | {trained_on(state)} | {saw} | {label} | {len(images)} "
+            f"| {seg} "
+            f"| {scores['DET']:.3f} | {scores['TRA']:.3f} | {diameter} | {seconds:.2f} "
+            f"| {state['step']} steps, {minutes:.0f} min |")
+
+
+def general(names: list[str]) -> None:
+    """Leave-one-dataset-out: each held-out sequence's generalist beside its per-dataset
+    model on the last 10% of ``01``, then alone on the whole of ``01``; both on the bundled
+    sample where it is a crop of that sequence (which the per-dataset model saw)."""
+    print("| model | trained on (first 90% of each 01) | saw the scored sequence | scored on "
+          "| frames | SEG | DET | TRA | cell diameter | s/frame | training |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for name in names:
+        lodo = GENERAL / f"general-without-{name}.pt"
+        if not lodo.is_file():
+            print(f"| {lodo.stem} | not trained | no | {name} | | | | | | | |", flush=True)
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            images_dir, truth = tail(name, Path(tmp))
+            images, gt = open_sequence(images_dir), images_dir.with_name("01_GT")
+            for model in (name, str(lodo)):
+                print(general_row(model, images, gt, truth, f"{name} 01, last 10%"), flush=True)
+        whole = SHARED / name / "01"
+        truth = "GT" if (whole.with_name("01_GT") / "SEG").is_dir() else "none"
+        print(general_row(str(lodo), open_sequence(whole), whole.with_name("01_GT"), truth,
+                          f"{name} 01, all frames"), flush=True)
+        crop = SAMPLE.with_name(f"{name}-crop")
+        for model in (name, str(lodo)) if crop.is_dir() else ():
+            print(general_row(model, open_sequence(crop / "01"), crop / "01_GT", "GT",
+                              f"bundled sample ({crop.name} of 01)"), flush=True)
+
+
 def speed(repeats: int = 3) -> None:
     """Seconds per 512 x 512 frame (DIC-C2DH-HeLa), everything from normalisation to linking;
     the best of ``repeats`` runs over the sequence's last 10%."""
@@ -69,7 +135,8 @@ def speed(repeats: int = 3) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("all", "accuracy", "speed"), default="all")
+    parser.add_argument("--part", choices=("all", "accuracy", "speed", "general"),
+                        default="all")
     parser.add_argument("--only", choices=list(SEQUENCES), action="append")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -78,6 +145,8 @@ def main() -> None:
         accuracy(args.only or list(SEQUENCES))
     if args.part in ("all", "speed"):
         speed()
+    if args.part in ("all", "general"):
+        general(args.only or list(SEQUENCES))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,14 @@ evaluation in ``benchmarks/embedtrack.py``). Run from the repo root:
 
 Checkpoints go to ``.cache/embedtrack`` (``--resume`` goes on from there); the finished
 half-precision model is copied to ``src/celltrail/weights/embedtrack/<sequence>.pt``.
+
+``--general [--holdout NAME]`` trains one scale-normalised generalist instead: on the first 90%
+of frames of every shared sequence but the held-out one, plus the simulated sequences of every
+modality, each rescaled so its median cell is ``CANONICAL_DIAMETER`` pixels wide, with the
+appearance augmentations on. It stays in ``.cache/embedtrack/general[-without-NAME].pt``:
+
+    python tools/train_embedtrack.py --general --holdout Fluo-N2DH-GOWT1 --steps 700 --batch 4 \
+        --lr 1e-3 --threads 1
 """
 
 from __future__ import annotations
@@ -14,15 +22,52 @@ from __future__ import annotations
 import argparse
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from celltrail.models.prompt_segmenter import CANONICAL_DIAMETER
 from celltrail.models.zoo import PACKAGE
-from celltrail.training.embedtrack import TrainParams, load_sequence, train
+from celltrail.training.embedtrack import SampleParams, TrainParams, load_sequence, train
+from celltrail.training.simulated import simulated_sequences
 
 SHARED = Path("../shared/data/ctc")
 SEQUENCES = ("DIC-C2DH-HeLa", "Fluo-N2DH-GOWT1", "Fluo-N2DH-SIM+")
+CACHE = Path(".cache/embedtrack")
+
+
+def reporter(name: str, start: float) -> Callable[[int, float], None]:
+    """Progress every 50 steps: step, loss, seconds since ``start``."""
+
+    def report(step: int, loss: float) -> None:
+        if step % 50 == 0:
+            print(f"{name} step {step} loss {loss:.3f} {time.perf_counter() - start:.0f} s",
+                  flush=True)
+
+    return report
+
+
+def general_name(holdout: str | None) -> str:
+    """The generalist's model name: ``general``, or ``general-without-<sequence>``."""
+    return "general" if holdout is None else f"general-without-{holdout}"
+
+
+def train_general(holdout: str | None, params: TrainParams, resume: bool) -> None:
+    """Train the scale-normalised generalist without ``holdout`` (see the module docstring)."""
+    name, start = general_name(holdout), time.perf_counter()
+    folders = [SHARED / s / "01" for s in SEQUENCES if s != holdout]
+    folders += simulated_sequences(CACHE.parent / "simulated")
+    sequences = [load_sequence(folder) for folder in folders]
+    loaded = time.perf_counter() - start
+    print(f"{name}: {len(sequences)} sequences ({', '.join(s.name for s in sequences)}) "
+          f"loaded in {loaded:.0f} s", flush=True)
+    out = CACHE / f"{name}.pt"
+    train(sequences, out, params, resume=out if resume and out.exists() else None,
+          progress=reporter(name, start))
+    print(f"{name}: {params.steps} steps of batch {params.batch}, "
+          f"threads {torch.get_num_threads()}, "
+          f"{time.perf_counter() - start:.0f} s in all (loading {loaded:.0f} s)", flush=True)
 
 
 def main() -> None:
@@ -31,24 +76,32 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", choices=SEQUENCES, action="append")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--general", action="store_true",
+                        help="train the scale-normalised generalist")
+    parser.add_argument("--holdout", choices=SEQUENCES,
+                        help="with --general: the shared sequence it never sees")
+    parser.add_argument("--crop", type=int, default=128, help="with --general: crop side")
+    parser.add_argument("--batch", type=int, default=2, help="with --general: batch size")
+    parser.add_argument("--lr", type=float, default=5e-4, help="with --general: peak rate")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    cache = Path(".cache/embedtrack")
-    cache.mkdir(parents=True, exist_ok=True)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    if args.general:
+        sample = SampleParams(crop=args.crop, appearance=True)
+        train_general(args.holdout, TrainParams(steps=args.steps, batch=args.batch, lr=args.lr,
+                                                sample=sample,
+                                                canonical_diameter=CANONICAL_DIAMETER),
+                      args.resume)
+        return
     (PACKAGE / "embedtrack").mkdir(parents=True, exist_ok=True)
     for name in args.only or SEQUENCES:
         start = time.perf_counter()
         sequence = load_sequence(SHARED / name / "01")
         loaded = time.perf_counter() - start
-
-        def report(step: int, loss: float, name: str = name, start: float = start) -> None:
-            if step % 50 == 0:
-                print(f"{name} step {step} loss {loss:.3f} "
-                      f"{time.perf_counter() - start:.0f} s", flush=True)
-
-        out = cache / f"{name}.pt"
+        out = CACHE / f"{name}.pt"
         train([sequence], out, TrainParams(steps=args.steps),
-              resume=out if args.resume and out.exists() else None, progress=report)
+              resume=out if args.resume and out.exists() else None,
+              progress=reporter(name, start))
         shutil.copyfile(out, PACKAGE / "embedtrack" / f"{name}.pt")
         print(f"{name}: loaded in {loaded:.0f} s, {args.steps} steps, "
               f"{time.perf_counter() - start:.0f} s in all", flush=True)

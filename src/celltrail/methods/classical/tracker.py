@@ -47,12 +47,7 @@ class ClassicalTracker(Tracker):
         """Label images of every frame, segmented ahead in worker threads; ``on_frame(t)``
         after frame ``t``."""
         self.segmenter = self.new_segmenter()  # scale and preset fixed per sequence
-        try:
-            self.segmenter.fix_scale(images[0])  # before the workers start
-        except InputError as exc:
-            if exc.path is not None:
-                raise
-            raise InputError(images.source_of(0), exc.problem) from None
+        fix_sequence_scale(self.segmenter, images)  # before the workers start
         for t, labels in enumerate(prefetch_map(self.segmenter, images)):
             if on_frame is not None:
                 on_frame(t)
@@ -63,3 +58,14 @@ class ClassicalTracker(Tracker):
         """Segment and link every frame; masks go to ``store`` as they are final."""
         frames = self.segment_frames(images, on_frame)
         return self.link(frames, store=store, cell_diameter=self.segmenter.diameter)
+
+
+def fix_sequence_scale(segmenter: Segmenter, images: ImageSequence) -> float:
+    """Fix ``segmenter``'s cell diameter on the sequence's first frame; a refused estimate
+    ends in an :class:`InputError` naming that frame's file and asking for ``--diameter``."""
+    try:
+        return segmenter.fix_scale(images[0])
+    except InputError as exc:
+        if exc.path is not None:
+            raise
+        raise InputError(images.source_of(0), exc.problem) from None

@@ -18,3 +18,8 @@ class EmbedTrackOptions(Options):
     tta: bool = option(False, "Test-time augmentation (8 rotations and flips; about 8x "
                               "slower).")
     device: str = device_option()
+    diameter: float | None = option(None, "Cell diameter in pixels, for a scale-normalised "
+                                          "model (general*): frames are resized so cells are "
+                                          "the size it was trained on; estimated from the first "
+                                          "frame if not given. Other models ignore it.",
+                                    positive=True)

@@ -5,6 +5,11 @@ network; a tile's features are kept for the next frame's tracking decoder, so ev
 encoded once. With test-time augmentation each tile is also run rotated and flipped (the eight
 symmetries of the square) and the outputs are averaged after undoing the symmetry, vectors
 included (Sec. 4.4). Tiles are stitched by keeping each tile's interior.
+
+A scale-normalised model (a generalist, whose checkpoint keeps ``canonical_diameter``) runs on
+frames resized by canonical / cell diameter, the diameter given or estimated on the first frame
+as the classical method does; its masks are resized back (nearest neighbour) to the input's
+shape. Other models run at the input's own scale.
 """
 
 from __future__ import annotations
@@ -14,17 +19,20 @@ from typing import Any
 
 import numpy as np
 import torch
+from skimage.transform import resize
 
 from celltrail.core.lineage import lineage_from_presence, present
 from celltrail.core.result import MaskStore, TrackingResult
 from celltrail.core.sequence import ImageSequence, normalise
 from celltrail.methods.base import Tracker
+from celltrail.methods.classical.tracker import fix_sequence_scale
 from celltrail.methods.embedtrack.clustering import cluster
 from celltrail.methods.embedtrack.linking import BackwardLinker
 from celltrail.methods.embedtrack.options import EmbedTrackOptions
 from celltrail.models.device import resolve_device
 from celltrail.models.embedtrack import PERCENTILES, EmbedTrackNet, load_checkpoint, network_from
 from celltrail.models.zoo import model_path
+from celltrail.segmentation.classical import AUTO, Segmenter
 
 #: The eight symmetries of the square as (quarter turns, flip); the first is the identity.
 SYMMETRIES = tuple((k, flip) for flip in (False, True) for k in range(4))
@@ -94,6 +102,9 @@ class EmbedTracker(Tracker):
         self.net: EmbedTrackNet = network_from(state).to(
             self.device, memory_format=torch.channels_last)
         self.min_size = int(state["min_size"])
+        canonical = state.get("canonical_diameter")
+        self.canonical = None if canonical is None else float(canonical)
+        self.segmenter: Segmenter | None = None  # measures the scale of a generalist's input
         self.tta, self.tile, self.overlap = self.options.tta, tile, overlap
         self._previous: dict[tuple[int, int, int, bool], torch.Tensor] = {}
 
@@ -133,19 +144,51 @@ class EmbedTracker(Tracker):
                     out[:, r0:r1, c0:c1] = pred[:, r0 - r:r1 - r, c0 - c:c1 - c]
         return out
 
+    def scale_of(self, images: ImageSequence) -> float:
+        """Factor every frame is resized by: canonical / cell diameter for a scale-normalised
+        model (the diameter given, else estimated on the first frame), else 1."""
+        if self.canonical is None or not len(images):
+            return 1.0
+        self.segmenter = Segmenter(AUTO, diameter=self.options.diameter)
+        return self.canonical / fix_sequence_scale(self.segmenter, images)
+
+    def settings(self) -> dict[str, str]:
+        """Method and, for a scale-normalised model, the cell diameter used and its source."""
+        scale = None if self.segmenter is None else self.segmenter.scale
+        if scale is None:
+            return {"method": self.name}
+        return {"method": self.name, "diameter": f"{scale.diameter:.1f} px "
+                                                 f"({scale.diameter_from})"}
+
     def run(self, images: ImageSequence, prompts: None, store: MaskStore,
             on_frame: Callable[[int], None]) -> TrackingResult:
         """Segment and link every frame; masks go to ``store`` as they are final."""
         self._previous.clear()
+        scale = self.scale_of(images)
         linker = BackwardLinker()
         presence: dict[int, list[int]] = {}
         for t in range(len(images)):
-            prediction = self.predict(np.asarray(images[t]))
+            frame = np.asarray(images[t])
+            prediction = self.predict(rescaled(frame, scale))
             labels = cluster(prediction[:5], self.min_size)
             mask = linker.step(labels, prediction[5:] if t else None)
+            if mask.shape != frame.shape:
+                mask = resize(mask, frame.shape, order=0, preserve_range=True,
+                              anti_aliasing=False).astype(mask.dtype)
             for label in present(mask):
                 presence.setdefault(label, []).append(t)
             store.append(mask)
             on_frame(t)
         lineage, _ = lineage_from_presence(presence, linker.parents)
         return TrackingResult(store, lineage)
+
+
+def rescaled(frame: np.ndarray, scale: float) -> np.ndarray:
+    """``frame`` resized by ``scale`` (linear, anti-aliased when shrinking); unchanged at 1."""
+    if scale == 1.0:
+        return frame
+    shape = tuple(max(8, round(n * scale)) for n in frame.shape)
+    if shape == frame.shape:
+        return frame
+    return resize(frame.astype(np.float32), shape, order=1, anti_aliasing=scale < 1,
+                  preserve_range=True).astype(np.float32)

@@ -4,7 +4,9 @@ Frames with segmentation masks (GT where present, else silver truth) get the TRA
 their cells (Sec. 4.3). The first 90% of frames train, the last 10% validate. A sample is a pair
 of 256×256 crops of frames t − 1 and t with each cell's medoid centre and, for the tracking loss,
 the centre at t − 1 of the same cell or of its mother. Augmentations: CLAHE, blur, 90° rotations
-and flips, and shifts of the t − 1 crop that imitate larger motion.
+and flips, and shifts of the t − 1 crop that imitate larger motion. A generalist model also sees
+its sequences rescaled to one cell size (:func:`rescale_sequence`) and, with
+``SampleParams.appearance``, stronger changes of appearance and zoom (:func:`appearance`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 from scipy import ndimage as ndi
 from scipy.spatial.distance import cdist
 from skimage.exposure import equalize_adapthist
+from skimage.transform import rescale, resize
 
 from celltrail.core.errors import InputError
 from celltrail.core.sequence import normalise, open_sequence, read_tiff
@@ -79,7 +82,26 @@ class TrainingSequence:
 
     @property
     def diameter(self) -> float:
+        """Median equivalent diameter of the training instances (pixels)."""
         return float(np.median(equivalent_diameters(self.areas)))
+
+
+def rescale_sequence(seq: TrainingSequence, diameter: float) -> TrainingSequence:
+    """``seq`` resized so its median cell is ``diameter`` pixels wide: images by linear
+    interpolation (anti-aliased when shrinking), labels by nearest neighbour, centres
+    recomputed where there are labels and scaled where there are only markers."""
+    scale = diameter / seq.diameter
+    frames = []
+    for t, frame in enumerate(seq.frames):
+        image = rescale(frame.image, scale, order=1, anti_aliasing=scale < 1,
+                        preserve_range=True).astype(np.float32)
+        labels, centres = None, {k: v * scale for k, v in frame.centres.items()}
+        if frame.labels is not None:
+            labels = resize(frame.labels, image.shape, order=0, anti_aliasing=False,
+                            preserve_range=True).astype(np.int32)
+            centres = centres | medoids(labels, seed=t)
+        frames.append(TrainingFrame(image, labels, centres))
+    return TrainingSequence(seq.name, frames, seq.parents, seq.areas * scale**2)
 
 
 def load_sequence(seq_dir: str | Path) -> TrainingSequence:
@@ -118,6 +140,44 @@ class SampleParams:
     p_shift: float = 0.5  #: probability of shifting the t − 1 crop (imitating faster motion)
     p_clahe: float = 0.2
     p_blur: float = 0.2
+    #: the generalist's augmentations (:func:`appearance` and zoom); off for the per-dataset
+    #: models, whose samples stay as they were
+    appearance: bool = False
+    zoom: float = 0.25  #: with ``appearance``: crops zoomed by exp(U(−zoom, zoom))
+
+
+def _illumination(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """A smooth random field in [−1, 1]: a tilted plane plus a blurred coarse noise."""
+    ys, xs = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32) / max(shape)
+    plane = rng.normal(0, 1) * (ys - 0.5) + rng.normal(0, 1) * (xs - 0.5)
+    coarse = ndi.zoom(rng.normal(0, 1, (4, 4)), (shape[0] / 4, shape[1] / 4), order=3)
+    field = plane + 0.5 * coarse[:shape[0], :shape[1]]
+    return (field / max(float(np.abs(field).max()), 1e-6)).astype(np.float32)
+
+
+def appearance(images: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    """The same random change of appearance on every frame of a pair (intensities only, so
+    labels stay aligned): contrast polarity, gamma, uneven illumination, blur and noise, then
+    the 1–99 percentile normalisation inference applies."""
+    invert = rng.random() < 0.3
+    gamma = float(np.exp(rng.normal(0, 0.35)))
+    field = _illumination(images[0].shape, rng) * rng.uniform(0, 0.4) \
+        if rng.random() < 0.5 else None
+    sigma = float(rng.uniform(0.5, 2.0)) if rng.random() < 0.3 else 0.0
+    noise = float(rng.uniform(0, 0.15)) if rng.random() < 0.5 else 0.0
+    out = []
+    for image in images:
+        x = np.clip(image, 0, 1)
+        x = (1 - x if invert else x) ** gamma
+        if field is not None:
+            x = x * (1 + field)
+        if sigma:
+            x = ndi.gaussian_filter(x, sigma)
+        if noise:
+            x = x + rng.normal(0, noise, x.shape).astype(np.float32)
+        out.append(x)
+    lo, hi = np.percentile(np.stack(out), PERCENTILES)
+    return [((x - lo) / max(float(hi - lo), 1e-6)).astype(np.float32) for x in out]
 
 
 @dataclass
@@ -157,6 +217,47 @@ def _orient(array: np.ndarray, k: int, flip: bool) -> np.ndarray:
     return np.ascontiguousarray(np.fliplr(array) if flip else array)
 
 
+@dataclass(frozen=True)
+class _View:
+    """How a crop is cut: a ``size`` window at an origin, resized to ``crop`` (images linearly,
+    labels by nearest neighbour) when the two differ, turned ``k`` quarter turns and flipped."""
+
+    size: int
+    crop: int
+    k: int
+    flip: bool
+
+    def _cut(self, array: np.ndarray, origin: np.ndarray, order: int) -> np.ndarray:
+        window = _window(array, int(origin[0]), int(origin[1]), self.size)
+        if self.size != self.crop:
+            window = resize(window, (self.crop, self.crop), order=order, anti_aliasing=False,
+                            preserve_range=True).astype(array.dtype)
+        return window
+
+    def window(self, image: np.ndarray, origin: np.ndarray) -> np.ndarray:
+        """The image's crop, not yet turned (intensity augmentations come first)."""
+        return self._cut(image, origin, 1)
+
+    def orient(self, array: np.ndarray) -> np.ndarray:
+        return _orient(array, self.k, self.flip)
+
+    def points(self, points: np.ndarray, origin: np.ndarray) -> np.ndarray:
+        """Frame positions (row, col) → crop positions."""
+        scaled = (points - origin) * (self.crop / self.size) if len(points) else points
+        return _orient_points(scaled, self.crop, self.k, self.flip)
+
+    def instances(self, frame: TrainingFrame, origin: np.ndarray) -> Instances | None:
+        if frame.labels is None:
+            return None
+        labels = self.orient(self._cut(frame.labels, origin, 0))
+        ids = np.unique(labels[labels > 0])
+        centres = np.stack([frame.centres[i] for i in ids]) if len(ids) else \
+            np.zeros((0, 2), np.float32)
+        centres = self.points(centres, origin).astype(np.float32)
+        return Instances(torch.from_numpy(labels.astype(np.int64)), torch.from_numpy(ids),
+                         torch.from_numpy(centres))
+
+
 class Sampler:
     """Random training pairs from the training frames of several sequences (seeded)."""
 
@@ -173,14 +274,17 @@ class Sampler:
             part = "validation" if validation else "training"
             raise InputError(None, f"no {part} frame pair has segmentation masks")
         self.augment = not validation
+        self.general = self.augment and params.appearance
 
     def sample(self) -> Sample:
         p, rng = self.p, self.rng
         seq, t = self.pairs[int(rng.integers(len(self.pairs)))]
         now, before = seq.frames[t], seq.frames[t - 1]
+        zoom = float(np.exp(rng.uniform(-p.zoom, p.zoom))) if self.general else 1.0
+        size = max(8, round(p.crop / zoom))  # the window that becomes a crop
         height, width = now.image.shape
-        top = int(rng.integers(min(0, height - p.crop), max(1, height - p.crop + 1)))
-        left = int(rng.integers(min(0, width - p.crop), max(1, width - p.crop + 1)))
+        top = int(rng.integers(min(0, height - size), max(1, height - size + 1)))
+        left = int(rng.integers(min(0, width - size), max(1, width - size + 1)))
         shift = np.zeros(2, dtype=int)
         if self.augment and rng.random() < p.p_shift:
             reach = max(1, int(seq.diameter / 2))
@@ -188,24 +292,11 @@ class Sampler:
         origin_now = np.array([top, left], dtype=np.float32)
         origin_before = origin_now + shift
         k, flip = (int(rng.integers(4)), bool(rng.integers(2))) if self.augment else (0, False)
-        images = [_window(f.image, int(o[0]), int(o[1]), p.crop)
-                  for f, o in ((now, origin_now), (before, origin_before))]
-        images = self._intensity(images)
-        images = [torch.from_numpy(_orient(im, k, flip))[None] for im in images]
-
-        def instances(frame: TrainingFrame, origin: np.ndarray) -> Instances | None:
-            if frame.labels is None:
-                return None
-            labels = _orient(_window(frame.labels, int(origin[0]), int(origin[1]), p.crop), k,
-                             flip)
-            ids = np.unique(labels[labels > 0])
-            centres = np.stack([frame.centres[i] - origin for i in ids]) if len(ids) else \
-                np.zeros((0, 2), np.float32)
-            centres = _orient_points(centres, p.crop, k, flip).astype(np.float32)
-            return Instances(torch.from_numpy(labels.astype(np.int64)), torch.from_numpy(ids),
-                             torch.from_numpy(centres))
-
-        current = instances(now, origin_now)
+        view = _View(size, p.crop, k, flip)
+        images = self._intensity([view.window(f.image, o) for f, o in
+                                  ((now, origin_now), (before, origin_before))])
+        images = [torch.from_numpy(view.orient(im))[None] for im in images]
+        current = view.instances(now, origin_now)
         track, valid = np.zeros((0, 2), np.float32), np.zeros(0, bool)
         if current is not None:
             ids = current.ids.tolist()
@@ -214,9 +305,9 @@ class Sampler:
             for j, label in enumerate(ids):
                 source = label if label in before.centres else seq.parents.get(label)
                 if source in before.centres:
-                    track[j], valid[j] = before.centres[source] - origin_before, True
-            track = _orient_points(track, p.crop, k, flip)
-        return Sample(images[0], images[1], current, instances(before, origin_before),
+                    track[j], valid[j] = before.centres[source], True
+            track = view.points(track, origin_before)
+        return Sample(images[0], images[1], current, view.instances(before, origin_before),
                       torch.from_numpy(track.astype(np.float32)), torch.from_numpy(valid))
 
     def _intensity(self, images: list[np.ndarray]) -> list[np.ndarray]:
@@ -229,4 +320,4 @@ class Sampler:
         if rng.random() < p.p_blur:
             sigma = float(rng.uniform(0.5, 1.5))
             images = [ndi.gaussian_filter(im, sigma) for im in images]
-        return images
+        return appearance(images, rng) if self.general else images

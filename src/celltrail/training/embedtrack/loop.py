@@ -1,7 +1,8 @@
 """EmbedTrack's training loop: Adam with a one-cycle schedule (Sec. 4.3), resumable.
 
 The model keeps what inference needs from its training data: the minimum instance size (half of
-the 1st percentile of training mask areas, Sec. 3.3) and the median cell diameter.
+the 1st percentile of training mask areas, Sec. 3.3) and the median cell diameter; a generalist
+also keeps the canonical cell diameter its training data were rescaled to.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from celltrail.training.embedtrack.data import (
     Sampler,
     TrainingSequence,
     has_masks,
+    rescale_sequence,
 )
 from celltrail.training.embedtrack.losses import (
     W_SEG,
@@ -46,6 +48,10 @@ class TrainParams:
     seed: int = 0
     sample: SampleParams = field(default_factory=SampleParams)
     config: EmbedTrackConfig = field(default_factory=EmbedTrackConfig)
+    #: a generalist's cell diameter (pixels): every sequence is rescaled to it for training and
+    #: the checkpoint keeps it, so inference rescales its input the same way; None (per-dataset
+    #: models) trains at each sequence's own scale
+    canonical_diameter: float | None = None
 
 
 def batch_loss(net: EmbedTrackNet, samples: Sequence[Sample]) -> torch.Tensor:
@@ -95,6 +101,8 @@ def train(
     model (such as a shipped one) for ``params.steps`` steps.
     """
     params = params or TrainParams()
+    if params.canonical_diameter is not None:
+        sequences = [rescale_sequence(s, params.canonical_diameter) for s in sequences]
     torch.set_flush_denormal(True)  # tiny activations would otherwise slow CPU steps down
     torch.manual_seed(params.seed)
     net = EmbedTrackNet(params.config)
@@ -110,6 +118,8 @@ def train(
             "min_size": min_instance_size(areas), "diameter": diameter,
             "params": {"steps": params.steps, "batch": params.batch, "lr": params.lr,
                        "seed": params.seed, **asdict(params.sample)}}
+    if params.canonical_diameter is not None:
+        meta["canonical_diameter"] = float(params.canonical_diameter)
     return run_steps(
         net, (optimiser, schedule),
         lambda: batch_loss(net, [sampler.sample() for _ in range(params.batch)]),
