@@ -158,6 +158,24 @@ def train_cap(
     console.print(f"wrote {out}")
 
 
+def _cellboxify_start(supervision: str, head: str, guide: str, start: str | None,
+                      resume: Path | None) -> Path | None:
+    """Check CellBoxify's training choices; the model to start from (None: from scratch)."""
+    from celltrail.models.cellboxify import HEADS
+    from celltrail.models.zoo import model_path
+    from celltrail.training.cellboxify.losses import GUIDES
+
+    check_supervision(supervision)
+    if head not in HEADS:
+        raise InputError(None, f"--head must be one of {', '.join(HEADS)}, not {head!r}")
+    if guide not in GUIDES:
+        raise InputError(None, f"--guide must be one of {', '.join(GUIDES)}, not {guide!r}")
+    if start is not None and resume is not None:
+        raise InputError(None, "--from and --resume: give one (--resume continues a run, "
+                               "--from fine-tunes a finished model)")
+    return resume if start is None else model_path("cellboxify", start)
+
+
 @reports_errors
 def train_cellboxify(
     coco: Annotated[Path, typer.Option(help="COCO JSON of the training images (LIVECell "
@@ -196,8 +214,7 @@ def train_cellboxify(
 ) -> None:
     """Train a CellBoxify instance segmenter; use it by `celltrail segment --method cellboxify
     --model PATH` or `celltrail track --method cellboxify --model PATH`."""
-    from celltrail.models.cellboxify import HEADS, CellBoxifyConfig
-    from celltrail.models.zoo import model_path
+    from celltrail.models.cellboxify import CellBoxifyConfig
     from celltrail.training.cellboxify import (
         TrainParams,
         box_only_teacher,
@@ -205,17 +222,8 @@ def train_cellboxify(
         training_images,
     )
     from celltrail.training.cellboxify.held_out import held_out_ids
-    from celltrail.training.cellboxify.losses import GUIDES
 
-    check_supervision(supervision)
-    if head not in HEADS:
-        raise InputError(None, f"--head must be one of {', '.join(HEADS)}, not {head!r}")
-    if guide not in GUIDES:
-        raise InputError(None, f"--guide must be one of {', '.join(GUIDES)}, not {guide!r}")
-    if start is not None and resume is not None:
-        raise InputError(None, "--from and --resume: give one (--resume continues a run, "
-                               "--from fine-tunes a finished model)")
-    begin = resume if start is None else model_path("cellboxify", start)
+    begin = _cellboxify_start(supervision, head, guide, start, resume)
     check_output(out, (coco, images, model_input(teacher), begin), suffixes=(".pt",),
                  overwrite=overwrite)
     ids = held_out_ids(coco, held_out)
