@@ -341,7 +341,8 @@ def test_widget_tracks_with_an_embedtrack_checkpoint(
     widget.option_widgets["model"].value = "Fluo-N2DH-GOWT1"  # not used: the checkpoint is
     widget.checkpoint.value, widget.option_widgets["tta"].value = tiny_embedtrack, True
     job = widget.job()
-    assert job.options == {"model": str(tiny_embedtrack), "tta": True, "device": "cpu"}
+    assert job.options == {"model": str(tiny_embedtrack), "tta": True, "device": "cpu",
+                           "diameter": None}
     widget.run_button.native.click()
     wait_for_run(qtbot, widget)
 
