@@ -22,7 +22,7 @@ from celltrail.methods.boxtrack import (
     MemoryEntry,
 )
 from celltrail.methods.boxtrack.roundtrip import round_trip
-from celltrail.methods.boxtrack.tracker import prompted_frame
+from celltrail.methods.boxtrack.tracker import follow, prompted_frame
 from celltrail.metrics.ctc import evaluate_result
 from celltrail.simulate import SimParams, simulate
 from tests.conftest import disc
@@ -188,11 +188,13 @@ def test_the_round_trip_tells_a_tracker_that_loses_its_cells(tmp_path: Path) -> 
     diameter = float(np.median(np.sqrt(boxes["w"] * boxes["h"])))
     steady = ClassicalPromptSegmenter("fluo-nuclei")
     steady.set_scale(diameter)
-    trip = round_trip(steady, BoxTrackConfig(), frames, boxes, range(len(boxes)))
+    forward = list(follow(steady, BoxTrackConfig(), frames, boxes))[-1]
+    trip = round_trip(steady, BoxTrackConfig(), frames, boxes, range(len(boxes)), forward)
     assert (trip.recall, trip.precision, trip.growth, trip.score) == (1, 1, 1, 1)
+    first = prompted_frame(_Forgetful(), BoxTrackConfig(), frames[0], boxes)
+    assert len(np.unique(first)) - 1 == len(boxes)  # the prompted frame alone looks perfect
     forgetful = _Forgetful()
     forgetful.set_scale(diameter)
-    first = prompted_frame(forgetful, BoxTrackConfig(), frames[0], boxes)
-    assert len(np.unique(first)) - 1 == len(boxes)  # the prompted frame alone looks perfect
-    trip = round_trip(forgetful, BoxTrackConfig(), frames, boxes, range(len(boxes)))
+    forward = list(follow(forgetful, BoxTrackConfig(), frames, boxes))[-1]
+    trip = round_trip(forgetful, BoxTrackConfig(), frames, boxes, range(len(boxes)), forward)
     assert (trip.recall, trip.score) == (0, 0)

@@ -9,9 +9,9 @@ better fit on the prompted frame). Candidates are the learned backend, its copy 
 frame (:mod:`celltrail.methods.boxtrack.adapt`) and the classical backend with each preset, all
 at the cell size the prompt boxes give; with ``auto`` also the classical backend at the cell size
 the frame itself shows with that preset where the two differ (a box spans a cell's protrusions).
-When one candidate is adapted, every fourth prompt is
-held out of the adaptation and all candidates are scored on those held-out cells, so the adapted
-copy is not judged on the boxes it learnt from.
+When one candidate is adapted, every fourth prompt is held out of the adaptation and all
+candidates are scored on those held-out cells, so the adapted copy is not judged on the boxes it
+learnt from.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from celltrail.methods.boxtrack.segmenters import (
     ClassicalPromptSegmenter,
     PromptSegmenter,
 )
-from celltrail.methods.boxtrack.tracker import prompted_frame
+from celltrail.methods.boxtrack.tracker import follow
 from celltrail.segmentation.classical import PRESETS
 from celltrail.segmentation.scale import MIN_CONFIDENCE, estimate_diameter
 
@@ -109,10 +109,10 @@ def agreement(name: str, segmenter: PromptSegmenter, frames: Sequence[np.ndarray
     than one frame, on the round trip through them."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # empty boxes: the score says it
-        labels = prompted_frame(segmenter, config, frames[0], prompts)
-        trip = (round_trip(segmenter, config, frames, prompts, scored).score
-                if len(frames) > 1 else None)
-    ious = returned_ious(labels, prompts.iloc[list(scored)])
+        path = list(follow(segmenter, config, frames, prompts))
+        trip = (round_trip(segmenter, config, frames, prompts, scored, path[-1]).score
+                if len(path) > 1 else None)
+    ious = returned_ious(path[0], prompts.iloc[list(scored)])
     return Agreement(name, float(ious.mean()), float(np.mean(ious >= MATCH_IOU)), trip)
 
 
@@ -175,7 +175,8 @@ class CalibratedSegmenter:
         calibration.seconds = time.perf_counter() - start
         self.calibration = calibration
         LOG.info(calibration.table())
-        if best.matched < POOR_MATCHED or (best.round_trip or 1.0) < POOR_MATCHED:
+        trip = best.round_trip
+        if best.matched < POOR_MATCHED or (trip is not None and trip < POOR_MATCHED):
             warnings.warn(poor_fit(best), stacklevel=2)
         return calibration
 

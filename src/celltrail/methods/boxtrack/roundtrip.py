@@ -23,7 +23,7 @@ from scipy import ndimage as ndi
 from celltrail.methods.boxtrack.config import BoxTrackConfig
 from celltrail.methods.boxtrack.patch import box_iou
 from celltrail.methods.boxtrack.segmenters import PromptSegmenter
-from celltrail.methods.boxtrack.tracker import last_frame
+from celltrail.methods.boxtrack.tracker import follow
 
 #: Frames the round trip goes forward: at a typical motion of a tenth of a cell per frame, far
 #: enough for a failing backend to lose or spawn cells, short enough that few real cells enter,
@@ -71,13 +71,15 @@ def returned_ious(labels: np.ndarray, prompts: pd.DataFrame) -> np.ndarray:
 
 
 def round_trip(segmenter: PromptSegmenter, config: BoxTrackConfig,
-               frames: Sequence[np.ndarray], prompts: pd.DataFrame,
-               scored: Sequence[int]) -> RoundTrip:
-    """Follow ``prompts`` (cells of ``frames[0]``) to the last of ``frames`` and back; recall
-    is taken over the prompts at row positions ``scored``."""
-    forward = last_frame(segmenter, config, frames, prompts)
+               frames: Sequence[np.ndarray], prompts: pd.DataFrame, scored: Sequence[int],
+               forward: np.ndarray) -> RoundTrip:
+    """Follow the objects of ``forward`` (the last of ``frames``, as tracking ``prompts`` from
+    the first gave it) back to the first frame; recall is taken over the prompts at row
+    positions ``scored``."""
     back = mask_boxes(forward)
-    arrived = last_frame(segmenter, config, frames[::-1], back) if len(back) else forward
+    arrived = forward
+    if len(back):
+        *_, arrived = follow(segmenter, config, frames[::-1], back)
     home = returned_ious(arrived, prompts) >= MATCH_IOU
     came_back = len(np.unique(arrived)) - 1
     return RoundTrip(recall=float(home[list(scored)].mean()) if len(scored) else 0.0,

@@ -10,7 +10,7 @@ nobody prompted can start tracks of their own.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -151,18 +151,16 @@ def prompted_frame(segmenter: PromptSegmenter, config: BoxTrackConfig, image: np
                    prompts: pd.DataFrame) -> np.ndarray:
     """The label image BoxTrack paints on a frame from its ``prompts`` alone (labels are the
     prompt ids): what the tracking starts from."""
-    return last_frame(segmenter, config, [image], prompts)
+    return next(follow(segmenter, config, [image], prompts))
 
 
-def last_frame(segmenter: PromptSegmenter, config: BoxTrackConfig,
-               frames: Sequence[np.ndarray], prompts: pd.DataFrame) -> np.ndarray:
-    """The label image of the last of ``frames`` when BoxTrack follows ``prompts`` (the cells of
-    the first of them) through them all."""
+def follow(segmenter: PromptSegmenter, config: BoxTrackConfig, frames: Sequence[np.ndarray],
+           prompts: pd.DataFrame) -> Iterator[np.ndarray]:
+    """The label image of each of ``frames`` as BoxTrack follows ``prompts`` (the cells of the
+    first of them) through them."""
     state = _State(_resolved(config, segmenter), segmenter)
-    labels = np.zeros(0)
     for t, image in enumerate(frames):
-        labels = state.step(t, image, prompts if t == 0 else prompts.iloc[:0])
-    return labels
+        yield state.step(t, image, prompts if t == 0 else prompts.iloc[:0])
 
 
 def _centred(patch: Patch, box: np.ndarray) -> Patch:
