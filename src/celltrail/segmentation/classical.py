@@ -165,11 +165,8 @@ def _seeded_watershed(surface: np.ndarray, height: np.ndarray, mask: np.ndarray,
     and on a speckled or noisy frame they number thousands, each a pass of the seed search.
     What is left holds at most foreground area / minimum area parts.
     """
-    parts, n = ndi.label(mask)
-    keep = np.bincount(parts.ravel(), minlength=n + 1) >= p.min_area * _cell_area(d)
-    keep[np.unique(np.concatenate([parts[0], parts[-1], parts[:, 0], parts[:, -1]]))] = True
-    keep[0] = False
-    parts[~keep[parts]] = 0
+    parts, _ = ndi.label(mask)
+    parts[~_large_enough(parts, d, p)[parts]] = 0
     mask = parts > 0
     peaks = peak_local_max(height, min_distance=max(1, int(p.min_separation * d)),
                            labels=parts, exclude_border=False)
@@ -213,17 +210,23 @@ def _label_texture(x: np.ndarray, d: float, p: SegmentParams) -> np.ndarray:
     return _keep(labels, d, p)
 
 
+def _large_enough(labels: np.ndarray, d: float, p: SegmentParams) -> np.ndarray:
+    """Per label (background False): whether the segment is not debris, at least the minimum
+    area or touching the image border."""
+    keep = np.bincount(labels.ravel()) >= p.min_area * _cell_area(d)
+    # a cell cut by the image border shows only part of its area: the size test is waived
+    keep[np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))] = True
+    keep[0] = False
+    return keep
+
+
 def _keep(labels: np.ndarray, d: float, p: SegmentParams,
           drop: np.ndarray | None = None) -> np.ndarray:
     """Number the segments 1..n after removing debris (and those marked in ``drop``)."""
-    areas = np.bincount(labels.ravel())
-    keep = areas >= p.min_area * _cell_area(d)
-    # a cell cut by the image border shows only part of its area: the size test is waived
-    keep[np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))] = True
+    keep = _large_enough(labels, d, p)
     if drop is not None:
         keep[1:][drop] = False
-    keep[0] = False
-    lut = np.zeros(len(areas), np.int32)
+    lut = np.zeros(len(keep), np.int32)
     lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
     return lut[labels]
 
