@@ -21,6 +21,7 @@ from celltrail.methods.boxtrack import (
     MemoryBank,
     MemoryEntry,
 )
+from celltrail.methods.boxtrack.calibrate import distinct_presets
 from celltrail.methods.boxtrack.roundtrip import round_trip
 from celltrail.methods.boxtrack.tracker import follow, prompted_frame
 from celltrail.metrics.ctc import evaluate_result
@@ -198,3 +199,15 @@ def test_the_round_trip_tells_a_tracker_that_loses_its_cells(tmp_path: Path) -> 
     forward = list(follow(forgetful, BoxTrackConfig(), frames, boxes))[-1]
     trip = round_trip(forgetful, BoxTrackConfig(), frames, boxes, range(len(boxes)), forward)
     assert (trip.recall, trip.score) == (0, 0)
+
+
+@pytest.mark.parametrize(("modality", "presets"), [
+    ("dic", ["dic", "fluo-nuclei", "brightfield"]),
+    ("fluo-nuclei", ["fluo-nuclei", "brightfield", "dic"]),
+])
+def test_auto_tries_each_set_of_preset_constants_once(tmp_path: Path, modality: str,
+                                                      presets: list[str]) -> None:
+    """dic and phase share their constants: one classical candidate, named by the frame's look."""
+    params = SimParams(frames=1, size=128, cells=6, modality=modality, cell_diameter=24.0)
+    frame = open_sequence(simulate(tmp_path, params, seed=2))[0]
+    assert distinct_presets(frame) == presets

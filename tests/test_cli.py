@@ -176,8 +176,8 @@ def test_simulate_then_subsample(tmp_path: Path) -> None:
 
 def test_simulate_bad_parameter(tmp_path: Path) -> None:
     one_error_line(run("simulate", "--out", tmp_path / "s", "--modality", "xray"),
-                   "modality must be one of fluo-nuclei, phase, dic, fluo-cells, brightfield, not "
-                   "'xray'")
+                   "modality must be one of fluo-nuclei, phase, phase-bright, dic, fluo-cells, "
+                   "brightfield, not 'xray'")
     assert not (tmp_path / "s").exists()
 
 

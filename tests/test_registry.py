@@ -163,8 +163,9 @@ def test_options_name_their_field() -> None:
     with pytest.raises(OptionError, match="not an option of method classical; its options are "
                                           "diameter, linker, preset"):
         celltrail.load_tracker("classical", tta=True)
-    with pytest.raises(OptionError, match="must be one of auto, fluo-nuclei, dic, phase"):
-        celltrail.load_tracker("cap", preset="brightfield")
+    with pytest.raises(OptionError,
+                       match="must be one of auto, fluo-nuclei, brightfield, dic, phase"):
+        celltrail.load_tracker("cap", preset="darkfield")
     with pytest.raises(OptionError, match="embedtrack needs a model"):
         celltrail.load_tracker("embedtrack")
     with pytest.raises(OptionError, match="unknown method 'nope'; choose one of classical"):

@@ -152,3 +152,22 @@ def test_specks_cost_no_seed_search(monkeypatch: pytest.MonkeyPatch) -> None:
     assert np.setdiff1d(small, [0, *border]).size == 0
     assert np.unique(parts).size > 40  # specks big enough to stay in the foreground
     assert len({labels[y, x] for y, x in CENTRES} - {0}) == len(CENTRES)
+
+
+def test_absorbing_cells_segmented_on_the_inverted_image(tmp_path: Path) -> None:
+    """Simulated bright field (dark cells, a faint bright rim): with no option the frame is read
+    as absorbing cells and nearly every cell is matched at IoU > 0.5, few objects besides."""
+    params = SimParams(frames=1, size=256, cells=14, modality="brightfield", cell_diameter=30.0,
+                       division_rate=0, apoptosis_rate=0)
+    seq = simulate(tmp_path, params, seed=1)
+    truth = np.asarray(read_tracking_gt(tmp_path / "01_GT").masks[0])
+    segmenter = Segmenter()
+    found = segmenter(open_sequence(seq)[0])
+    assert segmenter.scale is not None and segmenter.scale.preset == "brightfield"
+    n, m = int(found.max()), int(truth.max())
+    overlap = np.bincount(found.ravel() * (m + 1) + truth.ravel(),
+                          minlength=(n + 1) * (m + 1)).reshape(n + 1, m + 1)
+    union = overlap.sum(1, keepdims=True) + overlap.sum(0, keepdims=True) - overlap
+    matched = int((overlap[1:, 1:] > 0.5 * union[1:, 1:]).sum())
+    cells = len(np.unique(truth)) - 1
+    assert matched >= 0.85 * cells and n <= 1.2 * cells, (matched, n, cells)

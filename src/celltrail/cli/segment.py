@@ -41,7 +41,7 @@ def segment(
     model: Annotated[str | None, typer.Option(help="cellboxify: a shipped model's name or a "
                                                    "checkpoint path.")] = None,
     preset: Annotated[str, typer.Option(help="classical: modality, auto (chosen from the first "
-                                             "frame), fluo-nuclei, dic, phase.")]
+                                             "frame), fluo-nuclei, brightfield, dic, phase.")]
     = DEFAULT_PRESET,
     diameter: Annotated[float | None, typer.Option(help="classical: cell diameter in pixels "
                                                          "(estimated if not given).")] = None,

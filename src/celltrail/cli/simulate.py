@@ -24,8 +24,10 @@ def simulate(
     frames: Annotated[int, typer.Option(help="Number of frames.")] = 50,
     size: Annotated[int, typer.Option(help="Frame side in pixels.")] = 256,
     cells: Annotated[int, typer.Option(help="Cells in view at the start (sets density).")] = 30,
-    modality: Annotated[str, typer.Option(help="fluo-nuclei, phase, dic, fluo-cells (cell "
-                                                 "bodies with protrusions) or brightfield.")]
+    modality: Annotated[str, typer.Option(help="fluo-nuclei, phase, phase-bright (cells "
+                                                 "brighter than the background, dark halo), dic, "
+                                                 "fluo-cells (cell bodies with protrusions) or "
+                                                 "brightfield.")]
     = "fluo-nuclei",
     dtype: Annotated[str, typer.Option(help="uint8 or uint16.")] = "uint8",
     diameter: Annotated[float, typer.Option(help="Mean cell diameter in pixels.")] = 24.0,

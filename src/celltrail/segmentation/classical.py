@@ -7,6 +7,8 @@ cells) are met by tying every length to the cell diameter ``d``, so no constant 
 - fluorescent nuclei: a top-hat removes uneven background; Otsu on the log contrast finds the
   bright nuclei, a 3-sigma noise threshold the dim ones; seeds are the maxima of the image
   smoothed at nucleus scale, and a watershed on the smoothed intensity splits touching nuclei.
+- dark cells on a bright background (absorption in bright field, phase contrast without bright
+  cells): the same, on the inverted image.
 - bright-field, phase contrast, DIC: cells differ from the flat background by texture, so a
   local standard deviation is thresholded instead; packed cells are split along their borders by
   a watershed on the gradient magnitude, seeded where edges are sparse and far from background.
@@ -51,6 +53,7 @@ class SegmentParams:
         are where edges are sparse at this scale.
     max_hole: holes in the foreground below this fraction of the cell area are filled.
     work_diameter: the cell diameter in pixels at which the work is done.
+    invert: the cells are darker than the background: the intensity is inverted first.
     """
 
     texture: bool = False
@@ -64,11 +67,13 @@ class SegmentParams:
     edge_smooth: float = 1 / 8
     max_hole: float = 0.5
     work_diameter: float = 24.0
+    invert: bool = False
 
 
 #: Modality presets, chosen by the imaging modality (never by data set).
 PRESETS: dict[str, SegmentParams] = {
     "fluo-nuclei": SegmentParams(),
+    "brightfield": SegmentParams(invert=True),
     "dic": SegmentParams(texture=True, min_separation=0.4),
     "phase": SegmentParams(texture=True, min_separation=0.4),
 }
@@ -276,6 +281,8 @@ def segment(
         raise InputError(None, f"cell diameter must be positive, got {d}")
     factor = _factor(d, p)
     small = _downsample(image, factor)
+    if p.invert:
+        small = small.max() - small
     label = _label_texture if p.texture else _label_fluo
     return _upsample(label(small, d / factor, p), factor, image.shape)
 

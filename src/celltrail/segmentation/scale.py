@@ -2,10 +2,11 @@
 
 Look: in fluorescence nothing is darker than the background, so the pixels far from the
 background level (its histogram mode, beyond ``_OUTLIER_SIGMAS`` noise sigmas) are all on the
-bright side; in transmitted light (DIC, phase contrast, bright field) cells show both darker and
-brighter pixels than the background. DIC shows the relief along one shear direction: its
-gradient energy is anisotropic (an ideal DIC image of isotropic cells has structure-tensor
-anisotropy 1/2, any isotropic image 0; the cut is halfway).
+bright side; cells that absorb light (bright field) are the mirror image, all on the dark side;
+otherwise (DIC, phase contrast) cells show both darker and brighter pixels than the background.
+DIC shows the relief along one shear direction: its gradient energy is anisotropic (an ideal DIC
+image of isotropic cells has structure-tensor anisotropy 1/2, any isotropic image 0; the cut is
+halfway).
 
 Size: Lindeberg's scale-normalised Laplacian-of-Gaussian (LoG) blob detector on an object map,
 the intensity for bright objects and, for textured cells, the mask of high local texture (a
@@ -33,7 +34,8 @@ from skimage.filters import threshold_otsu
 #: leaves 6e-5 of the pixels there).
 _OUTLIER_SIGMAS = 4.0
 #: Fluorescence: of the signal pixels, at most this share may be darker than the background
-#: (ideally none: a fluorescence background has nothing below it but noise).
+#: (ideally none: a fluorescence background has nothing below it but noise); the same share
+#: brighter, for cells that only absorb.
 _MAX_DARK_SHARE = 0.05
 #: DIC: structure-tensor anisotropy above this (halfway between isotropic 0 and ideal DIC 1/2).
 _DIC_ANISOTROPY = 0.25
@@ -84,7 +86,7 @@ def _background(x: np.ndarray) -> tuple[float, float]:
 
 
 def look(image: np.ndarray) -> tuple[str, str]:
-    """The preset for the look of ``image`` (fluo-nuclei, dic or phase) and why."""
+    """The preset for the look of ``image`` (fluo-nuclei, brightfield, dic or phase) and why."""
     x = _normalise(image, 2)  # averaging 2x2 quarters the noise variance, keeps cells
     level, noise = _background(x)
     bright = float(np.mean(x > level + _OUTLIER_SIGMAS * noise))
@@ -93,6 +95,9 @@ def look(image: np.ndarray) -> tuple[str, str]:
     if bright > 0 and share <= _MAX_DARK_SHARE:
         return "fluo-nuclei", (f"bright objects on a dark background, {100 * share:.0f}% of "
                                "the signal darker than the background")
+    if dark > 0 and share >= 1 - _MAX_DARK_SHARE:
+        return "brightfield", (f"dark objects on a bright background, {100 * (1 - share):.0f}% "
+                               "of the signal brighter than the background")
     gy, gx = np.gradient(ndi.gaussian_filter(x, 1.0))
     tensor = np.array([[np.mean(gx * gx), np.mean(gx * gy)], [np.mean(gx * gy), np.mean(gy * gy)]])
     low, high = np.linalg.eigvalsh(tensor)
@@ -141,11 +146,15 @@ def _texture_mask(x: np.ndarray) -> np.ndarray:
 def estimate_diameter(image: np.ndarray, preset: str) -> tuple[float, float]:
     """Typical cell diameter in pixels and the confidence (0-1) of that estimate.
 
-    ``preset`` says which object map is measured: the intensity (fluo-nuclei) or the texture
-    mask (dic, phase). Returns confidence 0 when the frame holds no blob at all.
+    ``preset`` says which object map is measured: the intensity (fluo-nuclei), the inverted
+    intensity (brightfield) or the texture mask (dic, phase). Returns confidence 0 when the
+    frame holds no blob at all.
     """
     x = _normalise(image)
-    objects = x if preset == "fluo-nuclei" else _texture_mask(x).astype(np.float32)
+    if preset in PRESETS_TEXTURED:
+        objects = _texture_mask(x).astype(np.float32)
+    else:
+        objects = 1 - x if preset == "brightfield" else x
     sigma, response = _blobs(objects)
     if sigma.size == 0:
         return 0.0, 0.0

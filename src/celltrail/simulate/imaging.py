@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-MODALITIES = ("fluo-nuclei", "phase", "dic", "fluo-cells", "brightfield")
+MODALITIES = ("fluo-nuclei", "phase", "phase-bright", "dic", "fluo-cells", "brightfield")
 #: fluo-cells: protrusion length, in cell radii (thin spikes along the outline's three phases),
 #: and brightness relative to nuclei (cell bodies are dim: the stain spreads over the cytoplasm)
 _SPIKE_LENGTH, _CELL_BODY_BRIGHTNESS = 0.9, 0.35
@@ -70,7 +70,7 @@ class Renderer:
         self.spikes = _SPIKE_LENGTH if modality == "fluo-cells" else 0.0
         self.texture = _smooth_noise(rng, _TEXTURE_SIZE, (1.0, 3.0), (0.6, 0.4))
         self.illumination = _illumination_field(rng, view[2:], illumination)
-        if modality == "phase":  # transfer function of the low-pass that makes halo and shade-off
+        if modality.startswith("phase"):  # the low-pass that makes halo and shade-off
             freq_y = np.fft.fftfreq(domain[0])[:, None]
             freq_x = np.fft.rfftfreq(domain[1])[None, :]
             sigma = 0.3 * cell_diameter
@@ -150,9 +150,10 @@ class Renderer:
                 frame += self.rng.normal(0.0, 0.012 * self.noise, frame.shape)
         else:
             thick = ndimage.gaussian_filter(signal, self.blur) if self.blur else signal
-            if self.modality == "phase":
+            if self.modality.startswith("phase"):  # phase-bright: rounded cells, dark halo
                 low = np.fft.irfft2(np.fft.rfft2(thick) * self._lowpass, s=thick.shape)
-                frame = 0.55 - 0.5 * (thick - low)[view]
+                sign = 1.0 if self.modality == "phase-bright" else -1.0
+                frame = 0.55 + sign * 0.5 * (thick - low)[view]
             elif self.modality == "brightfield":  # slight absorption, a bright defocus rim
                 rim = thick - ndimage.gaussian_filter(thick, 1.0 + 0.05 * self.cell_diameter)
                 frame = 0.6 - 0.2 * thick[view] + 0.4 * rim[view]
@@ -161,7 +162,8 @@ class Renderer:
                 frame = 0.5 + 0.15 * self.cell_diameter**0.5 * (grad_y + grad_x)[view]
             frame = (0.5 + 0.5 * self.illumination) * frame  # transmitted light: milder
             if self.noise:
-                read_noise = {"phase": 0.015, "brightfield": 0.01}.get(self.modality, 0.008)
+                read_noise = {"phase": 0.015, "phase-bright": 0.015,
+                              "brightfield": 0.01}.get(self.modality, 0.008)
                 frame = frame + self.rng.normal(0.0, read_noise * self.noise, frame.shape)
         return np.clip(np.rint(frame * self.scale), 0, self.scale).astype(self.dtype)
 

@@ -6,9 +6,10 @@ compared with its prompt (IoU; a cell is matched at IoU ≥ :data:`MATCH_IOU`). 
 prompted frame can still track badly, so each backend also tracks a few frames forward and back
 (:mod:`celltrail.methods.boxtrack.roundtrip`), and the best round trip is chosen (ties: the
 better fit on the prompted frame). Candidates are the learned backend, its copy adapted to the
-frame (:mod:`celltrail.methods.boxtrack.adapt`) and the classical backend with each preset, all
-at the cell size the prompt boxes give; with ``auto`` also the classical backend at the cell size
-the frame itself shows with that preset where the two differ (a box spans a cell's protrusions).
+frame (:mod:`celltrail.methods.boxtrack.adapt`) and the classical backend with each preset
+(presets with the same constants once), all at the cell size the prompt boxes give; with
+``auto`` also the classical backend at the cell size the frame itself shows with that preset
+where the two differ (a box spans a cell's protrusions).
 When one candidate is adapted, every fourth prompt is held out of the adaptation and all
 candidates are scored on those held-out cells, so the adapted copy is not judged on the boxes it
 learnt from.
@@ -38,7 +39,7 @@ from celltrail.methods.boxtrack.segmenters import (
 )
 from celltrail.methods.boxtrack.tracker import follow
 from celltrail.segmentation.classical import PRESETS
-from celltrail.segmentation.scale import MIN_CONFIDENCE, estimate_diameter
+from celltrail.segmentation.scale import MIN_CONFIDENCE, estimate_diameter, look
 
 if TYPE_CHECKING:
     import torch
@@ -197,7 +198,7 @@ class CalibratedSegmenter:
         if self.backend == "classical":
             segmenters[f"classical ({self.preset})"] = self._classical(self.preset, self.diameter)
         if self.backend == "auto":
-            for preset in PRESETS:
+            for preset in distinct_presets(image):
                 segmenters[f"classical ({preset})"] = self._classical(preset, self.diameter)
                 seen = image_diameter(image, preset, self.diameter)
                 if seen is not None:
@@ -225,6 +226,17 @@ class CalibratedSegmenter:
 
     def proposals(self, features: object) -> list[Patch]:
         return self._use().proposals(features)
+
+
+def distinct_presets(image: np.ndarray) -> list[str]:
+    """Each set of preset constants once (dic and phase share theirs), named by the preset the
+    frame's look chooses where it is one of them."""
+    own = look(image)[0]
+    kept: list[str] = []
+    for name in (own, *(p for p in PRESETS if p != own)):
+        if all(PRESETS[name] != PRESETS[other] for other in kept):
+            kept.append(name)
+    return kept
 
 
 def image_diameter(image: np.ndarray, preset: str, boxes: float) -> float | None:
