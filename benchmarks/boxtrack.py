@@ -39,6 +39,7 @@ from celltrail.core.sequence import open_sequence
 from celltrail.io.boxes import boxes_from_gt
 from celltrail.methods.boxtrack import BoxTrackConfig, BoxTracker, make_segmenter
 from celltrail.metrics import evaluate_result
+from celltrail.segmentation.scale import look
 from celltrail.simulate import SimParams, simulate, subsample
 
 #: Where ``tools/train_prompt_segmenter.py --supervision box`` leaves its models.
@@ -160,9 +161,11 @@ ADAPT_COLUMNS = ("MOTA", "IDF1", "TRA", "SEG")
 
 def adaptation_rows(seq_dir: Path, preset: str, model: str) -> list[str]:
     """The learned backend (``model``) as shipped and adapted to the sequence, the classical
-    one (``preset``) and ``auto``, from the GT first-frame boxes: table rows."""
+    one (with the preset the first frame's look chooses) and ``auto``, from the GT first-frame
+    boxes: table rows."""
     boxes, _ = boxes_from_gt(seq_dir.with_name(f"{seq_dir.name}_GT"))
     images = open_sequence(seq_dir)
+    own = look(images[0])[0]
     auto = make_segmenter("auto", preset, model, adapt=True)
     start = time.perf_counter()
     with warnings.catch_warnings():
@@ -173,7 +176,7 @@ def adaptation_rows(seq_dir: Path, preset: str, model: str) -> list[str]:
     runs = {f"auto: {calibration.chosen}": (result, seconds, f"{calibration.seconds:.1f}")}
     variants = {"learned": make_segmenter("learned", preset, model, adapt=False),
                 "learned, adapted": calibration.segmenters["learned, adapted"],
-                f"classical ({preset})": make_segmenter("classical", preset)}
+                f"classical ({own})": make_segmenter("classical", own)}
     for name, segmenter in variants.items():
         start = time.perf_counter()
         with warnings.catch_warnings():
@@ -191,18 +194,21 @@ def adaptation_rows(seq_dir: Path, preset: str, model: str) -> list[str]:
     return rows
 
 
-def adaptation(data: Path) -> None:
+def adaptation(data: Path, only: list[str] | None = None) -> None:
+    """The adaptation table; ``only``: just the simulated kinds of these modalities."""
     print("\nAdaptation to the sequence from its first-frame boxes (leave one dataset out). "
           "'adapt s': fine-tuning seconds (auto: the whole check, fine-tuning included)")
     names = ("variant", *ADAPT_COLUMNS, "s/frame", "adapt s")
     print("| " + " | ".join(names) + " |\n|" + "---|" * len(names))
-    for name, preset in SEQUENCES.items():
+    for name, preset in SEQUENCES.items() if not only else ():
         print(f"| **{name} 01**, model without-{name} (saw the other two sequences and "
               f"simulated data) |" + " |" * (len(names) - 1), flush=True)
         for line in adaptation_rows(data / name / "01", preset, f"without-{name}"):
             print(line, flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for modality, diameter in SIMULATED_KINDS:
+            if only and modality not in only:
+                continue
             params = SimParams(frames=30, size=512, cells=int(512**2 / (3.5 * diameter**2)),
                                modality=modality, cell_diameter=diameter)
             seq = simulate(Path(tmp) / f"{modality}-{diameter:g}", params, seed=7)
@@ -219,6 +225,9 @@ def main() -> None:
     parser.add_argument("--part", default="all",
                         choices=["all", "zero-shot", "ablations", "frame-step", "cost",
                                  "box-only", "adapt"])
+    parser.add_argument("--simulated", action="append",
+                        choices=sorted({kind for kind, _ in SIMULATED_KINDS}),
+                        help="with --part adapt: only the simulated kinds of this modality")
     args = parser.parse_args()
     if args.part in ("all", "zero-shot"):
         zero_shot(args.data)
@@ -231,7 +240,7 @@ def main() -> None:
     if args.part == "box-only":
         box_only(args.data)
     if args.part == "adapt":
-        adaptation(args.data)
+        adaptation(args.data, args.simulated)
 
 
 if __name__ == "__main__":

@@ -273,3 +273,27 @@ def test_a_poor_fit_to_the_prompts_warns(tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match=r"even the best BoxTrack backend \(.*\) matches only "
                                          r"0% of the prompted cells"):
         segmenter.calibrate([empty], boxes, BoxTrackConfig())
+
+
+def test_fine_tuning_from_a_shipped_model_reports_a_held_out_frame(tmp_path: Path) -> None:
+    """`train prompt-segmenter --from all --frames 2`: learns from the first two annotated
+    frames, scores the last one before and after, and leaves the shipped weights as they were."""
+    params = SimParams(frames=4, size=96, cells=6, cell_diameter=24.0)
+    seq = simulate(tmp_path / "sim", params, seed=5)
+    shipped = _weights_digest()
+    out = tmp_path / "tuned.pt"
+    result = CliRunner().invoke(app, ["train", "prompt-segmenter", "--data", str(seq), "--from",
+                                      "all", "--frames", "2", "--steps", "3", "--out", str(out)],
+                                env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if "held-out frame" in line)
+    assert line.startswith(f"{seq}, held-out frame 3: SEG from its true boxes 0.")
+    before, after = (float(word) for word in line.split() if word.startswith(("0.", "1.")))
+    assert 0.5 < before <= 1 and 0.5 < after <= 1
+    state = torch.load(out, weights_only=True)
+    assert state["step"] == 3 and state["trained_on"] == ["sim/01"]
+    assert _weights_digest() == shipped
+    result = CliRunner().invoke(app, ["train", "prompt-segmenter", "--data", str(seq), "--from",
+                                      "all", "--frames", "9", "--out", str(tmp_path / "x.pt")])
+    assert result.exit_code != 0
+    assert result.output.strip().splitlines()[-1].endswith("--frames 9: only 4 frames have masks")

@@ -153,6 +153,9 @@ def test_training_defaults_are_the_libraries() -> None:
                           env={"COLUMNS": "300"}).output
         assert f"TrainParams.steps, {params.steps}" in text, command
     assert embedtrack.TrainParams.steps > 0
+    text = app.invoke(build_app(), ["train", "prompt-segmenter", "--help"],
+                      env={"COLUMNS": "300"}).output
+    assert f"FINE_TUNE_STEPS, {prompt_segmenter.FINE_TUNE_STEPS}" in text
 
 
 def test_options_name_their_field() -> None:

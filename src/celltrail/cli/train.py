@@ -76,26 +76,89 @@ def train_prompt_segmenter(
     out: Annotated[Path, typer.Option(help="Model file to write (.pt); a checkpoint is saved "
                                            "there every 250 steps.")],
     steps: Annotated[int | None, typer.Option(min=1, help="Optimisation steps (default: "
-                                                           "TrainParams.steps, 3000).")] = None,
-    simulated: Annotated[bool, typer.Option(help="Mix in simulated sequences of every "
-                                                 "modality.")] = True,
+                                                           "TrainParams.steps, 3000; with "
+                                                           "--from FINE_TUNE_STEPS, 300).")]
+    = None,
+    simulated: Annotated[bool | None, typer.Option(help="Mix in simulated sequences of every "
+                                                        "modality (default: on, off with "
+                                                        "--from).")] = None,
     resume: Annotated[Path | None, typer.Option(help="Checkpoint to continue from.")] = None,
+    base: Annotated[str | None, typer.Option("--from", help="Fine-tune this model (a shipped "
+                                                            "name such as all, or a .pt "
+                                                            "path) instead of training from "
+                                                            "scratch.")] = None,
+    frames: Annotated[int | None, typer.Option(min=1, help="Learn from the first N annotated "
+                                                           "frames of each --data only.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     supervision: Annotated[str, typer.Option(help="mask: learn from the cells' masks; box: "
                                                   "from their boxes alone (CellBoxify's "
                                                   "losses).")] = "mask",
     overwrite: Overwrite = False,
 ) -> None:
-    """Retrain BoxTrack's learned backend (use it with --model PATH)."""
-    from celltrail.training.prompt_segmenter import TrainParams, load_sequence, train
+    """Retrain BoxTrack's learned backend (use it with --model PATH); with --from, fine-tune a
+    model and score it before and after on an annotated frame it did not learn from."""
+    from celltrail.models.zoo import model_path
+    from celltrail.training.prompt_segmenter import (
+        FINE_TUNE_LR,
+        FINE_TUNE_STEPS,
+        TrainParams,
+        train,
+    )
 
     check_supervision(supervision)
-    params = TrainParams(**given(steps=steps), seed=seed, supervision=supervision)
-    with training_sequences(data, out, load_sequence, simulated,
+    start = None if base is None else model_path("prompt_segmenter", base)
+    tuning = {} if start is None else {"steps": FINE_TUNE_STEPS, "lr": FINE_TUNE_LR}
+    params = TrainParams(**(tuning | given(steps=steps)), seed=seed, supervision=supervision)
+    chosen = {folder: _first_frames(folder, frames) for folder in data}
+    with training_sequences(data, out, lambda folder: _load_frames(folder, chosen[folder]),
+                            start is None if simulated is None else simulated,
                             overwrite=overwrite) as sequences, \
             progress_bar(params.steps, "training") as on_step:
-        train(sequences, out, params, resume=resume, progress=lambda step, _: on_step(step))
+        train(sequences, out, params, resume=resume or start,
+              progress=lambda step, _: on_step(step))
     console.print(f"wrote {out}")
+    if start is not None:
+        _report_held_out(chosen, start, out)
+
+
+def _first_frames(folder: Path, frames: int | None) -> list[int] | None:
+    """The first ``frames`` annotated frames of ``folder`` (None: all of them)."""
+    from celltrail.training.prompt_segmenter import annotated_frames
+
+    if frames is None:
+        return None
+    found = annotated_frames(folder)
+    if len(found) < frames:
+        raise InputError(folder, f"--frames {frames}: only {len(found)} frames have masks")
+    return found[:frames]
+
+
+def _load_frames(folder: Path, frames: list[int] | None) -> object:
+    from celltrail.training.prompt_segmenter import load_sequence
+
+    return load_sequence(folder, frames)
+
+
+def _report_held_out(chosen: dict[Path, list[int] | None], before: Path, after: Path) -> None:
+    """Print, for each sequence, SEG from prompts on its last annotated frame not learnt from,
+    with the starting model and the fine-tuned one."""
+    from celltrail.core.sequence import open_sequence, read_tiff
+    from celltrail.io.ctc import training_truth
+    from celltrail.methods.boxtrack.heldout import prompted_seg
+    from celltrail.methods.boxtrack.learned import LearnedPromptSegmenter
+
+    models = [LearnedPromptSegmenter.load(path) for path in (before, after)]
+    for folder, used in chosen.items():
+        files = training_truth(folder)[1]
+        left = [t for t in sorted(files) if used is not None and t not in used]
+        if not left:
+            console.print(f"{folder}: no annotated frame left out to score on (give --frames "
+                          f"below {len(files)})")
+            continue
+        image, truth = open_sequence(folder)[left[-1]], read_tiff(files[left[-1]])
+        seg = [prompted_seg(model, image, truth) for model in models]
+        console.print(f"{folder}, held-out frame {left[-1]}: SEG from its true boxes "
+                      f"{seg[0]:.3f} before ({before.stem}), {seg[1]:.3f} after fine-tuning")
 
 
 @reports_errors

@@ -73,11 +73,24 @@ class TrainParams:
     supervision: str = "mask"
 
 
-def load_sequence(seq_dir: str | Path) -> TrainSequence:
+#: Fine-tuning a trained model on a few annotated frames: steps and peak rate (a tenth of the
+#: rate models are trained from scratch with, as for BoxTrack's adaptation).
+FINE_TUNE_STEPS, FINE_TUNE_LR = 300, TrainParams.lr / 10
+
+
+def annotated_frames(seq_dir: str | Path) -> list[int]:
+    """The frames of a CTC sequence ``NN`` with a mask to learn from, in order."""
+    return sorted(training_truth(seq_dir)[1])
+
+
+def load_sequence(seq_dir: str | Path, frames: Sequence[int] | None = None) -> TrainSequence:
     """Frames of a CTC sequence ``NN`` with a mask (``NN_GT/SEG``, else ``NN_ST/SEG``), labelled
-    with their TRA identities and rescaled so the median cell is the canonical size."""
+    with their TRA identities and rescaled so the median cell is the canonical size; only those
+    in ``frames`` when given."""
     seq_dir = Path(seq_dir)
     truth, files = training_truth(seq_dir)
+    if frames is not None:
+        files = {t: files[t] for t in frames}
     images = open_sequence(seq_dir)
     labels = {t: relabel_by_markers(read_tiff(path), truth.masks[t]) for t, path in files.items()}
     areas = np.concatenate([np.bincount(m.ravel())[1:] for m in labels.values()])
