@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -19,6 +19,9 @@ from celltrail.cli.errors import reports_errors
 from celltrail.core.errors import InputError
 from celltrail.io.ctc import companions
 from celltrail.io.outputs import check_output, model_input
+
+if TYPE_CHECKING:
+    from celltrail.training.prompt_segmenter import TrainSequence
 
 T = TypeVar("T")
 
@@ -56,6 +59,16 @@ def check_supervision(supervision: str) -> None:
     """Refuse a --supervision other than box or mask."""
     if supervision not in ("box", "mask"):
         raise InputError(None, f"--supervision must be box or mask, not {supervision!r}")
+
+
+def starting_model(kind: str, start: str | None, resume: Path | None) -> Path | None:
+    """The file of the model ``--from`` names (None without it); refused beside --resume."""
+    from celltrail.models.zoo import model_path
+
+    if start is not None and resume is not None:
+        raise InputError(None, "--from and --resume: give one (--resume continues a run, "
+                               "--from fine-tunes a finished model)")
+    return None if start is None else model_path(kind, start)
 
 
 def train_app() -> typer.Typer:
@@ -97,7 +110,6 @@ def train_prompt_segmenter(
 ) -> None:
     """Retrain BoxTrack's learned backend (use it with --model PATH); with --from, fine-tune a
     model and score it before and after on an annotated frame it did not learn from."""
-    from celltrail.models.zoo import model_path
     from celltrail.training.prompt_segmenter import (
         FINE_TUNE_LR,
         FINE_TUNE_STEPS,
@@ -106,7 +118,7 @@ def train_prompt_segmenter(
     )
 
     check_supervision(supervision)
-    start = None if base is None else model_path("prompt_segmenter", base)
+    start = starting_model("prompt_segmenter", base, resume)
     tuning = {} if start is None else {"steps": FINE_TUNE_STEPS, "lr": FINE_TUNE_LR}
     params = TrainParams(**(tuning | given(steps=steps)), seed=seed, supervision=supervision)
     chosen = {folder: _first_frames(folder, frames) for folder in data}
@@ -114,7 +126,7 @@ def train_prompt_segmenter(
                             start is None if simulated is None else simulated,
                             overwrite=overwrite) as sequences, \
             progress_bar(params.steps, "training") as on_step:
-        train(sequences, out, params, resume=resume or start,
+        train(sequences, out, params, resume=start or resume,
               progress=lambda step, _: on_step(step))
     console.print(f"wrote {out}")
     if start is not None:
@@ -133,7 +145,8 @@ def _first_frames(folder: Path, frames: int | None) -> list[int] | None:
     return found[:frames]
 
 
-def _load_frames(folder: Path, frames: list[int] | None) -> object:
+def _load_frames(folder: Path, frames: list[int] | None) -> TrainSequence:
+    """The prompt segmenter's training data of ``folder``: the ``frames`` given, or all."""
     from celltrail.training.prompt_segmenter import load_sequence
 
     return load_sequence(folder, frames)
@@ -225,7 +238,6 @@ def _cellboxify_start(supervision: str, head: str, guide: str, start: str | None
                       resume: Path | None) -> Path | None:
     """Check CellBoxify's training choices; the model to start from (None: from scratch)."""
     from celltrail.models.cellboxify import HEADS
-    from celltrail.models.zoo import model_path
     from celltrail.training.cellboxify.losses import GUIDES
 
     check_supervision(supervision)
@@ -233,10 +245,7 @@ def _cellboxify_start(supervision: str, head: str, guide: str, start: str | None
         raise InputError(None, f"--head must be one of {', '.join(HEADS)}, not {head!r}")
     if guide not in GUIDES:
         raise InputError(None, f"--guide must be one of {', '.join(GUIDES)}, not {guide!r}")
-    if start is not None and resume is not None:
-        raise InputError(None, "--from and --resume: give one (--resume continues a run, "
-                               "--from fine-tunes a finished model)")
-    return resume if start is None else model_path("cellboxify", start)
+    return starting_model("cellboxify", start, resume) or resume
 
 
 @reports_errors
