@@ -9,12 +9,14 @@ beside them. Each is run exactly as a user would, with no option beyond the inpu
 
 - ``celltrail track SEQ --out RES``;
 - ``celltrail track SEQ --out RES --method boxtrack --boxes-from-gt SEQ_GT`` (the first
-  frame's boxes from the ground truth; backend ``auto`` with adaptation, preset ``auto``).
+  frame's boxes from the ground truth; backend ``auto`` with adaptation, preset ``auto``);
+- ``celltrail track SEQ --out RES --method cap`` (the default model, queries from the
+  detector with preset ``auto``).
 
 The table gives what each run says (preset, diameter, backend), cells per frame against the
 reference, and DET, TRA and MOTA. No constant of the package was chosen on these sequences.
 
-    python benchmarks/unseen_kinds.py [--frames 30] [--only KIND ...]
+    python benchmarks/unseen_kinds.py [--frames 30] [--only KIND ...] [--method METHOD ...]
 """
 
 from __future__ import annotations
@@ -35,8 +37,11 @@ from celltrail.simulate import SimParams, simulate
 #: (modality, cell diameter px, cells at the start) on 512² frames.
 KINDS = (("fluo-cells", 75.0, 12), ("phase", 15.0, 70), ("phase-bright", 15.0, 70),
          ("dic", 40.0, 40), ("brightfield", 30.0, 50))
-RUNS = {"track, no option": (), "boxtrack, GT first-frame boxes": ("--method", "boxtrack")}
-SAID = ("preset:", "diameter:", "backend:", "warning:")
+#: method: (row label, options beyond the input and --out)
+RUNS = {"classical": ("track, no option", ()),
+        "boxtrack": ("boxtrack, GT first-frame boxes", ("--method", "boxtrack")),
+        "cap": ("cap, no other option", ("--method", "cap"))}
+SAID = ("preset:", "diameter:", "backend:", "warning:", "detector preset:", "detector diameter:")
 
 
 def counts(masks: list[np.ndarray]) -> np.ndarray:
@@ -74,6 +79,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--only", choices=[kind for kind, _, _ in KINDS], action="append",
                         help="run these kinds only (default: all)")
+    parser.add_argument("--method", choices=list(RUNS), action="append",
+                        help="run these methods only (default: all)")
     args = parser.parse_args()
     print("| kind | run | run says | cells per frame min / median / max | reference | "
           "empty frames | DET | TRA | MOTA | seconds |")
@@ -86,7 +93,9 @@ def main() -> None:
                                cell_diameter=diameter)
             seq = simulate(Path(tmp) / f"{modality}-{diameter:g}", params, seed=11)
             reference = stats(counts(list(read_tracking_gt(seq.with_name("01_GT")).masks)))
-            for label, options in RUNS.items():
+            for method, (label, options) in RUNS.items():
+                if args.method and method not in args.method:
+                    continue
                 out = Path(tmp) / f"{modality}-{label.split(',')[0]}"
                 cells = run(seq, out, options)
                 cells.insert(2, reference)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import tifffile
 import torch
 from typer.testing import CliRunner
 
@@ -33,6 +34,7 @@ from celltrail.models.prompt_segmenter import K, PromptSegNet, box_prompt, crop_
 from celltrail.simulate import SimParams, simulate
 from celltrail.training.prompt_segmenter import (
     TrainParams,
+    TrainSequence,
     _previous,
     _Sampler,
     load_sequence,
@@ -70,6 +72,27 @@ def sim_sequence(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("sim")
     params = SimParams(frames=4, size=96, cells=6, cell_diameter=24.0)
     return load_sequence(simulate(root, params, seed=3))
+
+
+def test_partial_masks_teach_no_background(tmp_path: Path) -> None:
+    """A frame whose SEG mask leaves out a cell (as GOWT1's GT masks do): the cell's marker is
+    not taken for its mask, and crops of that frame carry no background prompt and no
+    foreground-head weight; complete frames keep both."""
+    seq = simulate(tmp_path, SimParams(frames=2, size=96, cells=6, cell_diameter=24.0), seed=3)
+    seg = tmp_path / "01_GT" / "SEG" / "man_seg001.tif"
+    mask = tifffile.imread(seg)
+    left_out = int(np.unique(mask)[1])
+    tifffile.imwrite(seg, np.where(mask == left_out, 0, mask).astype(mask.dtype))
+    loaded = load_sequence(seq)
+    assert loaded.partial == {1}
+    markers = tifffile.imread(tmp_path / "01_GT" / "TRA" / "man_track001.tif")
+    assert len(np.unique(loaded.labels[1])) == len(np.unique(markers)) - 1  # one cell fewer
+    for t in (0, 1):
+        only = TrainSequence("one frame", {t: loaded.images[t]}, {t: loaded.labels[t]},
+                             partial=loaded.partial & {t})
+        batch = _Sampler([only], TrainParams(batch=2), np.random.default_rng(0)).sample()
+        assert batch["background"].tolist() == [float(t == 0)] * 2
+        assert bool(batch["positive"].all()) == (t == 1)
 
 
 def test_decoder_outputs(sim_sequence) -> None:

@@ -52,6 +52,9 @@ class TrainSequence:
     #: Cells that are there (never taken for background) but never prompted: held out to score
     #: the model on cells it did not learn from.
     hidden: frozenset[int] = frozenset()
+    #: Frames whose masks cover only some of their cells (a TRA marker without a mask): the
+    #: others' extent is unknown, so these frames teach no background.
+    partial: frozenset[int] = frozenset()
 
 
 #: Steps between checkpoints.
@@ -92,7 +95,11 @@ def load_sequence(seq_dir: str | Path, frames: Sequence[int] | None = None) -> T
     if frames is not None:
         files = {t: files[t] for t in frames}
     images = open_sequence(seq_dir)
-    labels = {t: relabel_by_markers(read_tiff(path), truth.masks[t]) for t, path in files.items()}
+    labels, partial = {}, set()
+    for t, path in files.items():
+        labels[t], complete = _masked_cells(read_tiff(path), np.asarray(truth.masks[t]))
+        if not complete:
+            partial.add(t)
     areas = np.concatenate([np.bincount(m.ravel())[1:] for m in labels.values()])
     diameter = float(np.median(equivalent_diameters(areas[areas > 0])))
     scale = CANONICAL_DIAMETER / diameter
@@ -102,7 +109,18 @@ def load_sequence(seq_dir: str | Path, frames: Sequence[int] | None = None) -> T
                                   preserve_range=True).astype(np.float32)
         small_labels[t] = rescale(mask, scale, order=0, anti_aliasing=False,
                                   preserve_range=True).astype(np.int32)
-    return TrainSequence(seq_dir.parent.name + "/" + seq_dir.name, small_images, small_labels)
+    return TrainSequence(seq_dir.parent.name + "/" + seq_dir.name, small_images, small_labels,
+                         partial=frozenset(partial))
+
+
+def _masked_cells(seg: np.ndarray, markers: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The masks of ``seg`` labelled with the TRA identities of ``markers``, and whether every
+    marker has one. A marker without a mask is left out: it is a dot inside the cell, not the
+    cell (Fluo-N2DH-GOWT1's GT masks 1-2 of each frame's 23-25 cells)."""
+    labels = relabel_by_markers(seg, markers)
+    masked = np.unique(labels[seg > 0])
+    kept = np.isin(labels, masked[masked > 0])
+    return np.where(kept, labels, 0), bool(np.isin(np.unique(markers[markers > 0]), masked).all())
 
 
 class _Sampler:
@@ -128,6 +146,7 @@ class _Sampler:
     def sample(self) -> dict[str, torch.Tensor]:
         p, rng = self.p, self.rng
         images, fgs, boxes, index, prev, targets, positive = [], [], [], [], [], [], []
+        teaches: list[bool] = []  # whether a crop's unlabelled pixels are background
         guides: list[np.ndarray] = []
         masks = p.supervision == "mask"
         for b in range(p.batch):
@@ -136,8 +155,7 @@ class _Sampler:
             image, labels = seq.images[t], seq.labels[t]
             before = seq.labels.get(t - 1)
             size = int(p.crop * np.exp(rng.uniform(-0.2, 0.2)))  # scale jitter
-            top, left = (int(rng.integers(min(0, n - size), max(1, n - size + 1)))
-                         for n in labels.shape)
+            top, left = self._corner(labels, size, t in seq.partial)
             place = (top, left, size, int(rng.integers(4)), bool(rng.integers(2)))
             img, lab = self._view(image, place, 1), self._view(labels, place, 0)
             old = self._view(before, place, 0) if before is not None else None
@@ -145,6 +163,7 @@ class _Sampler:
             img = img + rng.normal(0, rng.uniform(0, 0.05), img.shape)
             images.append(img.astype(np.float32))
             fgs.append(lab > 0 if masks else _box_interiors(lab))
+            teaches.append(t not in seq.partial)
             if not masks:
                 guides.append(self._view(self._guide(seq, t), place, 1))
             cells = [c for c in np.unique(lab) if c and c not in seq.hidden]
@@ -157,7 +176,7 @@ class _Sampler:
                 targets.append(mask)
                 positive.append(True)
                 prev.append(_previous(mask, None if old is None else old == cell, rng, masks))
-            for _ in range(2):  # background prompts: nothing to segment there
+            for _ in range(2 * teaches[-1]):  # background prompts: nothing to segment there
                 side = CANONICAL_DIAMETER * np.exp(rng.normal(0, 0.2))
                 x, y = rng.uniform(0, p.crop - side, size=2)
                 box = np.array([x, y, x + side, y + side])
@@ -178,10 +197,23 @@ class _Sampler:
             "previous": torch.from_numpy(np.stack(prev)).float()[:, None],
             "target": torch.from_numpy(np.stack(targets)).float()[:, None],
             "positive": torch.tensor(positive),
+            "background": torch.tensor(teaches, dtype=torch.float32),
         }
         if guides:
             batch["guide"] = torch.from_numpy(np.stack(guides)).float()[:, None]
         return batch
+
+    def _corner(self, labels: np.ndarray, size: int, partial: bool) -> tuple[int, int]:
+        """A crop's top-left corner: anywhere, or on a frame with partial masks around one of
+        its few masked cells (a random pixel of them, anywhere in the crop's middle half)."""
+        rng = self.rng
+        if partial and labels.any():
+            ys, xs = np.nonzero(labels)
+            i = int(rng.integers(len(ys)))
+            return tuple(int(c - size // 2 + rng.integers(-size // 4, size // 4 + 1))
+                         for c in (ys[i], xs[i]))
+        return tuple(int(rng.integers(min(0, n - size), max(1, n - size + 1)))
+                     for n in labels.shape)
 
     def _guide(self, seq: TrainSequence, t: int) -> np.ndarray:
         """The box-only losses' image of a frame: CLAHE, as CellBoxify's (computed once)."""
@@ -268,7 +300,9 @@ def losses(net: PromptSegNet, batch: dict[str, torch.Tensor], supervision: str =
     pos = batch["positive"]
     result = {}
     fg_target = F.avg_pool2d(batch["foreground"], 4)
-    result["foreground"] = F.binary_cross_entropy_with_logits(net.foreground(features), fg_target)
+    weight = batch["background"][:, None, None, None].expand_as(fg_target)  # 0: partial masks
+    result["foreground"] = F.binary_cross_entropy_with_logits(net.foreground(features), fg_target,
+                                                              weight=weight)
     result["objectness"] = F.binary_cross_entropy_with_logits(out.objectness, pos.float())
     if pos.any() and supervision == "box":
         logits = out.masks[pos]
