@@ -99,7 +99,7 @@ def test_segmentation_loss_terms_known_values() -> None:
     prediction[4] = 0.5  # seediness 0.5 everywhere: (0.5 - 1)^2 on each cell, 0.5^2 outside
     prediction[2, 2:4, 2:6] += 0.1  # cell 1: half its pixels 0.1 higher in y-bandwidth
     terms, _ = segmentation_loss(prediction, frame)
-    assert float(terms["seed"]) == pytest.approx(2 * 0.25 + 0.25, abs=1e-4)
+    assert float(terms["seed"]) == pytest.approx(0.25, abs=1e-4)  # summed / (H W)
     assert float(terms["variance"]) == pytest.approx(0.05**2 / 2)  # mean over the 2 cells
 
 
@@ -111,11 +111,35 @@ def test_tracking_loss_known_values() -> None:
     # the cells did not move: the centres at t - 1 are the same
     assert float(tracking_loss(offsets, frame, frame.centres, valid, bandwidths)) == \
         pytest.approx(0.0, abs=1e-5)
-    # the centres at t - 1 are far away: every cell pixel has score 0, hinge 2 per cell
+    # the centres at t - 1 are far away: every cell pixel has score 0, hinge 2 for each cell,
+    # averaged over the cells with a centre at t - 1
     far = frame.centres + 200.0
-    assert float(tracking_loss(offsets, frame, far, valid, bandwidths)) == pytest.approx(4.0)
+    assert float(tracking_loss(offsets, frame, far, valid, bandwidths)) == pytest.approx(2.0)
     assert float(tracking_loss(offsets, frame, far, torch.tensor([True, False]),
                                bandwidths)) == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("copies", [1, 2, 4])
+def test_losses_do_not_grow_with_the_number_of_identical_cells(copies: int) -> None:
+    # copies of one 4x4 cell in a 24x24 crop, each with its centre far outside the crop: every
+    # cell's hinge is 2 (summed over cells it was 2 * copies); seediness 0.5 everywhere against
+    # targets 0: seed 0.25; half of every cell 0.1 higher in y-bandwidth: variance 0.05^2
+    labels = torch.zeros(24, 24, dtype=torch.int64)
+    for k in range(copies):
+        top, left = 2 + 12 * (k // 2), 2 + 12 * (k % 2)
+        labels[top:top + 4, left:left + 4] = k + 1
+    frame = Instances(labels, torch.arange(1, copies + 1), torch.full((copies, 2), 500.0))
+    prediction = torch.zeros(5, 24, 24)
+    prediction[2:4] = 0.5
+    prediction[2][(labels > 0) & (torch.arange(24)[:, None] % 12 < 4)] += 0.1
+    prediction[4] = 0.5
+    terms, bandwidths = segmentation_loss(prediction, frame)
+    assert float(terms["instance"]) == pytest.approx(2.0)
+    assert float(terms["seed"]) == pytest.approx(0.25)
+    assert float(terms["variance"]) == pytest.approx(0.05**2)
+    track = tracking_loss(prediction[:2], frame, frame.centres,
+                          torch.ones(copies, dtype=torch.bool), bandwidths)
+    assert float(track) == pytest.approx(2.0)
 
 
 def test_medoid_lies_inside_a_ring() -> None:

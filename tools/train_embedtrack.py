@@ -13,7 +13,7 @@ of frames of every shared sequence but the held-out one, plus the simulated sequ
 modality, each rescaled so its median cell is ``CANONICAL_DIAMETER`` pixels wide, with the
 appearance augmentations on. It stays in ``.cache/embedtrack/general[-without-NAME].pt``:
 
-    python tools/train_embedtrack.py --general --holdout Fluo-N2DH-GOWT1 --steps 700 --batch 4 \
+    python tools/train_embedtrack.py --general --holdout Fluo-N2DH-GOWT1 --steps 3000 --batch 4 \
         --lr 1e-3 --threads 1
 """
 

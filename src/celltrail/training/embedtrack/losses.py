@@ -7,6 +7,12 @@ P_m: the Lovász hinge of 2·d_m − 1 against the mask trains offsets and bandw
 the Jaccard index. The variance loss keeps bandwidths constant within an instance; the seed loss
 regresses the seediness to d_m on cells and to 0 on the background. The tracking loss is the
 Lovász hinge of the tracking-shifted pixels at t around the cell's centre at t − 1.
+
+Every term is normalised per image, as EmbedSeg's reference loss does rather than as Eq. (7),
+(9) and (11) print it: the instance, variance and tracking terms are means over the image's
+instances, the seed term is the sum of squared errors over all pixels divided by H · W. Summed
+over instances, a crop of many cells outweighed the others and a mixture of sequences did not
+learn (docs/benchmarks.md, EmbedTrack generalist).
 """
 
 from __future__ import annotations
@@ -56,13 +62,15 @@ def _scores(shifted: torch.Tensor, centre: torch.Tensor, bandwidth: torch.Tensor
 
 def segmentation_loss(prediction: torch.Tensor, frame: Instances
                       ) -> tuple[dict[str, torch.Tensor], dict[int, torch.Tensor]]:
-    """The terms of Eq. (10) for one frame, unweighted: ``instance`` (Eq. 7), ``variance``
-    (Eq. 3) and ``seed`` (Eq. 9, with w_fg); ``prediction`` is (5, H, W) from the network. Also
-    returns each instance's mean bandwidth, which the tracking loss uses."""
+    """The terms of Eq. (10) for one frame, unweighted and normalised per image: ``instance``
+    (Eq. 7) and ``variance`` (Eq. 3) averaged over instances, ``seed`` (Eq. 9, with w_fg) the
+    squared errors summed over all pixels / (H · W); ``prediction`` is (5, H, W) from the
+    network. Also returns each instance's mean bandwidth, which the tracking loss uses."""
     shifted = pixel_grid(*prediction.shape[1:]) + prediction[:2]
     bandwidth, seed = prediction[2:4], prediction[4]
     zero = prediction.sum() * 0.0
-    instance, variance, seed_fg = zero, zero, zero
+    instance, variance = zero, zero
+    seed_error = (seed[frame.labels == 0] ** 2).sum()
     means: dict[int, torch.Tensor] = {}
     for label, centre in zip(frame.ids.tolist(), frame.centres, strict=True):
         inside = frame.labels == label
@@ -74,12 +82,10 @@ def segmentation_loss(prediction: torch.Tensor, frame: Instances
         variance = variance + ((s_pixels - s_mean[:, None]) ** 2).sum(0).mean()
         score = _scores(shifted, centre / COORD_UNIT, s_mean)
         instance = instance + lovasz_hinge(2.0 * score - 1.0, inside)
-        seed_fg = seed_fg + ((seed[inside] - score[inside].detach()) ** 2).mean()
-    background = frame.labels == 0
-    seed_bg = (seed[background] ** 2).mean() if background.any() else zero
-    if means:
-        variance = variance / len(means)
-    return {"instance": instance, "variance": variance, "seed": W_FG * seed_fg + seed_bg}, means
+        seed_error = seed_error + W_FG * ((seed[inside] - score[inside].detach()) ** 2).sum()
+    count = max(1, len(means))
+    return {"instance": instance / count, "variance": variance / count,
+            "seed": seed_error / seed.numel()}, means
 
 
 def weighted_segmentation_loss(terms: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -89,15 +95,15 @@ def weighted_segmentation_loss(terms: dict[str, torch.Tensor]) -> torch.Tensor:
 
 def tracking_loss(offsets: torch.Tensor, frame: Instances, previous_centres: torch.Tensor,
                   valid: torch.Tensor, bandwidths: dict[int, torch.Tensor]) -> torch.Tensor:
-    """Eq. (11): ``offsets`` (2, H, W) from t to t − 1; ``previous_centres`` (M, 2) gives each
-    instance of ``frame`` the centre (pixels) of its cell, or its mother, at t − 1, where
-    ``valid``."""
+    """Eq. (11) averaged over the instances it covers: ``offsets`` (2, H, W) from t to t − 1;
+    ``previous_centres`` (M, 2) gives each instance of ``frame`` the centre (pixels) of its
+    cell, or its mother, at t − 1, where ``valid``."""
     shifted = pixel_grid(*offsets.shape[1:]) + offsets
-    loss = offsets.sum() * 0.0
+    loss, count = offsets.sum() * 0.0, 0
     for label, centre, ok in zip(frame.ids.tolist(), previous_centres, valid.tolist(),
                                  strict=True):
         if ok and label in bandwidths:
             score = _scores(shifted, centre / COORD_UNIT, bandwidths[label])
             loss = loss + lovasz_hinge(2.0 * score - 1.0, frame.labels == label)
-    return loss
-
+            count += 1
+    return loss / max(1, count)
