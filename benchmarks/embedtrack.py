@@ -30,6 +30,7 @@ import torch
 from common import SEQUENCES, SHARED, tail
 
 from celltrail.core.sequence import ArraySequence, ImageSequence, open_sequence
+from celltrail.io.ctc import read_tracking_gt
 from celltrail.methods.embedtrack import EmbedTracker
 from celltrail.metrics import evaluate_result
 from celltrail.models.embedtrack import load_checkpoint
@@ -77,12 +78,15 @@ def general_row(model: str, images: ImageSequence, gt: Path, truth: str, label: 
     seconds = (time.perf_counter() - start) / len(images)
     scores = evaluate_result(result, gt, threads=1)
     seg = "n/a" if truth == "none" else f"{scores['SEG']:.3f}" + " (vs ST)" * (truth == "ST")
+    found, cells = (np.array([len(np.unique(np.asarray(m))) - 1 for m in masks])
+                    for masks in (result.masks, read_tracking_gt(gt).masks))
     diameter = tracker.settings().get("diameter", "native scale")
     minutes = float(state["seconds"]) / 60
     saw = "no" if Path(model).stem.startswith("general-without-") else "yes, first 90% of 01"
     return (f"| {Path(model).stem} | {trained_on(state)} | {saw} | {label} | {len(images)} "
             f"| {seg} "
-            f"| {scores['DET']:.3f} | {scores['TRA']:.3f} | {diameter} | {seconds:.2f} "
+            f"| {scores['DET']:.3f} | {scores['TRA']:.3f} | {found.mean():.1f} / "
+            f"{cells.mean():.1f} | {diameter} | {seconds:.2f} "
             f"| {state['step']} steps, {minutes:.0f} min |")
 
 
@@ -91,12 +95,13 @@ def general(names: list[str]) -> None:
     model on the last 10% of ``01``, then alone on the whole of ``01``; both on the bundled
     sample where it is a crop of that sequence (which the per-dataset model saw)."""
     print("| model | trained on (first 90% of each 01) | saw the scored sequence | scored on "
-          "| frames | SEG | DET | TRA | cell diameter | s/frame | training |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| frames | SEG | DET | TRA | objects / cells per frame (mean) | cell diameter "
+          "| s/frame | training |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name in names:
         lodo = GENERAL / f"general-without-{name}.pt"
         if not lodo.is_file():
-            print(f"| {lodo.stem} | not trained | no | {name} | | | | | | | |", flush=True)
+            print(f"| {lodo.stem} | not trained | no | {name} | | | | | | | | |", flush=True)
             continue
         with tempfile.TemporaryDirectory() as tmp:
             images_dir, truth = tail(name, Path(tmp))
