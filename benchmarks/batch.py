@@ -94,14 +94,19 @@ def kill_batch(root: Path, n: int, workers: int) -> tuple[int, list[str], list[b
     return complete, leftovers(out), identical(root, "fault_b", n)
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
+    """The command line: how many sequences, of what size, on how many workers."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sequences", type=int, default=6)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--cells", type=int, default=30)
     parser.add_argument("--workers", type=int, default=2)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = arguments()
     n = args.sequences
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

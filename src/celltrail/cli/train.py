@@ -284,8 +284,7 @@ def train_cellboxify(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     overwrite: Overwrite = False,
 ) -> None:
-    """Train a CellBoxify instance segmenter; use it by `celltrail segment --method cellboxify
-    --model PATH` or `celltrail track --method cellboxify --model PATH`."""
+    """Train a CellBoxify instance segmenter (segment or track with it: --model PATH)."""
     from celltrail.models.cellboxify import CellBoxifyConfig
     from celltrail.training.cellboxify import (
         TrainParams,
