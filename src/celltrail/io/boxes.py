@@ -200,13 +200,19 @@ def boxes_from_gt(gt_dir: str | Path, frame: int = 0) -> tuple[pd.DataFrame, str
         if ((seg > 0) & (markers > 0)).any():  # an empty or unmatched file segments nothing
             mask, source = relabel_by_markers(seg, markers), name
             break
+    return mask_boxes(mask, frame), source
+
+
+def mask_boxes(mask: np.ndarray, frame: int = 0) -> pd.DataFrame:
+    """The box of each cell of label image ``mask`` (id = label), as :func:`read_boxes` gives
+    them."""
     rows = frame_rows(mask, frame)
     boxes = pd.DataFrame({
         "frame": rows["frame"], "id": rows["id"],
         "x": rows["bbox_x"].astype(float), "y": rows["bbox_y"].astype(float),
         "w": rows["bbox_w"].astype(float), "h": rows["bbox_h"].astype(float),
     })
-    return boxes.sort_values("id", ignore_index=True), source
+    return boxes.sort_values("id", ignore_index=True)
 
 
 def drop_small_boxes(boxes: pd.DataFrame, min_side: float) -> tuple[pd.DataFrame, list[int]]:

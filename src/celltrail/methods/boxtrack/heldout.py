@@ -9,9 +9,8 @@ fine-tuned model on a frame it did not train on (``celltrail train prompt-segmen
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
-from celltrail.io.tables import frame_rows
+from celltrail.io.boxes import mask_boxes
 from celltrail.methods.boxtrack.config import BoxTrackConfig
 from celltrail.methods.boxtrack.segmenters import PromptSegmenter
 from celltrail.methods.boxtrack.tracker import prompted_frame
@@ -36,9 +35,6 @@ def seg_score(found: np.ndarray, truth: np.ndarray) -> float:
 def prompted_seg(segmenter: PromptSegmenter, image: np.ndarray, truth: np.ndarray) -> float:
     """SEG of the masks ``segmenter`` paints on ``image`` from the boxes of ``truth``'s cells,
     at the scale their median box gives (as BoxTrack sets it)."""
-    rows = frame_rows(truth, 0)
-    prompts = pd.DataFrame({"frame": 0, "id": rows["id"], "x": rows["bbox_x"].astype(float),
-                            "y": rows["bbox_y"].astype(float), "w": rows["bbox_w"].astype(float),
-                            "h": rows["bbox_h"].astype(float)})
+    prompts = mask_boxes(truth)
     segmenter.set_scale(float(np.median(np.sqrt(prompts["w"] * prompts["h"]))))
     return seg_score(prompted_frame(segmenter, BoxTrackConfig(), image, prompts), truth)
