@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
+from celltrail.io.boxes import mask_boxes
 from celltrail.methods.boxtrack.config import BoxTrackConfig
 from celltrail.methods.boxtrack.patch import box_iou
 from celltrail.methods.boxtrack.segmenters import PromptSegmenter
@@ -47,13 +48,6 @@ class RoundTrip:
         count against the backend even when they are lost on the way back."""
         total = self.recall + self.precision
         return 2 * self.recall * self.precision / total * self.growth if total else 0.0
-
-
-def mask_boxes(labels: np.ndarray) -> pd.DataFrame:
-    """One prompt row (frame 0, id, x, y, w, h) per object of a label image."""
-    rows = [(0, label, s[1].start, s[0].start, s[1].stop - s[1].start, s[0].stop - s[0].start)
-            for label, s in enumerate(ndi.find_objects(labels), start=1) if s is not None]
-    return pd.DataFrame(rows, columns=["frame", "id", "x", "y", "w", "h"])
 
 
 def returned_ious(labels: np.ndarray, prompts: pd.DataFrame) -> np.ndarray:
