@@ -258,6 +258,18 @@ def test_saved_model_reloads_with_weights_only_and_gives_identical_outputs(
             assert torch.equal(a, b)
 
 
+def test_folding_batch_norms_keeps_a_shipped_models_outputs(sample: Path) -> None:
+    state = load_checkpoint(model_path("embedtrack", "Fluo-N2DH-GOWT1"))
+    plain, folded = network_from(state), network_from(state).fold_batchnorm()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.tracking.modules())
+    frames = open_sequence(sample / "01")
+    x, y = (torch.from_numpy(np.asarray(frames[t], np.float32) / 255)[None, None, :128, :128]
+            for t in (1, 0))
+    with torch.no_grad():
+        for a, b in zip(plain(x, y), folded(x, y), strict=True):
+            assert torch.allclose(a, b, atol=1e-4)
+
+
 def test_train_checkpoints_resume_and_finish(sim_sequence: Path, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     seq = load_sequence(sim_sequence)
