@@ -38,6 +38,7 @@ from celltrail.core.result import TrackingResult
 from celltrail.core.sequence import open_sequence
 from celltrail.io.boxes import boxes_from_gt
 from celltrail.methods.boxtrack import BoxTrackConfig, BoxTracker, make_segmenter
+from celltrail.methods.boxtrack.options import DEFAULT_MODEL
 from celltrail.metrics import evaluate_result
 from celltrail.segmentation.scale import look
 from celltrail.simulate import SimParams, simulate, subsample
@@ -215,7 +216,7 @@ def adaptation(data: Path, only: list[str] | None = None) -> None:
             print(f"| **simulated {modality}, {diameter:g} px**, model all (saw simulated "
                   f"data of every modality, 20-44 px cells, other seeds) |"
                   + " |" * (len(names) - 1), flush=True)
-            for line in adaptation_rows(seq, modality, "all"):
+            for line in adaptation_rows(seq, modality, DEFAULT_MODEL):
                 print(line, flush=True)
 
 

@@ -10,8 +10,11 @@ the 512 x 512 frames of DIC-C2DH-HeLa (measure on an idle machine).
 
 ``--part general`` scores the scale-normalised generalists left out of one shared sequence each
 (``.cache/embedtrack/general-without-NAME.pt``, ``tools/train_embedtrack.py --general``) on
-that sequence: on the same last 10% as the per-dataset model (shown beside it), and on the whole
-of ``01``, which it never saw. Their cell diameter is estimated on the first frame scored.
+that sequence: on the same last 10% as the per-dataset model and the shipped generalist
+``general`` (both shown beside it; both saw that sequence's first 90%), and on the whole of
+``01``, which it never saw. Their cell diameter is estimated on the first frame scored; the
+shipped generalist also runs at the median diameter of the sequence's reference masks (GT, else
+silver truth).
 
     python benchmarks/embedtrack.py [--part all|accuracy|speed|general] [--only NAME]
                                     [--threads 2]
@@ -27,14 +30,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import SEQUENCES, SHARED, tail
+from common import SEQUENCES, SHARED, gt_diameter, tail
 
 from celltrail.core.sequence import ArraySequence, ImageSequence, open_sequence
 from celltrail.io.ctc import read_tracking_gt
 from celltrail.methods.embedtrack import EmbedTracker
 from celltrail.metrics import evaluate_result
 from celltrail.models.embedtrack import load_checkpoint
-from celltrail.models.zoo import model_path
+from celltrail.models.zoo import model_names, model_path
 
 
 def accuracy(names: list[str]) -> None:
@@ -55,6 +58,8 @@ def accuracy(names: list[str]) -> None:
               f"| {tta['TRA']:.3f} | {state['step']} steps, {minutes:.0f} min |", flush=True)
 
 
+#: The shipped generalist (trained on the first 90% of every shared sequence's ``01``).
+SHIPPED = "general"
 #: Where ``tools/train_embedtrack.py --general`` leaves its models.
 GENERAL = Path(".cache/embedtrack")
 #: The bundled sample: a crop of Fluo-N2DH-GOWT1 01 (``celltrail demo``).
@@ -69,10 +74,12 @@ def trained_on(state: dict) -> str:
     return ", ".join(shared) + (f" + {simulated} simulated" if simulated else "")
 
 
-def general_row(model: str, images: ImageSequence, gt: Path, truth: str, label: str) -> str:
-    """One table row: ``model`` scored on ``images`` against ``gt``."""
+def general_row(model: str, images: ImageSequence, gt: Path, truth: str, label: str,
+                diameter: float | None = None) -> str:
+    """One table row: ``model`` scored on ``images`` against ``gt`` (a scale-normalised model
+    at ``diameter``, else at the diameter it estimates)."""
     state = load_checkpoint(model_path("embedtrack", model))
-    tracker = EmbedTracker(model=model)
+    tracker = EmbedTracker(model=model, diameter=diameter)
     start = time.perf_counter()
     result = tracker.track(images)
     seconds = (time.perf_counter() - start) / len(images)
@@ -92,22 +99,28 @@ def general_row(model: str, images: ImageSequence, gt: Path, truth: str, label: 
 
 def general(names: list[str]) -> None:
     """Leave-one-dataset-out: each held-out sequence's generalist beside its per-dataset
-    model on the last 10% of ``01``, then alone on the whole of ``01``; both on the bundled
+    model and the shipped generalist (both saw the first 90%) on the last 10% of ``01``, then
+    alone on the whole of ``01``; both on the bundled
     sample where it is a crop of that sequence (which the per-dataset model saw)."""
     print("| model | trained on (first 90% of each 01) | saw the scored sequence | scored on "
           "| frames | SEG | DET | TRA | objects / cells per frame (mean) | cell diameter "
           "| s/frame | training |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    shipped = [SHIPPED] if SHIPPED in model_names("embedtrack") else []
     for name in names:
         lodo = GENERAL / f"general-without-{name}.pt"
-        if not lodo.is_file():
-            print(f"| {lodo.stem} | not trained | no | {name} | | | | | | | | |", flush=True)
-            continue
+        trained = [str(lodo)] if lodo.is_file() else []
         with tempfile.TemporaryDirectory() as tmp:
             images_dir, truth = tail(name, Path(tmp))
             images, gt = open_sequence(images_dir), images_dir.with_name("01_GT")
-            for model in (name, str(lodo)):
+            for model in (name, *shipped, *trained):
                 print(general_row(model, images, gt, truth, f"{name} 01, last 10%"), flush=True)
+            for model in shipped:  # at the reference cells' median diameter
+                print(general_row(model, images, gt, truth, f"{name} 01, last 10%",
+                                  gt_diameter(SHARED / name / "01_GT")), flush=True)
+        if not trained:
+            print(f"| {lodo.stem} | not in {GENERAL} | no | {name} | | | | | | | | |", flush=True)
+            continue
         whole = SHARED / name / "01"
         truth = "GT" if (whole.with_name("01_GT") / "SEG").is_dir() else "none"
         print(general_row(str(lodo), open_sequence(whole), whole.with_name("01_GT"), truth,

@@ -6,7 +6,7 @@ cells at the start (at least 150 in every frame). Each method runs in a fresh pr
 builds its tracker (model loading, not timed), then tracks the whole sequence in memory; the
 table gives seconds per frame of tracking and the process's peak resident memory (model
 included). Settings: classical with the fluo-nuclei preset; BoxTrack's learned backend as
-shipped (`all`, no adaptation) from the first frame's GT boxes; CAP's default model with the
+shipped (`general`, no adaptation) from the first frame's GT boxes; CAP's default model with the
 detector's queries; EmbedTrack and CellBoxify with the models trained on Fluo-N2DH-SIM+ 01 (the
 simulated nuclei are of that kind). None of the models saw these simulated sequences.
 

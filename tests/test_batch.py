@@ -59,11 +59,11 @@ def test_manifest_models_are_shipped_names_or_paths(tmp_path: Path) -> None:
     """A shipped model's name stays a name; anything else is a path against the manifest."""
     manifest = tmp_path / "manifest.csv"
     manifest.write_text("input,out,method,model,tta,boxes\n"
-                        "a,res/a,boxtrack,all,,b.csv\n"
+                        "a,res/a,boxtrack,general,,b.csv\n"
                         "b,res/b,boxtrack,models/m.pt,,b.csv\n"
                         "c,res/c,embedtrack,m.pt,false,\n")
     options = [job.options for job in read_manifest(manifest)]
-    assert options == [{"model": "all"}, {"model": str(tmp_path / "models" / "m.pt")},
+    assert options == [{"model": "general"}, {"model": str(tmp_path / "models" / "m.pt")},
                        {"model": str(tmp_path / "m.pt"), "tta": False}]
 
 
@@ -98,9 +98,6 @@ def test_manifest_models_are_shipped_names_or_paths(tmp_path: Path) -> None:
      "line 2: tta: applies to method embedtrack only, not boxtrack"),
     ("input,out,method,backend,model\na,b,embedtrack,learned,m.pt\n",
      "line 2: backend: applies to method boxtrack only, not embedtrack"),
-    ("input,out,method,model\na,b,embedtrack,\n",
-     "line 2: model: embedtrack needs a model: a checkpoint path or a model by name "
-     "({shipped})"),
     ("input,out,method\na,b,magic\n",
      "line 2: method: unknown method 'magic'; choose one of classical, boxtrack, embedtrack, "
      "cap, cellboxify"),
@@ -113,8 +110,7 @@ def test_manifest_errors(tmp_path: Path, text: str, problem: str) -> None:
     manifest.write_text(text)
     with pytest.raises(InputError) as err:
         read_manifest(manifest)
-    shipped = ", ".join(model_names("embedtrack")) or "none"
-    assert str(err.value) == f"{manifest}: {problem.format(folder=tmp_path, shipped=shipped)}"
+    assert str(err.value) == f"{manifest}: {problem.format(folder=tmp_path)}"
 
 
 def test_cellboxify_rows_need_a_model(tmp_path: Path) -> None:

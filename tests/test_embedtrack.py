@@ -4,6 +4,7 @@ bundled sample."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,7 @@ from celltrail.models.zoo import model_names, model_path
 from celltrail.simulate import SimParams, simulate
 from celltrail.training.embedtrack import TrainParams, load_sequence, steps_per_epoch, train
 from celltrail.training.embedtrack.data import SampleParams, Sampler, medoids
-from celltrail.training.embedtrack.loop import batch_loss
+from celltrail.training.embedtrack.loop import FINE_TUNE_LR, batch_loss
 from celltrail.training.embedtrack.losses import (
     Instances,
     lovasz_hinge,
@@ -297,13 +298,26 @@ def test_train_checkpoints_resume_and_finish(sim_sequence: Path, tmp_path: Path,
 
 
 def test_model_lookup_errors(tmp_path: Path) -> None:
-    assert {"DIC-C2DH-HeLa", "Fluo-N2DH-GOWT1", "Fluo-N2DH-SIM+"} <= set(model_names("embedtrack"))
+    names = {"DIC-C2DH-HeLa", "Fluo-N2DH-GOWT1", "Fluo-N2DH-SIM+", "general"}
+    assert names <= set(model_names("embedtrack"))
     assert model_path("embedtrack", "Fluo-N2DH-GOWT1").is_file()
     with pytest.raises(InputError, match="no such model file, and not the name of a"):
         model_path("embedtrack", tmp_path / "missing.pt")
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(InputError, match=r"bad.pt: not a readable model checkpoint"):
         EmbedTracker(model=str(tmp_path / "bad.pt"))
+
+
+def test_default_model_is_the_generalist_and_tracks_simulated_cells(sim_sequence: Path) -> None:
+    """With no model named, EmbedTrack runs the scale-normalised generalist, at the diameter it
+    estimates (measured: TRA 0.74, where the model trained on SIM+ alone scores 0.30)."""
+    tracker = EmbedTracker()
+    assert tracker.options.model == "general" and tracker.canonical == 24.0
+    scores = evaluate_result(tracker.track(open_sequence(sim_sequence)),
+                             sim_sequence.with_name("01_GT"), threads=1)
+    assert scores["TRA"] >= 0.65
+    assert tracker.settings()["diameter"].endswith("(estimated from the first frame, "
+                                                   "confidence 0.59)")
 
 
 def test_shipped_model_tracks_the_sample(sample: Path) -> None:
@@ -328,11 +342,35 @@ def test_cli_train_then_track(sim_sequence: Path, tmp_path: Path) -> None:
     assert read_result(out).errors() == []
 
 
-def test_cli_embedtrack_errors(sample: Path, tmp_path: Path) -> None:
-    result = run("track", sample / "01", "--out", tmp_path / "a", "--method", "embedtrack")
+def test_cli_fine_tunes_a_shipped_model_and_scores_a_held_out_frame(
+        sim_sequence: Path, tmp_path: Path) -> None:
+    shipped = model_path("embedtrack", "Fluo-N2DH-SIM+")
+    before = shipped.read_bytes()
+    model = tmp_path / "tuned.pt"
+    result = run("train", "embedtrack", "--data", sim_sequence, "--from", "Fluo-N2DH-SIM+",
+                 "--frames", "2", "--epochs", "0.3", "--out", model)
+    assert result.exit_code == 0, result.output
+    state = load_checkpoint(model)
+    assert state["step"] == 1 and state["params"]["lr"] == FINE_TUNE_LR  # 0.3 epoch: 1 step
+    assert state["config"] == load_checkpoint(shipped)["config"]
+    assert shipped.read_bytes() == before
+    # the last annotated frame is left out and scored with both models (SEG in [0, 1])
+    line = " ".join(result.output.split())
+    found = re.search(rf"{sim_sequence.name}, held-out frame 9: SEG (0\.\d+|1\.000) before "
+                      r"\(Fluo-N2DH-SIM\+\), (0\.\d+|1\.000) after fine-tuning", line)
+    assert found, result.output
+    result = run("train", "embedtrack", "--data", sim_sequence, "--from", "nope",
+                 "--out", tmp_path / "x.pt")
     assert result.exit_code == 1
-    assert result.stderr.strip().startswith("error: --model: embedtrack needs a model: a "
-                                            "checkpoint path or a model by name (DIC-C2DH-HeLa")
+    assert "not the name of any embedtrack model" in result.stderr
+    result = run("train", "embedtrack", "--data", sim_sequence, "--frames", "11",
+                 "--out", tmp_path / "y.pt")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (f"error: {sim_sequence}: --frames 11: only 10 frames have "
+                                     "masks")
+
+
+def test_cli_embedtrack_errors(sample: Path, tmp_path: Path) -> None:
     result = run("track", sample / "01", "--out", tmp_path / "b", "--tta")
     assert result.exit_code == 1
     assert result.stderr.strip() == ("error: --tta: applies to method embedtrack only, not "
@@ -343,5 +381,5 @@ def test_cli_embedtrack_errors(sample: Path, tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.stderr.strip() == (f"error: {missing}: no such model file, and not the name "
                                      "of any embedtrack model (DIC-C2DH-HeLa, Fluo-N2DH-GOWT1, "
-                                     "Fluo-N2DH-SIM+)")
+                                     "Fluo-N2DH-SIM+, general)")
     assert not (tmp_path / "c").exists()

@@ -172,7 +172,7 @@ def test_train_save_reload_and_resume(sim_sequence, tmp_path: Path) -> None:
 
 def test_model_errors(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="nope: no such model file, and not the name of any "
-                                         "prompt_segmenter model \\(all, without-"):
+                                         "prompt_segmenter model \\(general, without-"):
         LearnedPromptSegmenter.load("nope")
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
@@ -306,7 +306,8 @@ def test_fine_tuning_from_a_shipped_model_reports_a_held_out_frame(tmp_path: Pat
     shipped = _weights_digest()
     out = tmp_path / "tuned.pt"
     result = CliRunner().invoke(app, ["train", "prompt-segmenter", "--data", str(seq), "--from",
-                                      "all", "--frames", "2", "--steps", "3", "--out", str(out)],
+                                      "general", "--frames", "2", "--steps", "3",
+                                      "--out", str(out)],
                                 env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
     line = next(line for line in result.output.splitlines() if "held-out frame" in line)
@@ -317,6 +318,6 @@ def test_fine_tuning_from_a_shipped_model_reports_a_held_out_frame(tmp_path: Pat
     assert state["step"] == 3 and state["trained_on"] == ["sim/01"]
     assert _weights_digest() == shipped
     result = CliRunner().invoke(app, ["train", "prompt-segmenter", "--data", str(seq), "--from",
-                                      "all", "--frames", "9", "--out", str(tmp_path / "x.pt")])
+                                      "general", "--frames", "9", "--out", str(tmp_path / "x.pt")])
     assert result.exit_code != 0
     assert result.output.strip().splitlines()[-1].endswith("--frames 9: only 4 frames have masks")

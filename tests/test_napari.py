@@ -328,15 +328,17 @@ def test_widget_tracks_with_an_embedtrack_checkpoint(
     viewer: napari.Viewer, qtbot, tiny_embedtrack: Path
 ) -> None:
     """A checkpoint file takes precedence over the shipped-model choice; the viewer gets what
-    the tracker gives outside napari. Without any model the run is refused."""
+    the tracker gives outside napari. Without any model a method that needs one is refused."""
     data = np.random.default_rng(0).random((4, 64, 64), dtype=np.float32)
     viewer.add_image(data, name="cells")
     widget = dock_widget(viewer)
-    widget.method.value = "embedtrack"
+    widget.method.value = "cellboxify"
     widget.run_button.native.click()
     assert widget.worker is None
-    assert widget.status.value.startswith("model: embedtrack needs a model: a checkpoint path "
+    assert widget.status.value.startswith("model: cellboxify needs a model: a checkpoint path "
                                           "or a model by name (DIC-C2DH-HeLa")
+    widget.method.value = "embedtrack"
+    assert widget.option_widgets["model"].value == "general"
 
     widget.option_widgets["model"].value = "Fluo-N2DH-GOWT1"  # not used: the checkpoint is
     widget.checkpoint.value, widget.option_widgets["tta"].value = tiny_embedtrack, True

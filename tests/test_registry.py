@@ -169,8 +169,8 @@ def test_options_name_their_field() -> None:
     with pytest.raises(OptionError,
                        match="must be one of auto, fluo-nuclei, brightfield, dic, phase"):
         celltrail.load_tracker("cap", preset="darkfield")
-    with pytest.raises(OptionError, match="embedtrack needs a model"):
-        celltrail.load_tracker("embedtrack")
+    with pytest.raises(OptionError, match="cellboxify needs a model"):
+        celltrail.load_tracker("cellboxify")
     with pytest.raises(OptionError, match="unknown method 'nope'; choose one of classical"):
         celltrail.track(np.zeros((2, 8, 8)), method="nope")
 

@@ -21,6 +21,8 @@ from celltrail.io.ctc import companions
 from celltrail.io.outputs import check_output, model_input
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from celltrail.training.prompt_segmenter import TrainSequence
 
 T = TypeVar("T")
@@ -97,7 +99,8 @@ def train_prompt_segmenter(
                                                         "--from).")] = None,
     resume: Annotated[Path | None, typer.Option(help="Checkpoint to continue from.")] = None,
     base: Annotated[str | None, typer.Option("--from", help="Fine-tune this model (a shipped "
-                                                            "name such as all, or a .pt "
+                                                            "name such as general, or a "
+                                                            ".pt "
                                                             "path) instead of training from "
                                                             "scratch.")] = None,
     frames: Annotated[int | None, typer.Option(min=1, help="Learn from the first N annotated "
@@ -130,12 +133,12 @@ def train_prompt_segmenter(
               progress=lambda step, _: on_step(step))
     console.print(f"wrote {out}")
     if start is not None:
-        _report_held_out(chosen, start, out)
+        _report_held_out(chosen, start, out, _prompted_seg, "SEG from its true boxes")
 
 
 def _first_frames(folder: Path, frames: int | None) -> list[int] | None:
     """The first ``frames`` annotated frames of ``folder`` (None: all of them)."""
-    from celltrail.training.prompt_segmenter import annotated_frames
+    from celltrail.io.ctc import annotated_frames
 
     if frames is None:
         return None
@@ -152,15 +155,14 @@ def _load_frames(folder: Path, frames: list[int] | None) -> TrainSequence:
     return load_sequence(folder, frames)
 
 
-def _report_held_out(chosen: dict[Path, list[int] | None], before: Path, after: Path) -> None:
-    """Print, for each sequence, SEG from prompts on its last annotated frame not learnt from,
-    with the starting model and the fine-tuned one."""
+def _report_held_out(chosen: dict[Path, list[int] | None], before: Path, after: Path,
+                     score: Callable[[Path, Path, np.ndarray, np.ndarray], float],
+                     what: str) -> None:
+    """Print, for each sequence, ``what`` (``score(model, folder, image, truth)``) on its last
+    annotated frame not learnt from, with the starting model and the fine-tuned one."""
     from celltrail.core.sequence import open_sequence, read_tiff
     from celltrail.io.ctc import training_truth
-    from celltrail.methods.boxtrack.heldout import prompted_seg
-    from celltrail.methods.boxtrack.learned import LearnedPromptSegmenter
 
-    models = [LearnedPromptSegmenter.load(path) for path in (before, after)]
     for folder, used in chosen.items():
         files = training_truth(folder)[1]
         left = [t for t in sorted(files) if used is not None and t not in used]
@@ -169,9 +171,17 @@ def _report_held_out(chosen: dict[Path, list[int] | None], before: Path, after: 
                           f"below {len(files)})")
             continue
         image, truth = open_sequence(folder)[left[-1]], read_tiff(files[left[-1]])
-        seg = [prompted_seg(model, image, truth) for model in models]
-        console.print(f"{folder}, held-out frame {left[-1]}: SEG from its true boxes "
-                      f"{seg[0]:.3f} before ({before.stem}), {seg[1]:.3f} after fine-tuning")
+        seg = [score(model, folder, image, truth) for model in (before, after)]
+        console.print(f"{folder}, held-out frame {left[-1]}: {what} {seg[0]:.3f} before "
+                      f"({before.stem}), {seg[1]:.3f} after fine-tuning")
+
+
+def _prompted_seg(model: Path, folder: Path, image: np.ndarray, truth: np.ndarray) -> float:
+    """SEG of the masks a prompt segmenter paints from the true cells' boxes."""
+    from celltrail.methods.boxtrack.heldout import prompted_seg
+    from celltrail.methods.boxtrack.learned import LearnedPromptSegmenter
+
+    return prompted_seg(LearnedPromptSegmenter.load(model), image, truth)
 
 
 @reports_errors
@@ -180,29 +190,53 @@ def train_embedtrack(
                                                   "and/or NN_ST beside it; repeat for more.")],
     out: Annotated[Path, typer.Option(help="Model file to write (.pt); a checkpoint is saved "
                                            "there every 100 steps.")],
-    epochs: Annotated[float, typer.Option(min=0.01, help="Passes over the crops of the "
-                                                         "training frames (the paper: 15).")]
-    = 15.0,
+    epochs: Annotated[float | None, typer.Option(min=0.01, help="Passes over the crops of the "
+                                                                "training frames (default: "
+                                                                "15, the paper's; with --from "
+                                                                "FINE_TUNE_STEPS, 300 "
+                                                                "steps).")] = None,
     batch: Annotated[int, typer.Option(min=1, help="Image pairs per step.")] = 2,
     simulated: Annotated[bool, typer.Option(help="Mix in simulated sequences of every "
                                                  "modality.")] = False,
-    resume: Annotated[Path | None, typer.Option(help="Checkpoint to continue from, or a "
-                                                     "model to fine-tune.")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Checkpoint to continue from.")] = None,
+    base: Annotated[str | None, typer.Option("--from", help="Fine-tune this model (a shipped "
+                                                            "name such as general, or a "
+                                                            ".pt path) instead of training "
+                                                            "from scratch.")] = None,
+    frames: Annotated[int | None, typer.Option(min=1, help="Learn from the masks of the first "
+                                                           "N annotated frames of each --data "
+                                                           "only.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     overwrite: Overwrite = False,
 ) -> None:
-    """Train an EmbedTrack model on the first 90% of frames (the rest validates); track with
-    it by --method embedtrack --model PATH."""
-    from celltrail.training.embedtrack import TrainParams, load_sequence, steps_per_epoch, train
+    """Train an EmbedTrack model on the first 90% of frames (the rest validates); with --from,
+    fine-tune a model and score it before and after on an annotated frame it did not learn
+    from. Track with it by --method embedtrack --model PATH."""
+    from celltrail.methods.embedtrack.heldout import held_out_seg
+    from celltrail.training.embedtrack import (
+        TrainParams,
+        fine_tune_params,
+        load_sequence,
+        steps_per_epoch,
+        train,
+    )
 
-    with training_sequences(data, out, load_sequence, simulated,
-                            overwrite=overwrite) as sequences:
+    start = starting_model("embedtrack", base, resume)
+    chosen = {folder: _first_frames(folder, frames) for folder in data}
+    with training_sequences(data, out, lambda folder: load_sequence(folder, chosen[folder]),
+                            simulated, overwrite=overwrite) as sequences:
         per_epoch = steps_per_epoch(sequences, TrainParams(batch=batch))
-        steps = max(1, round(epochs * per_epoch))
-        params = TrainParams(steps=steps, batch=batch, seed=seed)
-        with epoch_bar(steps, per_epoch) as on_step:
-            train(sequences, out, params, resume=resume, progress=lambda step, _: on_step(step))
+        steps = None if epochs is None else max(1, round(epochs * per_epoch))
+        params = (TrainParams(steps=steps or round(15 * per_epoch), batch=batch, seed=seed)
+                  if start is None else fine_tune_params(start, steps, batch, seed))
+        diameters = {folder: seq.diameter for folder, seq in zip(data, sequences, strict=False)}
+        with epoch_bar(params.steps, per_epoch) as on_step:
+            train(sequences, out, params, resume=start or resume,
+                  progress=lambda step, _: on_step(step))
     console.print(f"wrote {out}")
+    if start is not None:
+        _report_held_out(chosen, start, out, lambda model, folder, image, truth: held_out_seg(
+            model, image, truth, diameters[folder]), "SEG")
 
 
 @reports_errors

@@ -187,6 +187,11 @@ def training_truth(seq_dir: str | Path) -> tuple[TrackingResult, dict[int, Path]
     return truth, files
 
 
+def annotated_frames(seq_dir: str | Path) -> list[int]:
+    """The frames of a CTC sequence ``NN`` with a mask to learn from, in order."""
+    return sorted(training_truth(seq_dir)[1])
+
+
 def relabel_by_markers(seg: np.ndarray, markers: np.ndarray) -> np.ndarray:
     """Give each segmented region the marker label it overlaps most; keep markers it misses."""
     out = np.zeros(markers.shape, dtype=markers.dtype)

@@ -107,7 +107,7 @@ register(Method("boxtrack", BoxTrackOptions, "celltrail.methods.boxtrack:BoxTrac
                 "follows the cells given by one box each", prompts="boxes",
                 needs_prompts=True, model_kind="prompt_segmenter"))
 register(Method("embedtrack", EmbedTrackOptions, "celltrail.methods.embedtrack:EmbedTracker",
-                "one CNN for segmentation and tracking (needs a model)",
+                "one CNN for segmentation and tracking",
                 model_kind="embedtrack"))
 register(Method("cap", CAPOptions, "celltrail.methods.cap:CAPTracker",
                 "tracks the first frame's cells as points", prompts="queries",

@@ -98,3 +98,19 @@ def evaluate_result(result: TrackingResult, gt_dir: str | Path, threads: int = 0
     """Score an in-memory result by writing it to a temporary CTC folder."""
     with tempfile.TemporaryDirectory() as tmp:
         return evaluate(gt_dir, write_result(result, Path(tmp) / "res"), threads)
+
+
+def seg_score(found: np.ndarray, truth: np.ndarray) -> float:
+    """CTC SEG of label image ``found`` against ``truth`` (nan when ``truth`` has no cell)."""
+    n, m = int(found.max()), int(truth.max())
+    overlap = np.bincount(found.astype(np.int64).ravel() * (m + 1) + truth.ravel(),
+                          minlength=(n + 1) * (m + 1)).reshape(n + 1, m + 1)[1:, 1:]
+    sizes = np.bincount(truth.ravel(), minlength=m + 1)[1:]
+    present = sizes > 0
+    if not present.any():
+        return float("nan")
+    best = overlap.argmax(0)
+    hit = overlap[best, np.arange(m)]
+    union = sizes + overlap.sum(1)[best] - hit
+    scores = np.where(2 * hit > sizes, hit / np.maximum(union, 1), 0.0)
+    return float(scores[present].mean())

@@ -81,11 +81,6 @@ class TrainParams:
 FINE_TUNE_STEPS, FINE_TUNE_LR = 300, TrainParams.lr / 10
 
 
-def annotated_frames(seq_dir: str | Path) -> list[int]:
-    """The frames of a CTC sequence ``NN`` with a mask to learn from, in order."""
-    return sorted(training_truth(seq_dir)[1])
-
-
 def load_sequence(seq_dir: str | Path, frames: Sequence[int] | None = None) -> TrainSequence:
     """Frames of a CTC sequence ``NN`` with a mask (``NN_GT/SEG``, else ``NN_ST/SEG``), labelled
     with their TRA identities and rescaled so the median cell is the canonical size; only those

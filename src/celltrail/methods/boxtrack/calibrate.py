@@ -131,7 +131,8 @@ class CalibratedSegmenter:
 
     def __init__(self, backend: str, preset: str, model: str | Path | None,
                  adapt: AdaptParams | None, device: torch.device | None = None) -> None:
-        from celltrail.methods.boxtrack.learned import DEFAULT_MODEL, LearnedPromptSegmenter
+        from celltrail.methods.boxtrack.learned import LearnedPromptSegmenter
+        from celltrail.methods.boxtrack.options import DEFAULT_MODEL
 
         self.backend, self.preset, self.adapt = backend, preset, adapt
         self.learned = None  # loaded now: a wrong --model fails before any work

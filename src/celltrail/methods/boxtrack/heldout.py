@@ -14,22 +14,7 @@ from celltrail.io.boxes import mask_boxes
 from celltrail.methods.boxtrack.config import BoxTrackConfig
 from celltrail.methods.boxtrack.segmenters import PromptSegmenter
 from celltrail.methods.boxtrack.tracker import prompted_frame
-
-
-def seg_score(found: np.ndarray, truth: np.ndarray) -> float:
-    """CTC SEG of label image ``found`` against ``truth`` (nan when ``truth`` has no cell)."""
-    n, m = int(found.max()), int(truth.max())
-    overlap = np.bincount(found.astype(np.int64).ravel() * (m + 1) + truth.ravel(),
-                          minlength=(n + 1) * (m + 1)).reshape(n + 1, m + 1)[1:, 1:]
-    sizes = np.bincount(truth.ravel(), minlength=m + 1)[1:]
-    present = sizes > 0
-    if not present.any():
-        return float("nan")
-    best = overlap.argmax(0)
-    hit = overlap[best, np.arange(m)]
-    union = sizes + overlap.sum(1)[best] - hit
-    scores = np.where(2 * hit > sizes, hit / np.maximum(union, 1), 0.0)
-    return float(scores[present].mean())
+from celltrail.metrics.ctc import seg_score
 
 
 def prompted_seg(segmenter: PromptSegmenter, image: np.ndarray, truth: np.ndarray) -> float:

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from scipy import ndimage as ndi
 
 from celltrail.core.sequence import normalise
+from celltrail.methods.boxtrack.options import DEFAULT_MODEL
 from celltrail.methods.boxtrack.patch import Patch
 from celltrail.methods.boxtrack.segmenters import Candidates
 from celltrail.models.checkpoint import build_network
@@ -27,13 +28,11 @@ from celltrail.models.zoo import PACKAGE, model_path
 
 #: Where the shipped weights live.
 WEIGHTS = PACKAGE / "prompt_segmenter"
-#: The shipped model used when none is named: trained on all shared sequences and simulated ones.
-DEFAULT_MODEL = "all"
 
 
 def model_name(trained_on: Sequence[str], shared: Sequence[str]) -> str:
     """Name of a shipped model from the ``shared`` sequences it was trained on (with simulated
-    ones): ``all``, or ``without-<sequence>`` for the zero-shot (leave-one-out) models."""
+    ones): ``general``, or ``without-<sequence>`` for the zero-shot (leave-one-out) models."""
     left_out = [name for name in shared if name not in trained_on]
     return "without-" + "-and-".join(left_out) if left_out else DEFAULT_MODEL
 

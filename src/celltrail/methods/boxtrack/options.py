@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from celltrail.methods.options import Options, option
 from celltrail.methods.shared_options import device_option, model_option, preset_option
 
+#: The shipped model used when none is named: the generalist, trained on all shared sequences
+#: and simulated ones of every modality.
+DEFAULT_MODEL = "general"
 #: BoxTrack's segmentation backends; ``auto`` chooses on the prompted frame.
 BACKENDS = ("auto", "learned", "classical")
 
@@ -21,7 +24,7 @@ class BoxTrackOptions(Options):
                                   "best: learned, adapted or classical with each preset), "
                                   "learned or classical (with preset).", choices=BACKENDS)
     preset: str = preset_option()
-    model: str = model_option("all")
+    model: str = model_option(DEFAULT_MODEL)
     adapt: bool = option(True, "Fine-tune the learned backend on the prompted frame from its "
                                "boxes first (up to a minute).")
     new_cells: bool | None = option(None, "Start tracks for cells nobody prompted (unset: with "

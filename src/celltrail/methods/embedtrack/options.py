@@ -5,7 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from celltrail.methods.options import Options, option
-from celltrail.methods.shared_options import device_option, required_model_option
+from celltrail.methods.shared_options import device_option, model_option
+
+#: The shipped model used when none is named: the scale-normalised generalist, trained on the
+#: three shared sequences and simulated ones of every modality.
+DEFAULT_MODEL = "general"
 
 
 @dataclass(frozen=True)
@@ -14,7 +18,7 @@ class EmbedTrackOptions(Options):
 
     method = "embedtrack"
 
-    model: str | None = required_model_option("embedtrack", "embedtrack")
+    model: str = model_option(DEFAULT_MODEL)
     tta: bool = option(False, "Test-time augmentation (8 rotations and flips; about 8x "
                               "slower).")
     device: str = device_option()

@@ -104,10 +104,13 @@ def rescale_sequence(seq: TrainingSequence, diameter: float) -> TrainingSequence
     return TrainingSequence(seq.name, frames, seq.parents, seq.areas * scale**2)
 
 
-def load_sequence(seq_dir: str | Path) -> TrainingSequence:
-    """Read a CTC sequence folder ``NN`` with ``NN_GT`` (and ``NN_ST``) beside it."""
+def load_sequence(seq_dir: str | Path, frames: Sequence[int] | None = None) -> TrainingSequence:
+    """Read a CTC sequence folder ``NN`` with ``NN_GT`` (and ``NN_ST``) beside it; only the
+    masks of ``frames`` when given (the others keep their TRA markers, for tracking)."""
     seq_dir = Path(seq_dir)
     truth, files = training_truth(seq_dir)
+    if frames is not None:
+        files = {t: files[t] for t in frames}
     images = open_sequence(seq_dir)
     if len(images) != len(truth.masks):
         raise InputError(seq_dir, f"{len(images)} frames but {len(truth.masks)} ground-truth "

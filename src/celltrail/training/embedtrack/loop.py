@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from celltrail.core.errors import InputError
-from celltrail.models.embedtrack import EmbedTrackConfig, EmbedTrackNet
+from celltrail.models.embedtrack import EmbedTrackConfig, EmbedTrackNet, load_checkpoint
 from celltrail.training.embedtrack.data import (
     Sample,
     SampleParams,
@@ -52,6 +52,23 @@ class TrainParams:
     #: the checkpoint keeps it, so inference rescales its input the same way; None (per-dataset
     #: models) trains at each sequence's own scale
     canonical_diameter: float | None = None
+
+
+#: Fine-tuning a finished model (``--from``): fewer steps at a tenth of the learning rate, as
+#: for BoxTrack's prompt segmenter.
+FINE_TUNE_STEPS = 300
+FINE_TUNE_LR = TrainParams.lr / 10
+
+
+def fine_tune_params(start: str | Path, steps: int | None = None, batch: int = 2,
+                     seed: int = 0) -> TrainParams:
+    """Settings to fine-tune the model at ``start``: its architecture and, for a
+    scale-normalised generalist, its canonical cell size (the user's cells are rescaled to it)."""
+    state = load_checkpoint(start)
+    canonical = state.get("canonical_diameter")
+    return TrainParams(steps=steps or FINE_TUNE_STEPS, batch=batch, lr=FINE_TUNE_LR, seed=seed,
+                       config=EmbedTrackConfig.from_dict(state["config"]),
+                       canonical_diameter=None if canonical is None else float(canonical))
 
 
 def batch_loss(net: EmbedTrackNet, samples: Sequence[Sample]) -> torch.Tensor:
