@@ -19,7 +19,7 @@ from celltrail.methods.boxtrack import BoxTracker, ClassicalPromptSegmenter
 from celltrail.segmentation import resolve_scale
 from celltrail.segmentation.scale import MIN_CONFIDENCE, estimate_diameter, look
 from celltrail.simulate import SimParams, simulate
-from celltrail.summary import cells_per_frame, summary_lines, warnings_for
+from celltrail.summary import broken_tracks, cells_per_frame, summary_lines, warnings_for
 from tests.test_boxtrack import dividing_cell
 
 runner = CliRunner()
@@ -103,6 +103,17 @@ def test_counts_far_above_the_first_frame_warn() -> None:
         "31 cells in frame 2, over 3 times the 10 of frame 0: false objects? (a model on data "
         "unlike its training set, or a diameter too small)"]
     assert warnings_for(np.array([10, 12, 30]), "") == []
+
+
+def test_tracks_that_keep_breaking_warn() -> None:
+    # three cells whose tracks all break after frame 0: 6 new parentless tracks, 3 cells a frame
+    broken = Lineage([Track(k, 0, 0) for k in (1, 2, 3)]
+                     + [Track(k, 1 + (k - 4) // 3, 1 + (k - 4) // 3) for k in range(4, 10)])
+    assert broken_tracks(broken, cells_per_frame(broken, 3)) == [
+        "6 tracks begin after frame 0 without a parent, more than the 3 cells of a median frame: "
+        "tracks broken? (a model or diameter unlike these images), or many cells entering the "
+        "field"]
+    assert broken_tracks(lineage(), cells_per_frame(lineage(), 6)) == []  # 1 new, median 1
 
 
 def test_a_run_with_no_detections_warns(tmp_path: Path) -> None:

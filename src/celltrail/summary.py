@@ -2,7 +2,9 @@
 
 A run must never end silently empty: a detector that finds no cell in most frames is almost
 always run at the wrong scale or modality, and object counts far above the first frame's are
-what a model applied to data unlike its training set produces.
+what a model applied to data unlike its training set produces. So are tracks that keep breaking:
+more tracks beginning without a parent after frame 0 than a frame holds cells means that, on
+average, every cell lost its identity at least once (unless that many cells entered the field).
 """
 
 from __future__ import annotations
@@ -44,6 +46,18 @@ def warnings_for(counts: np.ndarray, cause: str) -> list[str]:
     return found
 
 
+def broken_tracks(lineage: Lineage, counts: np.ndarray) -> list[str]:
+    """A warning when more tracks begin after frame 0 without a parent than the cells of a
+    median frame (none otherwise)."""
+    new = sum(1 for track in lineage.values() if track.begin > 0 and not track.parent)
+    median = float(np.median(counts)) if len(counts) else 0.0
+    if new <= median or not median:
+        return []
+    return [f"{new} tracks begin after frame 0 without a parent, more than the {median:g} cells "
+            "of a median frame: tracks broken? (a model or diameter unlike these images), or "
+            "many cells entering the field"]
+
+
 def summary_lines(lineage: Lineage, frames: int, settings: Mapping[str, str]) -> list[str]:
     """A short summary: cells per frame, tracks, divisions and the settings with their origin."""
     counts = cells_per_frame(lineage, frames)
@@ -57,5 +71,6 @@ def summary_lines(lineage: Lineage, frames: int, settings: Mapping[str, str]) ->
                  "try another --preset or --diameter")
     else:
         cause = "the method or its model does not fit these images"
-    return lines + [f"warning: {w}" for w in warnings_for(counts, cause)]
+    found = warnings_for(counts, cause) + broken_tracks(lineage, counts)
+    return lines + [f"warning: {w}" for w in found]
 
