@@ -99,8 +99,7 @@ def train_prompt_segmenter(
                                                         "--from).")] = None,
     resume: Annotated[Path | None, typer.Option(help="Checkpoint to continue from.")] = None,
     base: Annotated[str | None, typer.Option("--from", help="Fine-tune this model (a shipped "
-                                                            "name such as general, or a "
-                                                            ".pt "
+                                                            "name such as general, or a .pt "
                                                             "path) instead of training from "
                                                             "scratch.")] = None,
     frames: Annotated[int | None, typer.Option(min=1, help="Learn from the first N annotated "
@@ -214,6 +213,7 @@ def train_embedtrack(
     from. Track with it by --method embedtrack --model PATH."""
     from celltrail.methods.embedtrack.heldout import held_out_seg
     from celltrail.training.embedtrack import (
+        EPOCHS,
         TrainParams,
         fine_tune_params,
         load_sequence,
@@ -226,9 +226,12 @@ def train_embedtrack(
     with training_sequences(data, out, lambda folder: load_sequence(folder, chosen[folder]),
                             simulated, overwrite=overwrite) as sequences:
         per_epoch = steps_per_epoch(sequences, TrainParams(batch=batch))
-        steps = None if epochs is None else max(1, round(epochs * per_epoch))
-        params = (TrainParams(steps=steps or round(15 * per_epoch), batch=batch, seed=seed)
-                  if start is None else fine_tune_params(start, steps, batch, seed))
+        if start is None:
+            steps = max(1, round((epochs or EPOCHS) * per_epoch))
+            params = TrainParams(steps=steps, batch=batch, seed=seed)
+        else:  # FINE_TUNE_STEPS unless --epochs is given
+            steps = None if epochs is None else max(1, round(epochs * per_epoch))
+            params = fine_tune_params(start, steps, batch, seed)
         diameters = {folder: seq.diameter for folder, seq in zip(data, sequences, strict=False)}
         with epoch_bar(params.steps, per_epoch) as on_step:
             train(sequences, out, params, resume=start or resume,

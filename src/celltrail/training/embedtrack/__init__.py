@@ -2,6 +2,7 @@
 
 from celltrail.training.embedtrack.data import SampleParams, load_sequence
 from celltrail.training.embedtrack.loop import (
+    EPOCHS,
     FINE_TUNE_STEPS,
     TrainParams,
     fine_tune_params,
@@ -9,5 +10,5 @@ from celltrail.training.embedtrack.loop import (
     train,
 )
 
-__all__ = ["FINE_TUNE_STEPS", "SampleParams", "TrainParams", "fine_tune_params", "load_sequence",
-           "steps_per_epoch", "train"]
+__all__ = ["EPOCHS", "FINE_TUNE_STEPS", "SampleParams", "TrainParams", "fine_tune_params",
+           "load_sequence", "steps_per_epoch", "train"]

@@ -54,6 +54,8 @@ class TrainParams:
     canonical_diameter: float | None = None
 
 
+#: Passes over the training frames' crops when none are given (the paper trains 15 epochs).
+EPOCHS = 15.0
 #: Fine-tuning a finished model (``--from``): fewer steps at a tenth of the learning rate, as
 #: for BoxTrack's prompt segmenter.
 FINE_TUNE_STEPS = 300
