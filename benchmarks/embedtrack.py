@@ -35,6 +35,7 @@ from common import SEQUENCES, SHARED, gt_diameter, tail
 from celltrail.core.sequence import ArraySequence, ImageSequence, open_sequence
 from celltrail.io.ctc import read_tracking_gt
 from celltrail.methods.embedtrack import EmbedTracker
+from celltrail.methods.embedtrack.options import DEFAULT_MODEL
 from celltrail.metrics import evaluate_result
 from celltrail.models.embedtrack import load_checkpoint
 from celltrail.models.zoo import model_names, model_path
@@ -58,8 +59,6 @@ def accuracy(names: list[str]) -> None:
               f"| {tta['TRA']:.3f} | {state['step']} steps, {minutes:.0f} min |", flush=True)
 
 
-#: The shipped generalist (trained on the first 90% of every shared sequence's ``01``).
-SHIPPED = "general"
 #: Where ``tools/train_embedtrack.py --general`` leaves its models.
 GENERAL = Path(".cache/embedtrack")
 #: The bundled sample: a crop of Fluo-N2DH-GOWT1 01 (``celltrail demo``).
@@ -106,7 +105,7 @@ def general(names: list[str]) -> None:
           "| frames | SEG | DET | TRA | objects / cells per frame (mean) | cell diameter "
           "| s/frame | training |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    shipped = [SHIPPED] if SHIPPED in model_names("embedtrack") else []
+    shipped = [DEFAULT_MODEL] if DEFAULT_MODEL in model_names("embedtrack") else []
     for name in names:
         lodo = GENERAL / f"general-without-{name}.pt"
         trained = [str(lodo)] if lodo.is_file() else []
