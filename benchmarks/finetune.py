@@ -35,6 +35,7 @@ from celltrail.io.ctc import annotated_frames, numbered_files
 from celltrail.methods.boxtrack.heldout import prompted_seg
 from celltrail.methods.boxtrack.learned import LearnedPromptSegmenter
 from celltrail.methods.embedtrack.heldout import held_out_seg
+from celltrail.models.checkpoint import read_checkpoint
 from celltrail.models.zoo import model_path
 from celltrail.training import embedtrack
 from celltrail.training.prompt_segmenter import (
@@ -115,7 +116,8 @@ def curve(method: str, name: str, counts: list[int], work: Path) -> None:
         tune(seq, frames, start, out)
         seconds = time.perf_counter() - began
         label = "all" if count == len(usable) else str(count)
-        print(f"| {label} ({count}: frames {frames[0]}–{frames[-1]}) | {FINE_TUNE_STEPS} | "
+        steps = read_checkpoint(out, "fine-tuned model")["step"]
+        print(f"| {label} ({count}: frames {frames[0]}–{frames[-1]}) | {steps} | "
               f"{score(out):.3f} | {seconds:.0f} |", flush=True)
 
 
