@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from celltrail.training.prompt_segmenter import TrainSequence
 
 T = TypeVar("T")
+#: ``--from``: the model a training run fine-tunes, shared by every ``train`` command.
+FromModel = Annotated[str | None, typer.Option(
+    "--from", help="Fine-tune this model (a shipped name from `celltrail models`, or a .pt "
+                   "path) on your data instead of training from scratch.")]
 
 
 @contextmanager
@@ -98,10 +102,7 @@ def train_prompt_segmenter(
                                                         "modality (default: on, off with "
                                                         "--from).")] = None,
     resume: Annotated[Path | None, typer.Option(help="Checkpoint to continue from.")] = None,
-    base: Annotated[str | None, typer.Option("--from", help="Fine-tune this model (a shipped "
-                                                            "name such as general, or a .pt "
-                                                            "path) instead of training from "
-                                                            "scratch.")] = None,
+    base: FromModel = None,
     frames: Annotated[int | None, typer.Option(min=1, help="Learn from the first N annotated "
                                                            "frames of each --data only.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
@@ -198,10 +199,7 @@ def train_embedtrack(
     simulated: Annotated[bool, typer.Option(help="Mix in simulated sequences of every "
                                                  "modality.")] = False,
     resume: Annotated[Path | None, typer.Option(help="Checkpoint to continue from.")] = None,
-    base: Annotated[str | None, typer.Option("--from", help="Fine-tune this model (a shipped "
-                                                            "name such as general, or a "
-                                                            ".pt path) instead of training "
-                                                            "from scratch.")] = None,
+    base: FromModel = None,
     frames: Annotated[int | None, typer.Option(min=1, help="Learn from the masks of the first "
                                                            "N annotated frames of each --data "
                                                            "only.")] = None,
@@ -310,9 +308,7 @@ def train_cellboxify(
                                                       "name) draws in the boxes.")] = None,
     resume: Annotated[Path | None, typer.Option(help="Checkpoint to continue from, or a "
                                                      "model to fine-tune.")] = None,
-    start: Annotated[str | None, typer.Option(
-        "--from", help="Fine-tune this model (a shipped name or a file) on your images "
-                       "instead of training from scratch.")] = None,
+    start: FromModel = None,
     held_out: Annotated[int, typer.Option(min=0, help="Annotated images (the last ones in the "
                                                       "JSON) kept out of training and scored "
                                                       "at the end, for the model you started "
