@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 from scipy import ndimage as ndi
 from skimage import img_as_ubyte
 from skimage.feature import peak_local_max
@@ -138,3 +139,12 @@ def tail(name: str, out: Path) -> tuple[Path, str]:
     for t, path in kept.items():
         shutil.copyfile(path, seg / f"man_seg{t:03d}.tif")
     return images, "ST"
+
+
+def finished_model(path: Path) -> bool:
+    """Whether ``path`` holds a model whose training ran all its steps (a run in progress
+    leaves its last checkpoint at the same path)."""
+    if not path.is_file():
+        return False
+    state = torch.load(path, weights_only=True, map_location="cpu")
+    return state.get("step", -1) >= state.get("params", {}).get("steps", 0)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import SEQUENCES, SHARED, gt_diameter, tail
+from common import SEQUENCES, SHARED, finished_model, gt_diameter, tail
 
 from celltrail.core.sequence import ArraySequence, ImageSequence, open_sequence
 from celltrail.io.ctc import read_tracking_gt
@@ -108,7 +108,7 @@ def general(names: list[str]) -> None:
     shipped = [DEFAULT_MODEL] if DEFAULT_MODEL in model_names("embedtrack") else []
     for name in names:
         lodo = GENERAL / f"general-without-{name}.pt"
-        trained = [str(lodo)] if lodo.is_file() else []
+        trained = [str(lodo)] if finished_model(lodo) else []
         with tempfile.TemporaryDirectory() as tmp:
             images_dir, truth = tail(name, Path(tmp))
             images, gt = open_sequence(images_dir), images_dir.with_name("01_GT")
@@ -118,7 +118,8 @@ def general(names: list[str]) -> None:
                 print(general_row(model, images, gt, truth, f"{name} 01, last 10%",
                                   gt_diameter(SHARED / name / "01_GT")), flush=True)
         if not trained:
-            print(f"| {lodo.stem} | not in {GENERAL} | no | {name} | | | | | | | | |", flush=True)
+            print(f"| {lodo.stem} | not (fully) trained in {GENERAL} | no | {name} | | | | | | | "
+                  "| |", flush=True)
             continue
         whole = SHARED / name / "01"
         truth = "GT" if (whole.with_name("01_GT") / "SEG").is_dir() else "none"

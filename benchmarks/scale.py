@@ -1,15 +1,20 @@
 """Scale, modality and never-empty defaults on every shared real set, with no option given.
 
 (a) The cell diameter measured from each image (``celltrail.segmentation.resolve_scale``, the
-    preset ``auto``) against the median equivalent diameter of the reference masks: CTC
-    sequences on their first frame (what ``celltrail track`` does), the seg sets on every image.
+    preset ``auto``, the generalist network's fixed point where the blob estimate is refused,
+    as ``celltrail track`` does) against the median equivalent diameter of the reference masks:
+    CTC sequences on their first frame, the seg sets on every image.
 (b) ``celltrail track INPUT --out RES`` with no other option on each CTC sequence and each seg
     set (usiigaci train+val and the bacteria frames as stacks, the StarDist image alone): cells
     per frame (min/median/max) against the reference masks, and DET/TRA on the CTC sequences.
     A CTC run that stops to ask for ``--diameter`` is run again with the reference diameter.
 
 Nothing here was fitted to these sets: every constant of the estimator is explained in
-``src/celltrail/segmentation/scale.py``.
+``src/celltrail/segmentation/scale.py`` and ``src/celltrail/methods/embedtrack/size.py``. The
+network that measures a CTC sequence never saw it: ``general-without-<sequence>`` from
+``.cache/embedtrack`` (``tools/train_embedtrack.py --general --holdout NAME``) stands in for the
+shipped ``general``, which trained on every sequence's first 90%; the seg sets are measured by
+the shipped ``general``, which saw none of them.
 
     python benchmarks/scale.py [--data ../shared/data] [--part a|b|ab]
 """
@@ -17,19 +22,25 @@ Nothing here was fitted to these sets: every constant of the estimator is explai
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache, partial
 from pathlib import Path
 
 import numpy as np
 import tifffile
+from common import finished_model
 from typer.testing import CliRunner
 
 from celltrail.cli import app
 from celltrail.core.errors import InputError
 from celltrail.core.sequence import read_tiff
 from celltrail.io.ctc import read_result, read_segmentation_gt, read_tracking_gt
+from celltrail.methods.embedtrack import size
 from celltrail.metrics import evaluate
+from celltrail.models.zoo import ENV
 from celltrail.segmentation import resolve_scale
 from celltrail.segmentation.scale import look
 
@@ -71,35 +82,80 @@ def ctc_reference(data: Path, name: str) -> tuple[Path, Path, float]:
     return seq, gt, float(np.median([equivalent_diameter(m) for m in masks]))
 
 
-def measured(image: np.ndarray) -> tuple[str, float | None]:
-    """Preset and diameter chosen for ``image``, or the preset and None when unsure."""
+#: Where ``tools/train_embedtrack.py --general --holdout NAME`` leaves its generalists.
+GENERAL = Path(".cache/embedtrack")
+
+
+@contextmanager
+def size_model(held_out: str | None) -> Iterator[str]:
+    """Run with the generalist that never saw ``held_out`` standing in for the shipped one
+    (through the model folder ``CELLTRAIL_MODELS``), or with no network at all where that one
+    is not trained; the shipped one for None. Yields what measures."""
+    if held_out is None:
+        yield "general (saw none of them)"
+        return
+    path = GENERAL / f"general-without-{held_out}.pt"
+    before, shipped = os.environ.get(ENV), size._generalist
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "embedtrack").mkdir()
+        if finished_model(path):
+            (Path(folder) / "embedtrack" / "general.pt").symlink_to(path.resolve())
+        else:  # the shipped model saw this sequence: no network answers
+            size._generalist = cache(partial(_no_network, path))
+        os.environ[ENV] = folder
+        size._generalist.cache_clear()
+        try:
+            yield f"{path.stem} (never saw it)" if finished_model(path) else \
+                f"none ({path.stem} not trained)"
+        finally:
+            if before is None:
+                del os.environ[ENV]
+            else:
+                os.environ[ENV] = before
+            size._generalist = shipped
+            size._generalist.cache_clear()
+
+
+def _no_network(path: Path) -> None:
+    raise ValueError(f"no network that never saw this sequence ({path} is not trained: "
+                     "tools/train_embedtrack.py --general --holdout NAME)")
+
+
+def measured(image: np.ndarray) -> tuple[str, float | None, bool]:
+    """Preset and diameter chosen for ``image`` (None when unsure) and whether the network
+    measured it."""
     try:
-        scale = resolve_scale(image)
+        scale = resolve_scale(image, fallback=size.generalist_diameter)
     except InputError:
-        return look(image)[0], None
-    return scale.preset, scale.diameter
+        return look(image)[0], None, False
+    return scale.preset, scale.diameter, scale.diameter_from.startswith("measured by")
 
 
-def part_a(data: Path) -> None:
-    print("| set | images | preset chosen | reference d (px) | estimated d (px), median | "
-          "estimate / reference | images within ±25 % | unsure |")
-    print("|---|---|---|---|---|---|---|---|")
+def part_a(data: Path, only: str | None = None) -> None:
+    print("| set | images | preset chosen | network measuring where the blobs do not | "
+          "reference d (px) | estimated d (px), median | estimate / reference | "
+          "images within ±25 % | measured by the network | unsure |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for name in CTC:
         seq, _, ref = ctc_reference(data, name)
         first = read_tiff(sorted(seq.glob("t*.tif"))[0])
-        rows.append((name + " 01 (frame 0)", [first], [ref]))
+        rows.append((name + " 01 (frame 0)", name, [first], [ref]))
     for name, images, masks in seg_sets(data):
-        rows.append((name, images, [equivalent_diameter(m) for m in masks]))
-    for name, images, refs in rows:
-        found = [measured(image) for image in images]
-        ratios = [d / r for (_, d), r in zip(found, refs, strict=True) if d is not None]
-        presets = sorted({p for p, _ in found})
+        rows.append((name, None, images, [equivalent_diameter(m) for m in masks]))
+    for name, held_out, images, refs in rows:
+        if only and only not in name:
+            continue
+        with size_model(held_out) as network:
+            found = [measured(image) for image in images]
+        ratios = [d / r for (_, d, _), r in zip(found, refs, strict=True) if d is not None]
+        presets = sorted({p for p, _, _ in found})
         within = sum(abs(r - 1) <= TOLERANCE for r in ratios)
-        estimate = np.median([d for _, d in found if d is not None]) if ratios else float("nan")
-        print(f"| {name} | {len(images)} | {', '.join(presets)} | {np.median(refs):.1f} | "
-              f"{estimate:.1f} | {np.median(ratios) if ratios else float('nan'):.2f} | "
-              f"{within} / {len(images)} | {len(images) - len(ratios)} |")
+        estimate = np.median([d for _, d, _ in found if d is not None]) if ratios else np.nan
+        print(f"| {name} | {len(images)} | {', '.join(presets)} | {network} | "
+              f"{np.median(refs):.1f} | {estimate:.1f} | "
+              f"{np.median(ratios) if ratios else np.nan:.2f} | {within} / {len(images)} | "
+              f"{sum(by for _, _, by in found)} | {len(images) - len(ratios)} |", flush=True)
 
 
 def track(images: Path, out: Path, *options: str) -> tuple[str, np.ndarray | None]:
@@ -127,7 +183,8 @@ def part_b(data: Path) -> None:
             runs = [(name + " 01", ())]
             for label, options in runs:
                 out = Path(tmp) / label.replace(" ", "_")
-                said, found = track(seq, out, *options)
+                with size_model(name):
+                    said, found = track(seq, out, *options)
                 if found is None and not options:  # refused: run as the error asks
                     runs.append((f"{label}, --diameter {diameter:.0f} (asked for)",
                                  ("--diameter", f"{diameter:.0f}")))
@@ -153,9 +210,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--part", default="ab", choices=("a", "b", "ab"))
+    parser.add_argument("--only", help="(a) only the sets whose name holds this")
     args = parser.parse_args()
     if "a" in args.part:
-        part_a(args.data)
+        part_a(args.data, args.only)
     if "b" in args.part:
         part_b(args.data)
 

@@ -186,7 +186,9 @@ def bad_pixels(data: Path) -> dict[str, Case]:
         "track on a frame with nothing to measure": Case(
             ["track", flat, "--out", tmp / "o"],
             f"{flat / 't000.tif'}: cannot tell the cell size: the first frame shows no "
-            f"cell-like structure to measure; give the cell diameter in pixels (--diameter)",
+            "cell-like structure to measure; the network 'general' finds no size at which the "
+            "cells it segments match the size it assumes; give the cell diameter in pixels "
+            "(--diameter)",
             tmp / "o"),
         "link on masks whose 4th frame is float": Case(
             ["link", flt, "--out", tmp / "o"],

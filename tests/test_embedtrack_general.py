@@ -21,7 +21,12 @@ from celltrail.methods.embedtrack.linking import BackwardLinker
 from celltrail.models.prompt_segmenter import CANONICAL_DIAMETER
 from celltrail.simulate import SimParams, simulate
 from celltrail.training.embedtrack import SampleParams, load_sequence
-from celltrail.training.embedtrack.data import Sampler, appearance, rescale_sequence
+from celltrail.training.embedtrack.data import (
+    Sampler,
+    appearance,
+    load_stills,
+    rescale_sequence,
+)
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +90,9 @@ def test_general_model_runs_at_the_canonical_scale_and_answers_in_the_input_shap
         else:  # measured on the first frame: within 25% of the simulated size
             assert used == pytest.approx(diameter, rel=0.25)
         small = tuple(round(n * CANONICAL_DIAMETER / used) for n in shape)
+        if not given:  # the first frames the network saw were the size measurement's
+            assert len(frames) > len(images)
+            del frames[:-len(images)]
         assert [f.shape for f in frames] == [small] * len(images)
         for t, mask in enumerate(masks):
             out = np.asarray(result.masks[t])
@@ -113,7 +121,9 @@ def test_general_model_stops_when_the_cell_size_cannot_be_told(
     assert cli.exit_code == 1
     assert cli.stderr.splitlines()[-1] == (
         f"error: {folder / 't000.tif'}: cannot tell the cell size: the first frame shows no "
-        "cell-like structure to measure; give the cell diameter in pixels (--diameter)")
+        f"cell-like structure to measure; the network '{general_model.stem}' finds no size at "
+        "which the cells it segments match the size it assumes; give the cell diameter in "
+        "pixels (--diameter)")
     assert not out.exists()
 
 
@@ -184,3 +194,19 @@ def test_augmented_samples_are_seeded_and_keep_labels_on_their_cells(
     assert not torch.equal(plain.sample().image, Sampler(
         [seq], params, np.random.default_rng(1)).sample().image)
 
+
+
+def test_still_images_train_segmentation_and_track_nothing_between_them() -> None:
+    images = [np.full((64, 64), 10 * (k + 1), np.uint16) for k in range(2)]
+    masks = [np.zeros((64, 64), np.uint16) for _ in range(2)]
+    masks[0][5:20, 5:20], masks[0][30:50, 30:50] = 7, 9  # two cells, then the same label 7
+    masks[1][10:30, 10:30] = 7
+    seq = load_stills("stills", images, masks)
+    assert len(seq.frames) == 4 and seq.split == 4  # each image twice; all of them train
+    assert [sorted(f.centres) for f in seq.frames] == [[1, 2], [1, 2], [3], [3]]
+    assert sorted(np.bincount(np.concatenate([seq.areas])).nonzero()[0]) == [225, 400]
+    sampler = Sampler([seq], SampleParams(crop=64), np.random.default_rng(0))
+    assert [t for _, t in sampler.pairs] == [1, 2, 3]
+    # a still pair tracks each cell onto itself; the pair of two images shares no cell
+    shared = [set(seq.frames[t].centres) & set(seq.frames[t - 1].centres) for t in (1, 2, 3)]
+    assert shared == [{1, 2}, set(), {3}]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,14 @@ from celltrail.core.errors import InputError
 from celltrail.core.lineage import Lineage, Track
 from celltrail.io.ctc import read_tracking_gt
 from celltrail.methods.boxtrack import BoxTracker, ClassicalPromptSegmenter
+from celltrail.methods.embedtrack.size import Reading, fixed_points, generalist_diameter
 from celltrail.segmentation import resolve_scale
-from celltrail.segmentation.scale import MIN_CONFIDENCE, estimate_diameter, look
+from celltrail.segmentation.scale import (
+    MIN_CONFIDENCE,
+    estimate_diameter,
+    look,
+    measure_scale,
+)
 from celltrail.simulate import SimParams, simulate
 from celltrail.summary import broken_tracks, cells_per_frame, summary_lines, warnings_for
 from tests.test_boxtrack import dividing_cell
@@ -58,6 +65,53 @@ def test_large_untextured_cells_ask_for_the_diameter(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"^cannot tell the cell size: the cell sizes in the "
                                          r"first frame spread over many scales \(estimate "):
         resolve_scale(image)
+
+
+@pytest.mark.parametrize(("modality", "diameter"), [
+    ("fluo-nuclei", 12), ("fluo-nuclei", 100), ("dic", 60), ("phase", 100),
+])
+def test_generalist_network_measures_simulated_cells(tmp_path: Path, modality: str,
+                                                     diameter: float) -> None:
+    """The shipped generalist's fixed point, also where the blob estimate is refused (100 px
+    phase contrast, see below)."""
+    image, truth = simulated_frame(tmp_path, modality, diameter)
+    found, where = generalist_diameter(image)
+    assert found == pytest.approx(truth, rel=0.25)
+    assert re.fullmatch(r"measured by the network 'general' on the first frame \(\d+ cells\)",
+                        where)
+
+
+def test_fixed_point_lies_where_the_measured_size_crosses_the_assumed_one() -> None:
+    readings = [Reading(8.0, 20.0, 5, 0.9), Reading(16.0, 32.0, 9, 0.9),
+                Reading(32.0, 16.0, 9, 0.9), Reading(64.0, 16.0, 2, 0.9)]
+    # ratio 2 at 16 px, 1/2 at 32 px: log-linear crossing halfway, at 16 * sqrt(2)
+    assert fixed_points(readings) == [pytest.approx(16 * np.sqrt(2))]
+    assert fixed_points(readings[2:]) == []  # too few cells at 64 px, and no crossing
+
+
+def test_refused_blob_estimate_asks_the_fallback() -> None:
+    flat = np.full((64, 64), 100, np.uint16)
+    scale = measure_scale(flat, "fluo-nuclei", fallback=lambda image: (42.0, "told"))
+    assert (scale.diameter, scale.diameter_from) == (42.0, "told; the blob estimate was refused")
+
+    def unsure(image: np.ndarray) -> tuple[float, str]:
+        raise ValueError("no fixed point")
+
+    with pytest.raises(ValueError, match=r"^the first frame shows no cell-like structure to "
+                                         r"measure; no fixed point$"):
+        measure_scale(flat, "fluo-nuclei", fallback=unsure)
+
+
+def test_track_on_cells_the_blobs_cannot_size_uses_the_network(tmp_path: Path) -> None:
+    image, truth = simulated_frame(tmp_path, "phase", 100)
+    tifffile.imwrite(tmp_path / "phase.tif", np.stack([image, image]))
+    result = runner.invoke(app, ["track", str(tmp_path / "phase.tif"), "--out",
+                                 str(tmp_path / "res")])
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.stderr.splitlines() if line.startswith("diameter: "))
+    assert float(line.split()[1]) == pytest.approx(truth, rel=0.25)
+    assert re.search(r"\(measured by the network 'general' on the first frame \(\d+ cells\); "
+                     r"the blob estimate was refused\)$", line)
 
 
 @pytest.mark.parametrize(("modality", "preset"), [
@@ -135,7 +189,9 @@ def test_unsure_scale_stops_the_run(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.stderr.splitlines()[-1] == (
         f"error: {tmp_path / 'flat.tif'} (frame 0): cannot tell the cell size: the first frame "
-        "shows no cell-like structure to measure; give the cell diameter in pixels (--diameter)")
+        "shows no cell-like structure to measure; the network 'general' finds no size at which "
+        "the cells it segments match the size it assumes; give the cell diameter in pixels "
+        "(--diameter)")
     assert not (tmp_path / "res").exists()
 
 

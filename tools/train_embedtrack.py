@@ -15,6 +15,10 @@ appearance augmentations on. It stays in ``.cache/embedtrack/general[-without-NA
 
     python tools/train_embedtrack.py --general --holdout Fluo-N2DH-GOWT1 --steps 3000 --batch 4 \
         --lr 1e-3 --threads 1
+
+``--seg`` adds the single annotated images of ``../shared/data/seg`` that are not kept for
+scoring (the Usiigaci train split and the first 90% of the bacteria frames; the StarDist image
+is kept out), as still pairs; the model is then named ``general-seg[-without-NAME]``.
 """
 
 from __future__ import annotations
@@ -25,14 +29,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import tifffile
 import torch
 
 from celltrail.models.prompt_segmenter import CANONICAL_DIAMETER
 from celltrail.models.zoo import PACKAGE
 from celltrail.training.embedtrack import SampleParams, TrainParams, load_sequence, train
+from celltrail.training.embedtrack.data import TrainingSequence, load_stills, split_index
 from celltrail.training.simulated import simulated_sequences
 
 SHARED = Path("../shared/data/ctc")
+SEG = Path("../shared/data/seg")
 SEQUENCES = ("DIC-C2DH-HeLa", "Fluo-N2DH-GOWT1", "Fluo-N2DH-SIM+")
 CACHE = Path(".cache/embedtrack")
 
@@ -48,17 +56,29 @@ def reporter(name: str, start: float) -> Callable[[int, float], None]:
     return report
 
 
-def general_name(holdout: str | None) -> str:
-    """The generalist's model name: ``general``, or ``general-without-<sequence>``."""
-    return "general" if holdout is None else f"general-without-{holdout}"
+def general_name(holdout: str | None, seg: bool = False) -> str:
+    """The generalist's model name: ``general[-seg]``, or ``general[-seg]-without-<sequence>``."""
+    name = "general-seg" if seg else "general"
+    return name if holdout is None else f"{name}-without-{holdout}"
 
 
-def train_general(holdout: str | None, params: TrainParams, resume: bool) -> None:
+def seg_stills() -> list[TrainingSequence]:
+    """The training images of the seg sets (see the module docstring) as still sequences."""
+    phase = sorted((SEG / "usiigaci-phase" / "train").glob("set*_image.tif"))
+    bacteria = [tifffile.imread(SEG / "bacteria-trpL" / f) for f in ("images.tif", "masks.tif")]
+    keep = split_index(len(bacteria[0]))
+    return [load_stills("usiigaci-phase/train", [tifffile.imread(p) for p in phase],
+                        [tifffile.imread(str(p).replace("_image", "_masks")) for p in phase]),
+            load_stills("bacteria-trpL/first-90%", list(bacteria[0][:keep]),
+                        list(np.asarray(bacteria[1][:keep])))]
+
+
+def train_general(holdout: str | None, params: TrainParams, resume: bool, seg: bool) -> None:
     """Train the scale-normalised generalist without ``holdout`` (see the module docstring)."""
-    name, start = general_name(holdout), time.perf_counter()
+    name, start = general_name(holdout, seg), time.perf_counter()
     folders = [SHARED / s / "01" for s in SEQUENCES if s != holdout]
     folders += simulated_sequences(CACHE.parent / "simulated")
-    sequences = [load_sequence(folder) for folder in folders]
+    sequences = [load_sequence(folder) for folder in folders] + (seg_stills() if seg else [])
     loaded = time.perf_counter() - start
     print(f"{name}: {len(sequences)} sequences ({', '.join(s.name for s in sequences)}) "
           f"loaded in {loaded:.0f} s", flush=True)
@@ -80,6 +100,8 @@ def main() -> None:
                         help="train the scale-normalised generalist")
     parser.add_argument("--holdout", choices=SEQUENCES,
                         help="with --general: the shared sequence it never sees")
+    parser.add_argument("--seg", action="store_true",
+                        help="with --general: also the seg sets' training images")
     parser.add_argument("--crop", type=int, default=128, help="with --general: crop side")
     parser.add_argument("--batch", type=int, default=2, help="with --general: batch size")
     parser.add_argument("--lr", type=float, default=5e-4, help="with --general: peak rate")
@@ -91,7 +113,7 @@ def main() -> None:
         train_general(args.holdout, TrainParams(steps=args.steps, batch=args.batch, lr=args.lr,
                                                 sample=sample,
                                                 canonical_diameter=CANONICAL_DIAMETER),
-                      args.resume)
+                      args.resume, args.seg)
         return
     (PACKAGE / "embedtrack").mkdir(parents=True, exist_ok=True)
     for name in args.only or SEQUENCES:

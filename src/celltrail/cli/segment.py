@@ -57,7 +57,7 @@ def segment(
     tracks them later)."""
     from celltrail.methods.cellboxify import CellBoxifyOptions, CellBoxifySegmenter
     from celltrail.methods.classical import ClassicalOptions
-    from celltrail.segmentation import Segmenter
+    from celltrail.methods.classical.tracker import sequence_segmenter
 
     if method not in ("cellboxify", "classical"):
         raise OptionError("method", f"must be cellboxify or classical, not {method!r}")
@@ -74,7 +74,7 @@ def segment(
         segmenter: Callable[[np.ndarray], np.ndarray] = CellBoxifySegmenter(
             options.model, options.min_score, options.device)
     else:
-        segmenter = Segmenter(options.preset, diameter=options.diameter)
+        segmenter = sequence_segmenter(options.preset, options.diameter)
     with atomic_dir(out, overwrite) as tmp, \
             progress_bar(len(images), "segmenting") as on_frame:
         store = MaskStore(tmp, frame_digits(len(images)), images.pixel_size, images.interval)

@@ -28,7 +28,7 @@ from skimage.filters import threshold_otsu
 from skimage.segmentation import watershed
 
 from celltrail.core.errors import InputError
-from celltrail.segmentation.scale import Scale, measure_scale
+from celltrail.segmentation.scale import Scale, SizeFallback, measure_scale
 
 
 @dataclass(frozen=True)
@@ -241,15 +241,16 @@ def _factor(d: float, p: SegmentParams) -> int:
 
 
 def resolve_scale(image: np.ndarray, preset: str = DEFAULT_PRESET,
-                  diameter: float | None = None) -> Scale:
+                  diameter: float | None = None, fallback: SizeFallback | None = None) -> Scale:
     """The preset and cell diameter for ``image`` (see :mod:`celltrail.segmentation.scale`):
-    ``preset="auto"`` chooses the modality, a missing ``diameter`` is measured; an unsure
-    measurement stops with an :class:`InputError` that asks for the diameter."""
+    ``preset="auto"`` chooses the modality, a missing ``diameter`` is measured (by
+    ``fallback`` where the frame's blobs are not trusted); an unsure measurement stops with an
+    :class:`InputError` that asks for the diameter."""
     image = _check_image(image)
     if preset != AUTO:
         _params(preset, None)
     try:
-        return measure_scale(image, preset, diameter)
+        return measure_scale(image, preset, diameter, fallback)
     except ValueError as exc:
         raise InputError(None, f"cannot tell the cell size: {exc}; give the cell diameter in "
                                "pixels (--diameter)") from None
@@ -299,19 +300,21 @@ class Segmenter:
         preset: str = DEFAULT_PRESET,
         diameter: float | None = None,
         params: SegmentParams | None = None,
+        fallback: SizeFallback | None = None,
     ) -> None:
         if preset != AUTO:
             _params(preset, params)
         self.params = params
         self.preset = preset
         self.diameter = diameter
+        self.fallback = fallback  #: measures the diameter where the blob estimate is refused
         self.scale: Scale | None = None
 
     def fix_scale(self, image: np.ndarray) -> float:
         """The diameter used for every frame: measured on ``image`` unless already known (the
         preset too, when it is ``auto``)."""
         if self.scale is None:
-            self.scale = resolve_scale(image, self.preset, self.diameter)
+            self.scale = resolve_scale(image, self.preset, self.diameter, self.fallback)
             self.preset, self.diameter = self.scale.preset, self.scale.diameter
         assert self.diameter is not None
         return self.diameter

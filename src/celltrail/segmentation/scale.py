@@ -24,6 +24,7 @@ When refused, the caller asks for the diameter (``--diameter``), saying which of
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -176,11 +177,17 @@ def packed_share(image: np.ndarray, diameter: float) -> float:
     return float(np.mean(ndi.distance_transform_edt(mask)[mask] > diameter))
 
 
-def measure_scale(image: np.ndarray, preset: str = "auto",
-                  diameter: float | None = None) -> Scale:
-    """The preset and diameter for ``image``: those given, the others measured.
+#: A second opinion on the diameter, asked when the frame's blobs give none: the diameter and
+#: where it came from, or ValueError saying why not.
+SizeFallback = Callable[[np.ndarray], tuple[float, str]]
 
-    Raises ValueError, saying why, when the measured diameter is not trustworthy.
+
+def measure_scale(image: np.ndarray, preset: str = "auto", diameter: float | None = None,
+                  fallback: SizeFallback | None = None) -> Scale:
+    """The preset and diameter for ``image``: those given, the others measured; when the blob
+    estimate is refused, ``fallback``'s (for example a network's measurement).
+
+    Raises ValueError, saying why, when no measured diameter is trustworthy.
     """
     preset_from = "given"
     if preset == "auto":
@@ -188,8 +195,23 @@ def measure_scale(image: np.ndarray, preset: str = "auto",
         preset_from = f"auto: {why}"
     if diameter is not None:
         return Scale(preset, float(diameter), preset_from, "given")
-    d, confidence = estimate_diameter(image, preset)
+    try:
+        d, confidence = _blob_diameter(image, preset)
+    except ValueError as refused:
+        if fallback is None:
+            raise
+        try:
+            d, where = fallback(image)
+        except ValueError as failed:
+            raise ValueError(f"{refused}; {failed}") from None
+        return Scale(preset, d, preset_from, f"{where}; the blob estimate was refused")
     where = f"estimated from the first frame, confidence {confidence:.2f}"
+    return Scale(preset, d, preset_from, where, confidence)
+
+
+def _blob_diameter(image: np.ndarray, preset: str) -> tuple[float, float]:
+    """:func:`estimate_diameter`, refused (ValueError, saying why) when it is not trustworthy."""
+    d, confidence = estimate_diameter(image, preset)
     if confidence == 0.0:
         raise ValueError("the first frame shows no cell-like structure to measure")
     if confidence < MIN_CONFIDENCE:
@@ -201,4 +223,4 @@ def measure_scale(image: np.ndarray, preset: str = "auto",
         raise ValueError(f"most of the textured foreground lies in clumps over two cells of "
                          f"the estimated {d:.0f} px wide, so the texture does not show where one "
                          "cell ends (packed cells)")
-    return Scale(preset, d, preset_from, where, confidence)
+    return d, confidence

@@ -38,6 +38,7 @@ from celltrail.methods.base import Tracker
 from celltrail.methods.cap.options import CAPOptions
 from celltrail.methods.cap.points import PointTracks, Review, near
 from celltrail.methods.cap.raw import Predict, rolling_windows
+from celltrail.methods.classical.tracker import sequence_segmenter
 from celltrail.models.cap import PERCENTILES, SPACING, load_checkpoint, network_from
 from celltrail.models.device import resolve_device
 from celltrail.models.zoo import model_path
@@ -292,7 +293,7 @@ class CAPTracker(Tracker):
             on_frame: Callable[[int], None]) -> TrackingResult:
         """Track every frame; marker masks go to ``store`` frame by frame."""
         self.gt = prompts
-        segment = self.detector = Segmenter(self.preset, self.diameter)  # scale from frame 0
+        segment = self.detector = sequence_segmenter(self.preset, self.diameter)
         centres, radius, foreground = self._start(images, segment)
         done = [0]
 

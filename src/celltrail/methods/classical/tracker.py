@@ -13,6 +13,7 @@ from celltrail.core.sequence import ImageSequence
 from celltrail.linking import get_linker
 from celltrail.methods.base import Tracker, prefetch_map
 from celltrail.methods.classical.options import ClassicalOptions
+from celltrail.methods.embedtrack.size import generalist_diameter
 from celltrail.segmentation import Segmenter
 
 
@@ -29,9 +30,8 @@ class ClassicalTracker(Tracker):
         self.segmenter = self.new_segmenter()
 
     def new_segmenter(self) -> Segmenter:
-        """A segmenter with the options' preset and diameter; ``auto`` ones are fixed on the
-        first frame of each sequence."""
-        return Segmenter(self.options.preset, diameter=self.options.diameter)
+        """A segmenter with the options' preset and diameter (see :func:`sequence_segmenter`)."""
+        return sequence_segmenter(self.options.preset, self.options.diameter)
 
     def settings(self) -> dict[str, str]:
         """Method, preset and diameter used, and where the preset and diameter came from."""
@@ -58,6 +58,13 @@ class ClassicalTracker(Tracker):
         """Segment and link every frame; masks go to ``store`` as they are final."""
         frames = self.segment_frames(images, on_frame)
         return self.link(frames, store=store, cell_diameter=self.segmenter.diameter)
+
+
+def sequence_segmenter(preset: str, diameter: float | None) -> Segmenter:
+    """The classical segmenter of a sequence: ``auto`` preset and a missing diameter are fixed
+    on its first frame, the generalist network measuring the cells where the frame's blobs do
+    not tell their size."""
+    return Segmenter(preset, diameter=diameter, fallback=generalist_diameter)
 
 
 def fix_sequence_scale(segmenter: Segmenter, images: ImageSequence) -> float:

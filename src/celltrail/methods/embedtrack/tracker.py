@@ -7,14 +7,16 @@ symmetries of the square) and the outputs are averaged after undoing the symmetr
 included (Sec. 4.4). Tiles are stitched by keeping each tile's interior.
 
 A scale-normalised model (a generalist, whose checkpoint keeps ``canonical_diameter``) runs on
-frames resized by canonical / cell diameter, the diameter given or estimated on the first frame
-as the classical method does; its masks are resized back (nearest neighbour) to the input's
-shape. Other models run at the input's own scale.
+frames resized by canonical / cell diameter: the diameter given, else the one the model itself
+measures on the first frame (:mod:`celltrail.methods.embedtrack.size`), else the classical blob
+estimate; its masks are resized back (nearest neighbour) to the input's shape. Other models run
+at the input's own scale.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -29,6 +31,7 @@ from celltrail.methods.classical.tracker import fix_sequence_scale
 from celltrail.methods.embedtrack.clustering import cluster
 from celltrail.methods.embedtrack.linking import BackwardLinker
 from celltrail.methods.embedtrack.options import EmbedTrackOptions
+from celltrail.methods.embedtrack.size import network_diameter, rescaled
 from celltrail.models.device import resolve_device
 from celltrail.models.embedtrack import PERCENTILES, EmbedTrackNet, load_checkpoint, network_from
 from celltrail.models.zoo import model_path
@@ -105,7 +108,8 @@ class EmbedTracker(Tracker):
         self.min_size = int(state["min_size"])
         canonical = state.get("canonical_diameter")
         self.canonical = None if canonical is None else float(canonical)
-        self.segmenter: Segmenter | None = None  # measures the scale of a generalist's input
+        #: a scale-normalised model's cell diameter in the last sequence, and where it came from
+        self.diameter: tuple[float, str] | None = None
         self.tta, self.tile, self.overlap = self.options.tta, tile, overlap
         self._previous: dict[tuple[int, int, int, bool], torch.Tensor] = {}
 
@@ -145,21 +149,39 @@ class EmbedTracker(Tracker):
                     out[:, r0:r1, c0:c1] = pred[:, r0 - r:r1 - r, c0 - c:c1 - c]
         return out
 
+    def first_frame(self, image: np.ndarray) -> np.ndarray:
+        """:meth:`predict` for ``image`` alone, as a first frame; nothing is kept for the next."""
+        self._previous.clear()
+        try:
+            return self.predict(image)
+        finally:
+            self._previous.clear()
+
     def scale_of(self, images: ImageSequence) -> float:
         """Factor every frame is resized by: canonical / cell diameter for a scale-normalised
-        model (the diameter given, else estimated on the first frame), else 1."""
+        model, else 1. The diameter is the one given, else the one the model itself measures
+        on the first frame (:mod:`~celltrail.methods.embedtrack.size`), else the classical
+        blob estimate; with neither the run stops, naming both reasons."""
         if self.canonical is None or not len(images):
             return 1.0
-        self.segmenter = Segmenter(AUTO, diameter=self.options.diameter)
-        return self.canonical / fix_sequence_scale(self.segmenter, images)
+        self.diameter = None
+        if self.options.diameter is not None:
+            self.diameter = (float(self.options.diameter), "given")
+            return self.canonical / self.diameter[0]
+        try:
+            self.diameter = network_diameter(self, np.asarray(images[0]))
+        except ValueError as unsure:
+            segmenter = Segmenter(AUTO, fallback=partial(_raise, unsure))
+            blob = fix_sequence_scale(segmenter, images)
+            self.diameter = (blob, f"{segmenter.scale.diameter_from}; {unsure}")
+        return self.canonical / self.diameter[0]
 
     def settings(self) -> dict[str, str]:
         """Method and, for a scale-normalised model, the cell diameter used and its source."""
-        scale = None if self.segmenter is None else self.segmenter.scale
-        if scale is None:
+        if self.diameter is None:
             return {"method": self.name}
-        return {"method": self.name, "diameter": f"{scale.diameter:.1f} px "
-                                                 f"({scale.diameter_from})"}
+        return {"method": self.name, "diameter": f"{self.diameter[0]:.1f} px "
+                                                 f"({self.diameter[1]})"}
 
     def run(self, images: ImageSequence, prompts: None, store: MaskStore,
             on_frame: Callable[[int], None]) -> TrackingResult:
@@ -184,12 +206,6 @@ class EmbedTracker(Tracker):
         return TrackingResult(store, lineage)
 
 
-def rescaled(frame: np.ndarray, scale: float) -> np.ndarray:
-    """``frame`` resized by ``scale`` (linear, anti-aliased when shrinking); unchanged at 1."""
-    if scale == 1.0:
-        return frame
-    shape = tuple(max(8, round(n * scale)) for n in frame.shape)
-    if shape == frame.shape:
-        return frame
-    return resize(frame.astype(np.float32), shape, order=1, anti_aliasing=scale < 1,
-                  preserve_range=True).astype(np.float32)
+def _raise(error: ValueError, image: np.ndarray) -> tuple[float, str]:
+    """A size fallback that has already failed (``error``)."""
+    raise error

@@ -20,6 +20,7 @@ import torch
 from scipy import ndimage as ndi
 from scipy.spatial.distance import cdist
 from skimage.exposure import equalize_adapthist
+from skimage.segmentation import relabel_sequential
 from skimage.transform import rescale, resize
 
 from celltrail.core.errors import InputError
@@ -74,11 +75,12 @@ class TrainingSequence:
     frames: list[TrainingFrame]
     parents: dict[int, int]
     areas: np.ndarray  #: pixel count of every training instance
+    split_at: int | None = None  #: the first validation frame, if not the last 10%
 
     @property
     def split(self) -> int:
         """Index of the first validation frame."""
-        return split_index(len(self.frames))
+        return split_index(len(self.frames)) if self.split_at is None else self.split_at
 
     @property
     def diameter(self) -> float:
@@ -101,7 +103,7 @@ def rescale_sequence(seq: TrainingSequence, diameter: float) -> TrainingSequence
                             preserve_range=True).astype(np.int32)
             centres = centres | medoids(labels, seed=t)
         frames.append(TrainingFrame(image, labels, centres))
-    return TrainingSequence(seq.name, frames, seq.parents, seq.areas * scale**2)
+    return TrainingSequence(seq.name, frames, seq.parents, seq.areas * scale**2, seq.split_at)
 
 
 def load_sequence(seq_dir: str | Path, frames: Sequence[int] | None = None) -> TrainingSequence:
@@ -133,6 +135,22 @@ def load_sequence(seq_dir: str | Path, frames: Sequence[int] | None = None) -> T
     parents = {label: track.parent for label, track in truth.lineage.items() if track.parent}
     return TrainingSequence(f"{seq_dir.parent.name}/{seq_dir.name}", frames, parents,
                             np.concatenate(areas))
+
+
+def load_stills(name: str, images: Sequence[np.ndarray],
+                masks: Sequence[np.ndarray]) -> TrainingSequence:
+    """Single annotated images (no tracks) as a sequence that teaches segmentation: each image
+    twice in a row, so a pair shows it standing still; labels are made unique across images,
+    so a pair of two different images has no cell to track. Every image trains."""
+    frames, areas, offset = [], [], 0
+    for t, (image, mask) in enumerate(zip(images, masks, strict=True)):
+        labels = relabel_sequential(np.asarray(mask).astype(np.int32), offset + 1)[0]
+        offset = max(offset, int(labels.max()))
+        counts = np.bincount(labels.ravel())[1:]
+        areas.append(counts[counts > 0])
+        frame = TrainingFrame(normalise(image, PERCENTILES), labels, medoids(labels, seed=t))
+        frames += [frame, frame]
+    return TrainingSequence(name, frames, {}, np.concatenate(areas), split_at=len(frames))
 
 
 @dataclass(frozen=True)
