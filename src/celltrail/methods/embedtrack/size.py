@@ -27,7 +27,8 @@ from celltrail.methods.embedtrack.options import DEFAULT_MODEL
 if TYPE_CHECKING:
     from celltrail.methods.embedtrack.tracker import EmbedTracker
 
-#: Smallest candidate diameter (pixels) and the step between candidates (half an octave).
+#: Smallest candidate diameter (pixels: a cell of 8 px covers 50 pixels, about the fewest a
+#: segmenter tells from noise) and the step between candidates (half an octave).
 SMALLEST, STEP = 8.0, float(np.sqrt(2.0))
 #: At each candidate the frame's centre is cut to at most this many model pixels a side, so
 #: every candidate costs about one 512² pass.
