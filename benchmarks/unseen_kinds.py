@@ -11,7 +11,9 @@ beside them. Each is run exactly as a user would, with no option beyond the inpu
 - ``celltrail track SEQ --out RES --method boxtrack --boxes-from-gt SEQ_GT`` (the first
   frame's boxes from the ground truth; backend ``auto`` with adaptation, preset ``auto``);
 - ``celltrail track SEQ --out RES --method cap`` (the default model, queries from the
-  detector with preset ``auto``).
+  detector with preset ``auto``);
+- ``celltrail track SEQ --out RES --method embedtrack`` (the generalist ``general``, at the
+  cell size it measures itself).
 
 The table gives what each run says (preset, diameter, backend), cells per frame against the
 reference, and DET, TRA and MOTA. No constant of the package was chosen on these sequences.
@@ -40,7 +42,8 @@ KINDS = (("fluo-cells", 75.0, 12), ("phase", 15.0, 70), ("phase-bright", 15.0, 7
 #: method: (row label, options beyond the input and --out)
 RUNS = {"classical": ("track, no option", ()),
         "boxtrack": ("boxtrack, GT first-frame boxes", ("--method", "boxtrack")),
-        "cap": ("cap, no other option", ("--method", "cap"))}
+        "cap": ("cap, no other option", ("--method", "cap")),
+        "embedtrack": ("embedtrack, no other option", ("--method", "embedtrack"))}
 SAID = ("preset:", "diameter:", "backend:", "warning:", "detector preset:", "detector diameter:")
 
 
