@@ -16,7 +16,9 @@ network that measures a CTC sequence never saw it: ``general-without-<sequence>`
 shipped ``general``, which trained on every sequence's first 90%; the seg sets are measured by
 the shipped ``general``, which saw none of them.
 
-    python benchmarks/scale.py [--data ../shared/data] [--part a|b|ab]
+    python benchmarks/scale.py [--data ../shared/data] [--part a|b|ab|t] [--only NAME]
+
+``--part t`` times the generalist's size measurement on each CTC sequence's first frame.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache, partial
@@ -31,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
+import torch
 from common import finished_model
 from typer.testing import CliRunner
 
@@ -206,16 +210,37 @@ def row(name: str, frames: int, said: str, found: np.ndarray | None, reference: 
     print(f"| {name} | {frames} | {said} | {cells} | {stats(reference)} | {empty} | {scores} |")
 
 
+def part_t(data: Path, repeats: int = 3) -> None:
+    """Seconds the shipped generalist takes to measure the cell size of each CTC sequence's
+    first frame (best of ``repeats``, one thread, the model already loaded)."""
+    torch.set_num_threads(1)
+    size._generalist()
+    print("| frame | size (px) | seconds, best of 3 (one thread) |")
+    print("|---|---|---|")
+    for name in CTC:
+        first = read_tiff(sorted((data / "ctc" / name / "01").glob("t*.tif"))[0])
+        seconds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            size.generalist_diameter(first)
+            seconds.append(time.perf_counter() - start)
+        print(f"| {name} 01 frame 0 | {first.shape[1]} × {first.shape[0]} | "
+              f"{min(seconds):.2f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--part", default="ab", choices=("a", "b", "ab"))
+    parser.add_argument("--part", default="ab", choices=("a", "b", "ab", "t"),
+                        help="t: the time the network's size measurement takes")
     parser.add_argument("--only", help="(a) only the sets whose name holds this")
     args = parser.parse_args()
     if "a" in args.part:
         part_a(args.data, args.only)
     if "b" in args.part:
         part_b(args.data)
+    if args.part == "t":
+        part_t(args.data)
 
 
 if __name__ == "__main__":
