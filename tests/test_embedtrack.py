@@ -20,6 +20,7 @@ from celltrail.methods.embedtrack import EmbedTracker
 from celltrail.methods.embedtrack.tracker import (
     SYMMETRIES,
     apply_symmetry,
+    tile_side,
     tile_starts,
     undo_symmetry,
 )
@@ -209,6 +210,12 @@ def test_tiles_cover_and_stitch_exactly(monkeypatch: pytest.MonkeyPatch) -> None
     assert tile_starts(100, 64, 16) == [0, 36]
     assert tile_starts(64, 64, 16) == [0]
     assert tile_starts(200, 64, 16) == [0, 48, 96, 136]
+    # one tile up to the largest; just over it, two tiles of about half a side, not of 1024
+    assert tile_side(700, 500, 1024, 64) == 704
+    assert tile_side(1083, 1083, 1024, 64) == 576
+    assert tile_starts(1083, 576, 64) == [0, 507]
+    assert tile_side(3000, 100, 1024, 64) == 800  # 4 tiles over 3000, as with 1024
+    assert tile_starts(3000, 800, 64) == [0, 736, 1472, 2200]
     tracker = EmbedTracker.__new__(EmbedTracker)
     tracker.tile, tracker.overlap, tracker.tta = 64, 16, False
     seen = []

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from math import ceil
 from typing import Any
 
 import numpy as np
@@ -77,6 +78,18 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     return [*starts, length - tile]
 
 
+def tile_side(height: int, width: int, largest: int, overlap: int) -> int:
+    """Side of the square tiles of a frame (a multiple of 8, at most ``largest`` when that is
+    one): as many tiles per axis as tiles of ``largest`` need, each only as big as that many
+    need, so a frame a little over ``largest`` takes two tiles of about half of it a side,
+    not two of ``largest``."""
+    side = 0
+    for length in (height, width):
+        n = 1 if length <= largest else ceil((length - overlap) / (largest - overlap))
+        side = max(side, ceil((length + (n - 1) * overlap) / n))
+    return side + -side % 8
+
+
 def _interior(starts: list[int], tile: int, length: int) -> list[tuple[int, int]]:
     """The part of each tile to keep: from midway into the overlap before to midway into the
     overlap after."""
@@ -133,8 +146,7 @@ class EmbedTracker(Tracker):
         bandwidths (2), seediness, tracking offsets to the previous frame given (2)."""
         x = torch.from_numpy(normalise(image, PERCENTILES)).to(self.device)
         height, width = x.shape
-        tile = min(self.tile, max(height, width))
-        tile += -tile % 8
+        tile = tile_side(height, width, self.tile, self.overlap)
         out = np.zeros((7, height, width), dtype=np.float32)
         rows, cols = tile_starts(height, tile, self.overlap), tile_starts(width, tile, self.overlap)
         with torch.no_grad():
