@@ -99,18 +99,17 @@ def size_model(held_out: str | None) -> Iterator[str]:
         yield "general (saw none of them)"
         return
     path = GENERAL / f"general-without-{held_out}.pt"
-    before, shipped = os.environ.get(ENV), size._generalist
+    before, shipped, trained = os.environ.get(ENV), size._generalist, finished_model(path)
     with tempfile.TemporaryDirectory() as folder:
         (Path(folder) / "embedtrack").mkdir()
-        if finished_model(path):
+        if trained:
             (Path(folder) / "embedtrack" / "general.pt").symlink_to(path.resolve())
         else:  # the shipped model saw this sequence: no network answers
             size._generalist = cache(partial(_no_network, path))
         os.environ[ENV] = folder
         size._generalist.cache_clear()
         try:
-            yield f"{path.stem} (never saw it)" if finished_model(path) else \
-                f"none ({path.stem} not trained)"
+            yield f"{path.stem} (never saw it)" if trained else f"none ({path.stem} not trained)"
         finally:
             if before is None:
                 del os.environ[ENV]
