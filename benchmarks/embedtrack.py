@@ -14,10 +14,10 @@ that sequence: on the same last 10% as the per-dataset model and the shipped gen
 ``general`` (both shown beside it; both saw that sequence's first 90%), and on the whole of
 ``01``, which it never saw. Their cell diameter is estimated on the first frame scored; the
 shipped generalist also runs at the median diameter of the sequence's reference masks (GT, else
-silver truth).
+silver truth). ``--no-holdout`` leaves the hold-outs out (to score a retrained ``general``).
 
     python benchmarks/embedtrack.py [--part all|accuracy|speed|general] [--only NAME]
-                                    [--threads 2]
+                                    [--threads 2] [--no-holdout]
 """
 
 from __future__ import annotations
@@ -96,11 +96,12 @@ def general_row(model: str, images: ImageSequence, gt: Path, truth: str, label: 
             f"| {state['step']} steps, {minutes:.0f} min |")
 
 
-def general(names: list[str]) -> None:
+def general(names: list[str], holdouts: bool = True) -> None:
     """Leave-one-dataset-out: each held-out sequence's generalist beside its per-dataset
     model and the shipped generalist (both saw the first 90%) on the last 10% of ``01``, then
     alone on the whole of ``01``; both on the bundled
-    sample where it is a crop of that sequence (which the per-dataset model saw)."""
+    sample where it is a crop of that sequence (which the per-dataset model saw). Without
+    ``holdouts``, only the rows of the per-dataset and shipped models."""
     print("| model | trained on (first 90% of each 01) | saw the scored sequence | scored on "
           "| frames | SEG | DET | TRA | objects / cells per frame (mean) | cell diameter "
           "| s/frame | training |")
@@ -108,7 +109,7 @@ def general(names: list[str]) -> None:
     shipped = [DEFAULT_MODEL] if DEFAULT_MODEL in model_names("embedtrack") else []
     for name in names:
         lodo = GENERAL / f"general-without-{name}.pt"
-        trained = [str(lodo)] if finished_model(lodo) else []
+        trained = [str(lodo)] if holdouts and finished_model(lodo) else []
         with tempfile.TemporaryDirectory() as tmp:
             images_dir, truth = tail(name, Path(tmp))
             images, gt = open_sequence(images_dir), images_dir.with_name("01_GT")
@@ -117,6 +118,8 @@ def general(names: list[str]) -> None:
             for model in shipped:  # at the reference cells' median diameter
                 print(general_row(model, images, gt, truth, f"{name} 01, last 10%",
                                   gt_diameter(SHARED / name / "01_GT")), flush=True)
+        if not holdouts:
+            continue
         if not trained:
             print(f"| {lodo.stem} | not (fully) trained in {GENERAL} | no | {name} | | | | | | | "
                   "| |", flush=True)
@@ -157,6 +160,8 @@ def main() -> None:
                         default="all")
     parser.add_argument("--only", choices=list(SEQUENCES), action="append")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-holdout", action="store_true",
+                        help="--part general: the per-dataset and shipped models only")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.part in ("all", "accuracy"):
@@ -164,7 +169,7 @@ def main() -> None:
     if args.part in ("all", "speed"):
         speed()
     if args.part in ("all", "general"):
-        general(args.only or list(SEQUENCES))
+        general(args.only or list(SEQUENCES), not args.no_holdout)
 
 
 if __name__ == "__main__":

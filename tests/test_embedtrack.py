@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 import torch
 from typer.testing import CliRunner
 
@@ -38,7 +39,7 @@ from celltrail.models.embedtrack import (
 from celltrail.models.zoo import model_names, model_path
 from celltrail.simulate import SimParams, simulate
 from celltrail.training.embedtrack import TrainParams, load_sequence, steps_per_epoch, train
-from celltrail.training.embedtrack.data import SampleParams, Sampler, medoids
+from celltrail.training.embedtrack.data import IGNORE, SampleParams, Sampler, medoids
 from celltrail.training.embedtrack.loop import FINE_TUNE_LR, batch_loss
 from celltrail.training.embedtrack.losses import (
     Instances,
@@ -180,6 +181,38 @@ def test_sampler_centres_and_track_targets_follow_rotations_and_shifts(sim_seque
                 j = sample.before.ids.tolist().index(label)
                 assert torch.equal(target, sample.before.centres[j])
     assert checked > 50
+
+
+def test_a_cell_without_mask_is_ignored_not_learnt_as_its_marker(tmp_path: Path) -> None:
+    """A SEG frame that leaves a cell out (GOWT1's GT masks 1-2 of 23-25): that cell is no
+    instance, all of it is ignored (no background seed loss there), and its marker still gives
+    the centre the tracking loss uses."""
+    params = SimParams(frames=3, size=96, cells=6, cell_diameter=18.0)
+    seq_dir = simulate(tmp_path, params, seed=3)
+    seg = seq_dir.with_name("01_GT") / "SEG" / "man_seg001.tif"
+    mask = tifffile.imread(seg)
+    left_out = int(np.unique(mask)[1])
+    tifffile.imwrite(seg, np.where(mask == left_out, 0, mask).astype(mask.dtype))
+    markers = tifffile.imread(seq_dir.with_name("01_GT") / "TRA" / "man_track001.tif")
+    missing = [int(m) for m in np.unique(markers[mask == left_out]) if m]
+    assert len(missing) == 1
+    seq = load_sequence(seq_dir)
+    frame = seq.frames[1]
+    assert missing[0] not in np.unique(frame.labels) and missing[0] in frame.centres
+    ignored = frame.labels == IGNORE
+    assert ignored[markers == missing[0]].all()
+    assert ignored[mask == left_out].all()
+    view = Instances(torch.from_numpy(frame.labels.astype(np.int64)),
+                     torch.zeros(0, dtype=torch.int64), torch.zeros(0, 2))
+    seeds = torch.zeros(5, *frame.labels.shape)
+    seeds[4][torch.from_numpy(ignored)] = 1.0  # seediness where nothing is known: free
+    assert float(segmentation_loss(seeds, view)[0]["seed"]) == 0.0
+    seeds[4][torch.from_numpy(frame.labels == 0)] = 1.0  # and on the background: not
+    assert float(segmentation_loss(seeds, view)[0]["seed"]) > 0.5
+    # crops of the partly masked frame (the only training pair: (0, 1)) are cut around its
+    # masked cells: each holds one
+    sampler = Sampler([seq], SampleParams(crop=24), np.random.default_rng(0))
+    assert all(len(sampler.sample().current.ids) for _ in range(20))
 
 
 def fake_outputs(tile: torch.Tensor) -> torch.Tensor:
@@ -349,6 +382,18 @@ def test_cli_train_then_track(sim_sequence: Path, tmp_path: Path) -> None:
     assert read_result(out).errors() == []
 
 
+def test_fine_tuning_that_made_it_worse_says_so(sim_sequence: Path, capsys) -> None:
+    from celltrail.cli.train import _report_held_out
+
+    scores = {"start": 0.9, "tuned": 0.5}
+    _report_held_out({sim_sequence: [0, 1]}, Path("start.pt"), Path("tuned.pt"),
+                     lambda model, *_: scores[model.stem], "SEG")
+    line = " ".join(capsys.readouterr().err.split())
+    assert line.endswith("SEG 0.900 before (start), 0.500 after fine-tuning warning: fine-tuning "
+                         f"made it worse on {sim_sequence}'s held-out frame: keep start, or give "
+                         "more annotated frames")
+
+
 def test_cli_fine_tunes_a_shipped_model_and_scores_a_held_out_frame(
         sim_sequence: Path, tmp_path: Path) -> None:
     shipped = model_path("embedtrack", "Fluo-N2DH-SIM+")
@@ -366,6 +411,8 @@ def test_cli_fine_tunes_a_shipped_model_and_scores_a_held_out_frame(
     found = re.search(rf"{sim_sequence.name}, held-out frame 9: SEG (0\.\d+|1\.000) before "
                       r"\(Fluo-N2DH-SIM\+\), (0\.\d+|1\.000) after fine-tuning", line)
     assert found, result.output
+    worse = float(found.group(2)) < float(found.group(1))
+    assert ("fine-tuning made it worse" in line) == worse  # and says what to do then
     result = run("train", "embedtrack", "--data", sim_sequence, "--from", "nope",
                  "--out", tmp_path / "x.pt")
     assert result.exit_code == 1

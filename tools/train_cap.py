@@ -1,12 +1,14 @@
-"""Train the CAP weights that ship with celltrail: leave-one-sequence-out on the shared data.
+"""Train the CAP weights that ship with celltrail: the generalist and its hold-outs.
 
-Each model trains on two shared sequences ``01`` (all frames) plus simulated sequences and is
-named after its training data; the third sequence is left for ``benchmarks/cap.py``. The
+``general`` (the default model) trains on the three shared sequences ``01`` (all frames) plus
+simulated sequences. With ``--holdout``, a model trains on the other two and is named after its
+training data; the third sequence is left for ``benchmarks/cap.py``: these are the generalist's
+leave-one-sequence-out measure. The
 ablations (``--no-aeg``, ``--time-only``) and the DIC-like relief augmentation (``--relief P``)
 train the same way and stay in ``.cache/cap``.
 Run from the repo root:
 
-    python tools/train_cap.py --holdout Fluo-N2DH-GOWT1 [--steps 1500] [--threads 1]
+    python tools/train_cap.py [--holdout Fluo-N2DH-GOWT1] [--steps 1500] [--threads 1]
 """
 
 from __future__ import annotations
@@ -29,15 +31,17 @@ SEQUENCES = ("DIC-C2DH-HeLa", "Fluo-N2DH-GOWT1", "Fluo-N2DH-SIM+")
 SIMULATED_FRAMES = 40
 
 
-def variant(holdout: str, no_aeg: bool, time_only: bool, relief: float) -> str:
-    """File stem of a run: the name of its training data, with the changes it makes."""
-    name = "+".join(sorted(n for n in SEQUENCES if n != holdout))
+def variant(holdout: str | None, no_aeg: bool, time_only: bool, relief: float) -> str:
+    """File stem of a run: ``general``, or the name of its training data; with the changes it
+    makes."""
+    name = "+".join(sorted(n for n in SEQUENCES if n != holdout)) if holdout else "general"
     return name + "-relief" * (relief > 0) + "-no-aeg" * no_aeg + "-time-only" * time_only
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--holdout", choices=SEQUENCES, required=True)
+    parser.add_argument("--holdout", choices=SEQUENCES,
+                        help="the shared sequence it never sees (default: none, `general`)")
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-aeg", action="store_true", help="P_AEG = 0 (ablation)")

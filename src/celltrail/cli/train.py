@@ -174,6 +174,9 @@ def _report_held_out(chosen: dict[Path, list[int] | None], before: Path, after: 
         seg = [score(model, folder, image, truth) for model in (before, after)]
         console.print(f"{folder}, held-out frame {left[-1]}: {what} {seg[0]:.3f} before "
                       f"({before.stem}), {seg[1]:.3f} after fine-tuning")
+        if seg[1] < seg[0]:
+            console.print(f"warning: fine-tuning made it worse on {folder}'s held-out frame: "
+                          f"keep {before.stem}, or give more annotated frames")
 
 
 def _prompted_seg(model: Path, folder: Path, image: np.ndarray, truth: np.ndarray) -> float:

@@ -27,7 +27,7 @@ from scipy import ndimage as ndi
 from skimage.transform import rescale
 
 from celltrail.core.sequence import normalise, open_sequence, read_tiff
-from celltrail.io.ctc import relabel_by_markers, training_truth
+from celltrail.io.ctc import masked_cells, training_truth
 from celltrail.linking.objects import equivalent_diameters
 from celltrail.models.cellboxify import prepare
 from celltrail.models.ops import box_iou, roi_align
@@ -39,6 +39,7 @@ from celltrail.models.prompt_segmenter import (
     crop_boxes,
 )
 from celltrail.training.cellboxify.losses import box_mask_terms, mask_box, pairwise_warmup
+from celltrail.training.crops import crop_corner
 from celltrail.training.steps import resume_run, run_steps
 
 
@@ -92,8 +93,8 @@ def load_sequence(seq_dir: str | Path, frames: Sequence[int] | None = None) -> T
     images = open_sequence(seq_dir)
     labels, partial = {}, set()
     for t, path in files.items():
-        labels[t], complete = _masked_cells(read_tiff(path), np.asarray(truth.masks[t]))
-        if not complete:
+        labels[t], bare = masked_cells(read_tiff(path), np.asarray(truth.masks[t]))
+        if bare.any():
             partial.add(t)
     areas = np.concatenate([np.bincount(m.ravel())[1:] for m in labels.values()])
     diameter = float(np.median(equivalent_diameters(areas[areas > 0])))
@@ -106,16 +107,6 @@ def load_sequence(seq_dir: str | Path, frames: Sequence[int] | None = None) -> T
                                   preserve_range=True).astype(np.int32)
     return TrainSequence(seq_dir.parent.name + "/" + seq_dir.name, small_images, small_labels,
                          partial=frozenset(partial))
-
-
-def _masked_cells(seg: np.ndarray, markers: np.ndarray) -> tuple[np.ndarray, bool]:
-    """The masks of ``seg`` labelled with the TRA identities of ``markers``, and whether every
-    marker has one. A marker without a mask is left out: it is a dot inside the cell, not the
-    cell (Fluo-N2DH-GOWT1's GT masks 1-2 of each frame's 23-25 cells)."""
-    labels = relabel_by_markers(seg, markers)
-    masked = np.unique(labels[seg > 0])
-    kept = np.isin(labels, masked[masked > 0])
-    return np.where(kept, labels, 0), bool(np.isin(np.unique(markers[markers > 0]), masked).all())
 
 
 class _Sampler:
@@ -150,7 +141,8 @@ class _Sampler:
             image, labels = seq.images[t], seq.labels[t]
             before = seq.labels.get(t - 1)
             size = int(p.crop * np.exp(rng.uniform(-0.2, 0.2)))  # scale jitter
-            top, left = self._corner(labels, size, t in seq.partial)
+            top, left = crop_corner(labels.shape, size, self.rng,
+                                    labels > 0 if t in seq.partial else None)
             place = (top, left, size, int(rng.integers(4)), bool(rng.integers(2)))
             img, lab = self._view(image, place, 1), self._view(labels, place, 0)
             old = self._view(before, place, 0) if before is not None else None
@@ -197,18 +189,6 @@ class _Sampler:
         if guides:
             batch["guide"] = torch.from_numpy(np.stack(guides)).float()[:, None]
         return batch
-
-    def _corner(self, labels: np.ndarray, size: int, partial: bool) -> tuple[int, int]:
-        """A crop's top-left corner: anywhere, or on a frame with partial masks around one of
-        its few masked cells (a random pixel of them, anywhere in the crop's middle half)."""
-        rng = self.rng
-        if partial and labels.any():
-            ys, xs = np.nonzero(labels)
-            i = int(rng.integers(len(ys)))
-            return tuple(int(c - size // 2 + rng.integers(-size // 4, size // 4 + 1))
-                         for c in (ys[i], xs[i]))
-        return tuple(int(rng.integers(min(0, n - size), max(1, n - size + 1)))
-                     for n in labels.shape)
 
     def _guide(self, seq: TrainSequence, t: int) -> np.ndarray:
         """The box-only losses' image of a frame: CLAHE, as CellBoxify's (computed once)."""

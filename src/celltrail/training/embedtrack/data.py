@@ -25,15 +25,18 @@ from skimage.transform import rescale, resize
 
 from celltrail.core.errors import InputError
 from celltrail.core.sequence import normalise, open_sequence, read_tiff
-from celltrail.io.ctc import relabel_by_markers, training_truth
+from celltrail.io.ctc import masked_cells, training_truth
 from celltrail.linking.objects import equivalent_diameters
 from celltrail.models.embedtrack import PERCENTILES
+from celltrail.training.crops import crop_corner
 from celltrail.training.embedtrack.losses import Instances
 
 #: Share of each sequence's frames used for training; the rest validates (Sec. 4.3).
 TRAIN_SHARE = 0.9
 #: Pixels sampled per cell to find its (approximate) medoid.
 MEDOID_SAMPLES = 256
+#: Label of pixels no loss looks at: around a cell whose TRA marker has no mask.
+IGNORE = -1
 
 
 def split_index(n_frames: int) -> int:
@@ -52,6 +55,8 @@ def medoids(labels: np.ndarray, seed: int = 0) -> dict[int, np.ndarray]:
     rng = np.random.default_rng(seed)
     out: dict[int, np.ndarray] = {}
     for value, index in ndi.value_indices(labels, ignore_value=0).items():
+        if value < 0:
+            continue
         points = np.stack(index, 1).astype(np.float64)
         sample = points[rng.choice(len(points), min(len(points), MEDOID_SAMPLES), replace=False)]
         out[int(value)] = points[int(np.argmin(cdist(points, sample).sum(1)))].astype(np.float32)
@@ -60,7 +65,8 @@ def medoids(labels: np.ndarray, seed: int = 0) -> dict[int, np.ndarray]:
 
 @dataclass
 class TrainingFrame:
-    """One frame: its normalised image, instance labels (None without masks) and centres."""
+    """One frame: its normalised image, instance labels (None without masks; :data:`IGNORE`
+    where unknown) and centres."""
 
     image: np.ndarray
     labels: np.ndarray | None
@@ -106,9 +112,22 @@ def rescale_sequence(seq: TrainingSequence, diameter: float) -> TrainingSequence
     return TrainingSequence(seq.name, frames, seq.parents, seq.areas * scale**2, seq.split_at)
 
 
+def ignore_around(cells: np.ndarray, bare: np.ndarray, reach: float) -> np.ndarray:
+    """``cells`` with :data:`IGNORE` within ``reach`` pixels of each ``bare`` marker (a cell
+    with no mask) and outside every mask: neither cell nor background to the losses."""
+    cells = cells.astype(np.int32)
+    if not bare.any():
+        return cells
+    near = ndi.distance_transform_edt(bare == 0) <= reach
+    return np.where(near & (cells == 0), IGNORE, cells)
+
+
 def load_sequence(seq_dir: str | Path, frames: Sequence[int] | None = None) -> TrainingSequence:
     """Read a CTC sequence folder ``NN`` with ``NN_GT`` (and ``NN_ST``) beside it; only the
-    masks of ``frames`` when given (the others keep their TRA markers, for tracking)."""
+    masks of ``frames`` when given (the others keep their TRA markers, for tracking). A marker
+    whose cell has no mask (:func:`~celltrail.io.ctc.masked_cells`) keeps its centre for
+    tracking, and all within a median cell diameter of it is ignored: the marker lies somewhere
+    inside its cell, so that reach covers the cell wherever it lies."""
     seq_dir = Path(seq_dir)
     truth, files = training_truth(seq_dir)
     if frames is not None:
@@ -117,24 +136,25 @@ def load_sequence(seq_dir: str | Path, frames: Sequence[int] | None = None) -> T
     if len(images) != len(truth.masks):
         raise InputError(seq_dir, f"{len(images)} frames but {len(truth.masks)} ground-truth "
                          "TRA frames")
-    frames, areas = [], []
+    masks = {t: masked_cells(read_tiff(files[t]), np.asarray(truth.masks[t])) for t in files}
     split = split_index(len(images))
-    for t in range(len(images)):
-        markers = np.asarray(truth.masks[t])
-        labels = None
-        if t in files:
-            labels = relabel_by_markers(read_tiff(files[t]), markers).astype(np.int32)
-            if t < split:
-                counts = np.bincount(labels.ravel())[1:]
-                areas.append(counts[counts > 0])
-        centres = medoids(labels if labels is not None else markers, seed=t)
-        frames.append(TrainingFrame(normalise(images[t], PERCENTILES), labels, centres))
-    if not areas:
+    counts = [np.bincount(cells.ravel())[1:] for t, (cells, _) in masks.items() if t < split]
+    areas = np.concatenate([c[c > 0] for c in counts]) if counts else np.zeros(0)
+    if not len(areas):
         raise InputError(seq_dir.with_name(f"{seq_dir.name}_GT"),
                          "no segmentation masks in the first 90% of frames")
+    reach = float(np.median(equivalent_diameters(areas)))
+    frames = []
+    for t in range(len(images)):
+        labels, cells = None, np.asarray(truth.masks[t])
+        if t in masks:
+            cells, bare = masks[t]
+            labels = ignore_around(cells, bare, reach)
+            cells = cells + bare
+        centres = medoids(cells, seed=t)
+        frames.append(TrainingFrame(normalise(images[t], PERCENTILES), labels, centres))
     parents = {label: track.parent for label, track in truth.lineage.items() if track.parent}
-    return TrainingSequence(f"{seq_dir.parent.name}/{seq_dir.name}", frames, parents,
-                            np.concatenate(areas))
+    return TrainingSequence(f"{seq_dir.parent.name}/{seq_dir.name}", frames, parents, areas)
 
 
 def load_stills(name: str, images: Sequence[np.ndarray],
@@ -279,6 +299,13 @@ class _View:
                          torch.from_numpy(centres))
 
 
+def _masked_if_partial(*frames: TrainingFrame) -> np.ndarray | None:
+    """The masked cells of the first of ``frames`` with masks, if those masks leave cells out
+    (:data:`IGNORE`), for crops around them; else None."""
+    labels = next((f.labels for f in frames if f.labels is not None), None)
+    return labels > 0 if labels is not None and (labels == IGNORE).any() else None
+
+
 class Sampler:
     """Random training pairs from the training frames of several sequences (seeded)."""
 
@@ -303,9 +330,7 @@ class Sampler:
         now, before = seq.frames[t], seq.frames[t - 1]
         zoom = float(np.exp(rng.uniform(-p.zoom, p.zoom))) if self.general else 1.0
         size = max(8, round(p.crop / zoom))  # the window that becomes a crop
-        height, width = now.image.shape
-        top = int(rng.integers(min(0, height - size), max(1, height - size + 1)))
-        left = int(rng.integers(min(0, width - size), max(1, width - size + 1)))
+        top, left = crop_corner(now.image.shape, size, rng, _masked_if_partial(now, before))
         shift = np.zeros(2, dtype=int)
         if self.augment and rng.random() < p.p_shift:
             reach = max(1, int(seq.diameter / 2))
