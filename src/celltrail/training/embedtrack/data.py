@@ -146,12 +146,12 @@ def load_sequence(seq_dir: str | Path, frames: Sequence[int] | None = None) -> T
     reach = float(np.median(equivalent_diameters(areas)))
     frames = []
     for t in range(len(images)):
-        labels, cells = None, np.asarray(truth.masks[t])
+        labels, every_cell = None, np.asarray(truth.masks[t])
         if t in masks:
             cells, bare = masks[t]
             labels = ignore_around(cells, bare, reach)
-            cells = cells + bare
-        centres = medoids(cells, seed=t)
+            every_cell = cells + bare  # masks, and the markers of the cells without one
+        centres = medoids(every_cell, seed=t)
         frames.append(TrainingFrame(normalise(images[t], PERCENTILES), labels, centres))
     parents = {label: track.parent for label, track in truth.lineage.items() if track.parent}
     return TrainingSequence(f"{seq_dir.parent.name}/{seq_dir.name}", frames, parents, areas)
